@@ -1,0 +1,34 @@
+# Two commands do all the set-up on a fresh machine:
+#   make run    set up, then build on the embedded defaults, approve, and write a local release
+#   make test   set up, then run the test suite (starts a local PostgreSQL when one is installed)
+VENV ?= .venv
+PYTHON ?= python3
+BIN := $(VENV)/bin
+RELEASE_VERSION ?= 0.1.0-demo.$(shell date -u +%Y%m%d%H%M%S)
+
+.PHONY: run test lint bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	# the CPU build of torch, on disk here; a bare `torch` would pull a multi-GB CUDA build
+	$(BIN)/python -m pip install --quiet torch==2.13.0
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+run: $(BIN)/.installed
+	$(BIN)/mirbench build
+	$(BIN)/mirbench review approve --all --reviewer demo
+	$(BIN)/mirbench release --version $(RELEASE_VERSION) --out artifacts/releases/$(RELEASE_VERSION)
+
+test: $(BIN)/.installed
+	. scripts/test-postgres.sh && HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: $(BIN)/.installed
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+bench: $(BIN)/.installed
+	HF_HUB_OFFLINE=1 $(BIN)/python bench/build.py
+
+clean:
+	rm -rf artifacts/* .pytest_cache

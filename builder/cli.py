@@ -1,0 +1,409 @@
+"""`mirbench`: build, review and release multi-image safety benchmarks."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from builder import __version__, progress
+from builder.errors import InputError
+from builder.settings import Settings, load_settings
+from builder.store import ReviewState, Store
+
+app = typer.Typer(
+    help=__doc__,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+taxonomy_app = typer.Typer(
+    help="Inspect and check the taxonomy (categories, relations).", no_args_is_help=True
+)
+seeds_app = typer.Typer(help="Check seed files.", no_args_is_help=True)
+review_app = typer.Typer(help="The human review queue: list, approve, reject.", no_args_is_help=True)
+app.add_typer(taxonomy_app, name="taxonomy")
+app.add_typer(seeds_app, name="seeds")
+app.add_typer(review_app, name="review")
+
+console = Console()
+errors = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help="YAML config file (also MIRBENCH_CONFIG).", show_default=False),
+]
+ArtifactsOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Run outputs folder (also MIRBENCH_ARTIFACTS). [default: artifacts]", show_default=False
+    ),
+]
+DatabaseOption = Annotated[
+    str | None,
+    typer.Option(
+        help="SQLAlchemy URL of the store (also MIRBENCH_DATABASE_URL), e.g. "
+        "postgresql+psycopg://user:pass@host/db. [default: SQLite in the artifacts folder]",
+        show_default=False,
+    ),
+]
+TaxonomyOption = Annotated[
+    Path | None,
+    typer.Option(
+        help="Taxonomy folder (categories.yaml + relations/). [default: the bundled one]", show_default=False
+    ),
+]
+
+
+def _fail(error: InputError) -> None:
+    errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+    raise typer.Exit(code=2)
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    try:
+        yield
+    except InputError as error:
+        _fail(error)
+
+
+def _settings(config: Path | None, **overrides: Any) -> Settings:
+    with _user_errors():
+        return load_settings(config, **overrides)
+
+
+def _prepare_prefect(settings: Settings, verbose: bool) -> None:
+    """Prefect reads its settings at import: set them before the flows are imported."""
+    os.environ.setdefault("PREFECT_HOME", str((settings.artifacts / ".prefect").resolve()))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+class _RichReporter:
+    """One bar per stage; shards of the same stage add to its bar."""
+
+    def __init__(self, display: Progress):
+        self.display = display
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, stage: str, total: int) -> Callable[[int], None]:
+        if stage in self.tasks:
+            task = self.tasks[stage]
+            self.display.update(task, total=self.display.tasks[task].total + total)
+        else:
+            task = self.tasks[stage] = self.display.add_task(stage, total=total)
+        return lambda n=1: self.display.advance(task, n)
+
+
+@contextmanager
+def _progress_bars() -> Iterator[None]:
+    display = Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with display, progress.use_reporter(_RichReporter(display)):
+        yield
+
+
+@app.callback(invoke_without_command=True)
+def main(version: Annotated[bool, typer.Option("--version", help="Print the version.")] = False) -> None:
+    if version:
+        console.print(f"mirbench {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def build(
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
+    seeds: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--seeds",
+            help="Seed file or folder; repeat for several. [default: the bundled seeds]",
+            show_default=False,
+        ),
+    ] = None,
+    relation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--relation",
+            "-r",
+            help="Build only this relation (slug); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Use at most N seeds, spread over the categories (smoke runs).", show_default=False
+        ),
+    ] = None,
+    max_iterations: Annotated[
+        int | None,
+        typer.Option(
+            help="Rounds per (seed, relation) pair before giving up. [default: 3]", show_default=False
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Build benchmark items: seeds x relations -> composed, rendered, checked, queued for review.
+
+    Reruns skip finished work and resume an interrupted build.
+    """
+    settings = _settings(
+        config,
+        artifacts=artifacts,
+        database_url=database_url,
+        taxonomy=taxonomy,
+        seeds=seeds,
+        relations=relation,
+        max_iterations=max_iterations,
+    )
+    _prepare_prefect(settings, verbose)
+    from flows.build import build as build_flow
+
+    with _user_errors(), _progress_bars():
+        report = build_flow(settings=settings, limit=limit)
+    table = Table(title=f"Build {report.run_id}", show_header=True)
+    table.add_column("funnel")
+    table.add_column("items", justify="right")
+    for row in report.funnel:
+        table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)
+    console.print(table)
+    stages = "  ".join(f"{name} {stats.seconds:.1f}s" for name, stats in report.stages.items())
+    console.print(f"stage time: {stages}")
+    console.print(
+        f"cells with queued items: {report.cells_queued}/{report.cells_total}  stats: {report.stats_file}"
+    )
+
+
+@app.command()
+def status(
+    config: ConfigOption = None, artifacts: ArtifactsOption = None, database_url: DatabaseOption = None
+) -> None:
+    """Summarise the store: items by status, the review queue, recent runs and releases."""
+    settings = _settings(config, artifacts=artifacts, database_url=database_url)
+    store = Store(settings.resolved_database_url)
+    try:
+        table = Table(title="Items", show_header=True)
+        table.add_column("status")
+        table.add_column("items", justify="right")
+        for name, count in sorted(store.status_counts().items()):
+            table.add_row(name, str(count))
+        console.print(table)
+        reviews = store.review_counts()
+        console.print(
+            "review queue: "
+            + ", ".join(f"{state.value} {reviews.get(state.value, 0)}" for state in ReviewState)
+        )
+        for run in store.runs():
+            state = "finished" if run.finished_at else "unfinished (rerun `mirbench build` to resume)"
+            console.print(f"run {run.id}: {state}")
+        for row in store.releases():
+            console.print(f"release {row.version}: {row.items} items at {row.location}")
+    finally:
+        store.close()
+
+
+@taxonomy_app.command("list")
+def taxonomy_list(config: ConfigOption = None, taxonomy: TaxonomyOption = None) -> None:
+    """List categories and relations."""
+    settings = _settings(config, taxonomy=taxonomy)
+    from builder.taxonomy import load_taxonomy
+
+    with _user_errors():
+        loaded = load_taxonomy(settings.taxonomy)
+    categories = Table(title="Categories")
+    for column in ("slug", "name", "published as"):
+        categories.add_column(column)
+    for category in loaded.categories.values():
+        categories.add_row(category.slug, category.display_name, category.published_name)
+    console.print(categories)
+    relations = Table(title="Relations")
+    for column in ("group", "slug", "name", "published as", "images", "templates"):
+        relations.add_column(column)
+    for relation in sorted(loaded.relations.values(), key=lambda r: (r.group, r.slug)):
+        relations.add_row(
+            relation.group,
+            relation.slug,
+            relation.display_name,
+            relation.published_name,
+            f"{relation.min_images}-{relation.max_images}",
+            str(len(relation.offline.templates)),
+        )
+    console.print(relations)
+
+
+@taxonomy_app.command("validate")
+def taxonomy_validate(config: ConfigOption = None, taxonomy: TaxonomyOption = None) -> None:
+    """Check every taxonomy file; report all problems with file:line."""
+    settings = _settings(config, taxonomy=taxonomy)
+    from builder.taxonomy import load_taxonomy
+
+    with _user_errors():
+        loaded = load_taxonomy(settings.taxonomy)
+    console.print(
+        f"taxonomy OK: {len(loaded.categories)} categories, {len(loaded.relations)} "
+        f"relations ({settings.taxonomy})"
+    )
+
+
+@seeds_app.command("validate")
+def seeds_validate(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Seed files or folders. [default: the configured seeds]", show_default=False),
+    ] = None,
+    config: ConfigOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Check seed files (JSONL or CSV); report all problems with file:line."""
+    settings = _settings(config, taxonomy=taxonomy, seeds=paths)
+    from builder.seeds import load_seeds
+    from builder.taxonomy import load_taxonomy
+
+    with _user_errors():
+        loaded = load_seeds(settings.seeds, load_taxonomy(settings.taxonomy))
+    per_category: dict[str, int] = {}
+    for seed in loaded:
+        per_category[seed.category] = per_category.get(seed.category, 0) + 1
+    console.print(
+        f"seeds OK: {len(loaded)} seeds; "
+        + ", ".join(f"{name} {count}" for name, count in sorted(per_category.items()))
+    )
+    unlicensed = sum(1 for seed in loaded if seed.license == "unspecified")
+    if unlicensed:
+        console.print(f"[yellow]note:[/] {unlicensed} seed(s) have no license field")
+
+
+def _open_store(config: Path | None, artifacts: Path | None, database_url: str | None) -> Store:
+    return Store(_settings(config, artifacts=artifacts, database_url=database_url).resolved_database_url)
+
+
+@review_app.command("list")
+def review_list(
+    state: Annotated[
+        ReviewState | None, typer.Option(help="Only this state. [default: pending]", show_default=False)
+    ] = ReviewState.PENDING,
+    limit: Annotated[int, typer.Option(help="Show at most N items.")] = 50,
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """List items in the review queue with their prompts."""
+    store = _open_store(config, artifacts, database_url)
+    try:
+        entries = store.reviews(state, limit)
+    finally:
+        store.close()
+    table = Table(title=f"Review queue ({state.value if state else 'all'})")
+    for column in ("id", "category", "relation", "round", "images", "prompt", "state"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        item = entry.item
+        table.add_row(
+            item.id,
+            item.category,
+            item.relation,
+            str(item.iteration),
+            str(len(item.slots)),
+            item.revised_prompt,
+            entry.state.value,
+        )
+    console.print(table)
+
+
+def _decide(
+    ids: list[str],
+    select_all: bool,
+    state: ReviewState,
+    reviewer: str | None,
+    reason: str | None,
+    config: Path | None,
+    artifacts: Path | None,
+    database_url: str | None,
+) -> None:
+    if bool(ids) == select_all:
+        _fail(InputError("give item ids or --all (not both)"))
+    store = _open_store(config, artifacts, database_url)
+    try:
+        with _user_errors():
+            targets = store.pending_ids() if select_all else ids
+            count = store.decide(targets, state, reviewer or getpass.getuser(), reason) if targets else 0
+    finally:
+        store.close()
+    console.print(f"{state.value} {count} item(s)")
+
+
+@review_app.command("approve")
+def review_approve(
+    ids: Annotated[list[str] | None, typer.Argument(help="Item ids to approve.", show_default=False)] = None,
+    select_all: Annotated[bool, typer.Option("--all", help="Approve every pending item.")] = False,
+    reviewer: Annotated[
+        str | None, typer.Option(help="Who decides. [default: your user name]", show_default=False)
+    ] = None,
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Approve queued items (they become eligible for release)."""
+    _decide(ids or [], select_all, ReviewState.APPROVED, reviewer, None, config, artifacts, database_url)
+
+
+@review_app.command("reject")
+def review_reject(
+    ids: Annotated[list[str], typer.Argument(help="Item ids to reject.")],
+    reason: Annotated[str, typer.Option(help="Why; fed back to the composer in the next round.")],
+    reviewer: Annotated[
+        str | None, typer.Option(help="Who decides. [default: your user name]", show_default=False)
+    ] = None,
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Reject queued items; the next `mirbench build` refines them as a new round."""
+    _decide(ids, False, ReviewState.REJECTED, reviewer, reason, config, artifacts, database_url)
+
+
+@app.command()
+def release(
+    version: Annotated[str, typer.Option(help="Release version, X.Y.Z.")],
+    out: Annotated[Path, typer.Option(help="Folder to write; must not exist or be empty.")],
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Prefect's logs.")] = False,
+) -> None:
+    """Export approved items as a versioned local release (Parquet + manifest + dataset card)."""
+    settings = _settings(config, artifacts=artifacts, database_url=database_url)
+    _prepare_prefect(settings, verbose)
+    from flows.release import release as release_flow
+
+    with _user_errors(), _progress_bars():
+        result = release_flow(settings=settings, version=version, out=out)
+    console.print(
+        f"release {result.version}: {result.items} items -> {result.location} "
+        f"(manifest sha256 {result.manifest_sha256[:12]})"
+    )
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(app())

@@ -1,0 +1,26 @@
+"""Errors that describe bad input: they name the file, line or item at fault."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class InputError(Exception):
+    """A user-supplied file or value is invalid. The message is meant to be shown as is."""
+
+    def __init__(self, message: str, *, path: Path | str | None = None, line: int | None = None):
+        self.path = Path(path) if path is not None else None
+        self.line = line
+        location = ""
+        if path is not None:
+            location = f"{path}:{line}: " if line is not None else f"{path}: "
+        super().__init__(f"{location}{message}")
+
+
+class InputErrors(InputError):
+    """Several problems found in one pass, reported together so users fix them in one go."""
+
+    def __init__(self, errors: list[InputError]):
+        self.errors = errors
+        lines = "\n".join(f"  - {error}" for error in errors)
+        super().__init__(f"{len(errors)} problem(s) found:\n{lines}")

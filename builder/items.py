@@ -1,0 +1,101 @@
+"""The multi-image item: the one unit that flows between stages, and what it carries."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class ItemStatus(StrEnum):
+    """Where a candidate is. Terminal: queued (awaits people), rejected, failed."""
+
+    COMPOSED = "composed"
+    RENDERED = "rendered"
+    UNIQUE = "unique"
+    PASSED = "passed"
+    QUEUED = "queued"
+    REJECTED = "rejected"
+    FAILED = "failed"
+
+
+TERMINAL_STATUSES = frozenset({ItemStatus.QUEUED, ItemStatus.REJECTED, ItemStatus.FAILED})
+
+
+def item_id(seed_id: str, relation: str, iteration: int) -> str:
+    """Content-derived id: the same seed, relation and round always name the same candidate."""
+    return hashlib.sha256(f"{seed_id}\x1f{relation}\x1f{iteration}".encode()).hexdigest()[:16]
+
+
+class ImageSlot(BaseModel):
+    """One image of an item, in order. File fields are filled by the render stage."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str
+    description: str
+    keywords: list[str]
+    file: str | None = None  # relative to the artifacts folder, content-addressed
+    sha256: str | None = None
+    phash: str | None = None  # 64-bit perceptual hash, hex
+
+
+class Verdict(BaseModel):
+    """One check's judgement on an item; kept whether it passed or not."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    version: str
+    passed: bool
+    score: float | None = None
+    reason: str = ""  # a category, so reasons can be counted ("blank image")
+    detail: str = ""  # the specifics ("slot 2: pixel stddev 0.0")
+
+    @property
+    def label(self) -> str:
+        return f"{self.name}@{self.version}"
+
+
+class Provenance(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    composer: str
+    template: str
+    renderer: str | None = None
+    model_ids: dict[str, str] = Field(default_factory=dict)
+    config_hash: str
+    run_id: str
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    seed_id: str
+    original_question: str
+    guarded_phrase: str
+    category: str
+    relation: str
+    iteration: int = Field(ge=1)
+    revised_prompt: str
+    slots: list[ImageSlot]
+    status: ItemStatus = ItemStatus.COMPOSED
+    verdicts: list[Verdict] = Field(default_factory=list)
+    feedback: list[str] = Field(default_factory=list)  # why the previous round was rejected
+    provenance: Provenance
+    created_at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def rejection(self) -> Verdict | None:
+        return next((verdict for verdict in self.verdicts if not verdict.passed), None)
+
+    def reject(self, verdict: Verdict) -> None:
+        self.verdicts.append(verdict)
+        self.status = ItemStatus.REJECTED
+
+    def fail(self, stage: str, reason: str) -> None:
+        self.verdicts.append(Verdict(name=stage, version="error", passed=False, reason=reason))
+        self.status = ItemStatus.FAILED
