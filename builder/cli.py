@@ -84,6 +84,7 @@ def _settings(config: Path | None, **overrides: Any) -> Settings:
 
 def _prepare_prefect(settings: Settings, verbose: bool) -> None:
     """Prefect reads its settings at import: set them before the flows are imported."""
+    settings.artifacts.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_HOME", str((settings.artifacts / ".prefect").resolve()))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "WARNING")
     os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -176,6 +177,10 @@ def build(
         relations=relation,
         max_iterations=max_iterations,
     )
+    from builder.pipeline import load_inputs
+
+    with _user_errors():
+        load_inputs(settings, limit)  # fail on bad input before starting any orchestration
     _prepare_prefect(settings, verbose)
     from flows.build import build as build_flow
 

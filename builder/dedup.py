@@ -90,16 +90,19 @@ class _KeptIndex:
         rows.append(item.id, _phash_bits(item))
         self.files.setdefault(tuple(slot.sha256 or "" for slot in item.slots), item.id)
 
-    def image_match(self, item: Item, max_distance: int) -> tuple[str, int] | None:
+    def image_match(self, item: Item, max_distance: int) -> tuple[str, int, bool] | None:
+        """(kept id, max slot Hamming distance, byte-identical?) of the closest kept match."""
         exact = self.files.get(tuple(slot.sha256 or "" for slot in item.slots))
         if exact is not None:
-            return exact, 0
+            return exact, 0, True
         rows = self.hashes.get(len(item.slots))
         if rows is None or not rows.ids:
             return None
         distances = np.bitwise_count(rows.matrix ^ _phash_bits(item)[None, :]).max(axis=1)
         best = int(distances.argmin())
-        return (rows.ids[best], int(distances[best])) if distances[best] <= max_distance else None
+        if distances[best] > max_distance:
+            return None
+        return rows.ids[best], int(distances[best]), False
 
     def text_match(self, vector: np.ndarray, threshold: float) -> tuple[str, float] | None:
         if not self.texts.ids:
@@ -130,14 +133,14 @@ def deduplicate(
             image = index.image_match(item, phash_max_distance)
             text = index.text_match(vectors[item.id], text_similarity)
             if image is not None:
-                other, distance = image
+                other, distance, exact = image
                 item.reject(
                     Verdict(
                         name="dedup",
                         version=VERSION,
                         passed=False,
                         score=float(distance),
-                        reason="exact duplicate images" if distance == 0 else "near-duplicate images",
+                        reason="exact duplicate images" if exact else "near-duplicate images",
                         detail=f"of {other} (max Hamming distance {distance})",
                     )
                 )

@@ -100,6 +100,8 @@ class BuildContext:
 
 def load_inputs(settings: Settings, limit: int | None = None) -> tuple[Taxonomy, list[Seed], list[Relation]]:
     """Taxonomy, seeds (at most `limit`, spread over categories) and the relations to build."""
+    if limit is not None and limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {limit})")
     taxonomy = load_taxonomy(settings.taxonomy)
     seeds = load_seeds(settings.seeds, taxonomy)
     relations = taxonomy.select_relations(settings.relations)
@@ -124,8 +126,6 @@ def _spread(seeds: list[Seed], limit: int) -> list[Seed]:
 
 def open_build(settings: Settings, limit: int | None = None) -> BuildContext:
     """Validate every input first; only then create the artifacts folder and the store."""
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1 (got {limit})")
     taxonomy, seeds, relations = load_inputs(settings, limit)
     settings.artifacts.mkdir(parents=True, exist_ok=True)
     store = Store(settings.resolved_database_url)

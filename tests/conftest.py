@@ -1,0 +1,91 @@
+"""Shared fixtures. Real components throughout: SQLite and PostgreSQL stores, a real Prefect
+server (one per session, via prefect_test_harness), real images, the shipped MiniLM model."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+# Prefect and the HF libraries read these at import time: set them before anything imports them.
+_PREFECT_HOME = tempfile.mkdtemp(prefix="mirbench-prefect-")
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_HOME": _PREFECT_HOME,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+    }
+)
+for _name in [
+    name for name in os.environ if name.startswith("MIRBENCH_") and name != "MIRBENCH_TEST_POSTGRES_URL"
+]:
+    del os.environ[_name]
+
+import pytest  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+
+from builder.settings import Settings, bundled  # noqa: E402
+from builder.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+
+POSTGRES_URL = os.environ.get("MIRBENCH_TEST_POSTGRES_URL")
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def prefect_api_url() -> Iterator[str]:
+    """A real Prefect server for the whole session; yields its API URL."""
+    from prefect.settings import PREFECT_API_URL
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(PREFECT_API_URL.value())
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(
+    params=[
+        "sqlite",
+        pytest.param("postgresql", marks=pytest.mark.postgres),
+    ]
+)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each test runs once on SQLite and once on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    if not POSTGRES_URL:
+        pytest.skip(
+            "no PostgreSQL server given: set MIRBENCH_TEST_POSTGRES_URL (`make test` starts the "
+            "machine's PostgreSQL 15 and sets it)"
+        )
+    _reset_postgres(POSTGRES_URL)
+    return POSTGRES_URL
+
+
+@pytest.fixture(scope="session")
+def taxonomy() -> Taxonomy:
+    return load_taxonomy(bundled("taxonomy"))
+
+
+@pytest.fixture
+def settings(tmp_path: Path, database_url: str) -> Settings:
+    return Settings(artifacts=tmp_path / "artifacts", database_url=database_url)
+
+
+@pytest.fixture
+def taxonomy_copy(tmp_path: Path) -> Path:
+    """A writable copy of the bundled taxonomy, for tests that add or break files."""
+    target = tmp_path / "taxonomy"
+    shutil.copytree(bundled("taxonomy"), target)
+    return target

@@ -1,0 +1,80 @@
+"""The store on SQLite and on a real PostgreSQL server (see conftest.database_url)."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import InputError
+from builder.items import ItemStatus, Verdict
+from builder.store import ReviewState, Store
+from tests.helpers import make_item
+
+
+@pytest.fixture
+def store(database_url: str) -> Store:
+    opened = Store(database_url)
+    yield opened
+    opened.close()
+
+
+def test_items_round_trip_and_upsert(store: Store) -> None:
+    item = make_item()
+    store.save_items([item])
+    item.reject(Verdict(name="leakage", version="1", passed=False, reason="prompt repeats the key phrase"))
+    store.save_items([item])
+    (loaded,) = store.get_items([item.id])
+    assert loaded == item
+    assert store.status_counts() == {"rejected": 1}
+    assert store.reason_counts() == {"leakage: prompt repeats the key phrase": 1}
+
+
+def test_unknown_ids_are_named(store: Store) -> None:
+    with pytest.raises(InputError, match="unknown item id"):
+        store.get_items(["nope"])
+
+
+def test_ids_with_status_are_per_round_ordered_and_scoped(store: Store) -> None:
+    items = [make_item(seed_id=f"s-{n}", iteration=1 + n % 2) for n in range(6)]
+    store.save_items(items)
+    first_round = store.ids_with_status(ItemStatus.COMPOSED, 1, {"s-0", "s-2"}, ["analogy"])
+    assert first_round == sorted(item.id for item in items if item.seed_id in {"s-0", "s-2"})
+    assert store.ids_with_status(ItemStatus.COMPOSED, 1, {"s-0"}, ["causality"]) == []
+
+
+def test_latest_candidate_per_pair(store: Store) -> None:
+    first, second = make_item(iteration=1), make_item(iteration=2)
+    first.reject(Verdict(name="dedup", version="1", passed=False, reason="near-duplicate text"))
+    store.save_items([first, second])
+    candidate = store.latest_candidates(["analogy"])[("s-1", "analogy")]
+    assert (candidate.item_id, candidate.iteration, candidate.status) == (second.id, 2, ItemStatus.COMPOSED)
+
+
+def test_review_queue_lifecycle(store: Store) -> None:
+    items = [make_item(seed_id=f"s-{n}") for n in range(3)]
+    store.save_items(items)
+    store.enqueue(items)
+    store.enqueue(items)  # idempotent
+    assert store.review_counts() == {"pending": 3}
+    assert store.decide([items[0].id], ReviewState.APPROVED, "ada", None) == 1
+    store.decide([items[1].id], ReviewState.REJECTED, "ada", "prompt too literal")
+    assert [item.id for item in store.approved_items()] == [items[0].id]
+    (rejected,) = store.get_items([items[1].id])
+    assert rejected.status is ItemStatus.REJECTED
+    assert rejected.rejection is not None and rejected.rejection.reason == "prompt too literal"
+    assert [entry.item.id for entry in store.reviews(ReviewState.PENDING)] == [items[2].id]
+    with pytest.raises(InputError, match="not in the review queue"):
+        store.decide(["missing"], ReviewState.APPROVED, "ada", None)
+
+
+def test_releases_are_immutable(store: Store) -> None:
+    store.record_release("1.0.0", "/tmp/r", 3, "ab" * 32)
+    with pytest.raises(InputError, match="already exists"):
+        store.record_release("1.0.0", "/tmp/r2", 4, "cd" * 32)
+
+
+def test_render_cache_and_embeddings(store: Store) -> None:
+    store.cache_renders([{"key": "k1", "file": "images/aa/x.png", "sha256": "x", "phash": "00ff"}])
+    assert store.cached_renders(["k1", "k2"])["k1"].file == "images/aa/x.png"
+    store.save_embeddings({"i1": b"\x00\x01"}, "m")
+    assert store.embeddings(["i1"], "m") == {"i1": b"\x00\x01"}
+    assert store.embeddings(["i1"], "other-model") == {}
