@@ -35,8 +35,11 @@ app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(review_app, name="review")
 
-console = Console()
-errors = Console(stderr=True)
+# In a terminal rich fits tables to its width; piped into a log, wide lines read better than
+# lines folded at rich's default of 80 columns.
+_LOG_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(width=_LOG_WIDTH)
+errors = Console(stderr=True, width=_LOG_WIDTH)
 
 ConfigOption = Annotated[
     Path | None,
@@ -62,6 +65,14 @@ TaxonomyOption = Annotated[
         help="Taxonomy folder (categories.yaml + relations/). [default: the bundled one]", show_default=False
     ),
 ]
+
+
+def _table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    """A table whose long cells wrap instead of being cut off in narrow terminals."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    return table
 
 
 def _fail(error: InputError) -> None:
@@ -186,9 +197,7 @@ def build(
 
     with _user_errors(), _progress_bars():
         report = build_flow(settings=settings, limit=limit)
-    table = Table(title=f"Build {report.run_id}", show_header=True)
-    table.add_column("funnel")
-    table.add_column("items", justify="right")
+    table = _table(f"Build {report.run_id}", "funnel", "items", right=("items",))
     for row in report.funnel:
         table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)
     console.print(table)
@@ -207,9 +216,7 @@ def status(
     settings = _settings(config, artifacts=artifacts, database_url=database_url)
     store = Store(settings.resolved_database_url)
     try:
-        table = Table(title="Items", show_header=True)
-        table.add_column("status")
-        table.add_column("items", justify="right")
+        table = _table("Items", "status", "items", right=("items",))
         for name, count in sorted(store.status_counts().items()):
             table.add_row(name, str(count))
         console.print(table)
@@ -235,15 +242,11 @@ def taxonomy_list(config: ConfigOption = None, taxonomy: TaxonomyOption = None) 
 
     with _user_errors():
         loaded = load_taxonomy(settings.taxonomy)
-    categories = Table(title="Categories")
-    for column in ("slug", "name", "published as"):
-        categories.add_column(column)
+    categories = _table("Categories", "slug", "name", "published as")
     for category in loaded.categories.values():
         categories.add_row(category.slug, category.display_name, category.published_name)
     console.print(categories)
-    relations = Table(title="Relations")
-    for column in ("group", "slug", "name", "published as", "images", "templates"):
-        relations.add_column(column)
+    relations = _table("Relations", "group", "slug", "name", "published as", "images", "templates")
     for relation in sorted(loaded.relations.values(), key=lambda r: (r.group, r.slug)):
         relations.add_row(
             relation.group,
@@ -318,9 +321,16 @@ def review_list(
         entries = store.reviews(state, limit)
     finally:
         store.close()
-    table = Table(title=f"Review queue ({state.value if state else 'all'})")
-    for column in ("id", "category", "relation", "round", "images", "prompt", "state"):
-        table.add_column(column, overflow="fold")
+    table = _table(
+        f"Review queue ({state.value if state else 'all'})",
+        "id",
+        "category",
+        "relation",
+        "round",
+        "images",
+        "prompt",
+        "state",
+    )
     for entry in entries:
         item = entry.item
         table.add_row(
@@ -385,6 +395,30 @@ def review_reject(
 ) -> None:
     """Reject queued items; the next `mirbench build` refines them as a new round."""
     _decide(ids, False, ReviewState.REJECTED, reviewer, reason, config, artifacts, database_url)
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="When to rebuild, as a cron expression (UTC).")] = "0 3 * * 1",
+    name: Annotated[str, typer.Option(help="Deployment name shown in Prefect.")] = "scheduled",
+    config: ConfigOption = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Use at most N seeds per rebuild.", show_default=False)
+    ] = None,
+) -> None:
+    """Serve scheduled rebuilds: registers a deployment with Prefect and runs it on `--cron`.
+
+    Needs a Prefect server (PREFECT_API_URL); runs until stopped. Settings come from this
+    process's environment and `--config`, read afresh at every run.
+    """
+    settings = _settings(config)
+    if not os.environ.get("PREFECT_API_URL"):
+        _fail(InputError("`mirbench serve` needs a Prefect server: set PREFECT_API_URL"))
+    _prepare_prefect(settings, verbose=True)
+    from flows.build import scheduled_build
+
+    parameters = {"config": str(config.resolve()) if config else None, "limit": limit}
+    scheduled_build.serve(name=name, cron=cron, parameters=parameters)
 
 
 @app.command()

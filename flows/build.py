@@ -7,6 +7,8 @@ rerun resumes where the last run stopped.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
@@ -14,7 +16,7 @@ from builder import pipeline
 from builder.compose import CompositionRequest
 from builder.items import ItemStatus
 from builder.pipeline import BuildContext, BuildReport, pending, plan_round, shards
-from builder.settings import Settings
+from builder.settings import Settings, load_settings
 from builder.stats import StageStats
 
 
@@ -61,3 +63,10 @@ def build(settings: Settings, limit: int | None = None) -> BuildReport:
         return pipeline.finish_build(ctx)
     finally:
         ctx.store.close()
+
+
+@flow(name="mirbench-scheduled-build")
+def scheduled_build(config: str | None = None, limit: int | None = None) -> BuildReport:
+    """Entry point for deployments and schedules: JSON parameters only; settings come from the
+    worker's environment and the optional config file."""
+    return build(settings=load_settings(Path(config) if config else None), limit=limit)

@@ -1,0 +1,46 @@
+"""Settings: one validated model; flags beat environment beat config file beat defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from builder.errors import InputError
+from builder.settings import load_settings
+
+
+def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "mirbench.yaml"
+    config.write_text("max_iterations: 5\nshard_size: 7\nrenderer:\n  size: 300\n")
+    monkeypatch.setenv("MIRBENCH_SHARD_SIZE", "11")
+    settings = load_settings(config, max_iterations=2)
+    assert settings.max_iterations == 2  # flag
+    assert settings.shard_size == 11  # environment over file
+    assert settings.renderer.size == 300  # file over default
+    assert load_settings().renderer.size == 512  # the file does not leak into later loads
+
+
+def test_bad_values_name_the_setting_and_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "bad.yaml"
+    config.write_text("renderer:\n  size: 10\nfilters:\n  enabled: [structural, vibes]\n")
+    with pytest.raises(InputError) as caught:
+        load_settings(config)
+    message = str(caught.value)
+    assert f"{config}: setting 'renderer.size'" in message and "setting 'filters.enabled.1'" in message
+    with pytest.raises(InputError, match="config file not found"):
+        load_settings(tmp_path / "missing.yaml")
+    monkeypatch.setenv("MIRBENCH_MAX_ITERATIONS", "many")
+    with pytest.raises(InputError, match="setting 'max_iterations'"):
+        load_settings()
+
+
+def test_database_defaults_to_sqlite_in_artifacts(tmp_path: Path) -> None:
+    settings = load_settings(artifacts=tmp_path / "a")
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'a' / 'mirbench.db'}"
+
+
+def test_config_hash_ignores_where_things_are_stored(tmp_path: Path) -> None:
+    a = load_settings(artifacts=tmp_path / "a", database_url="sqlite:///x.db")
+    b = load_settings(artifacts=tmp_path / "b")
+    assert a.config_hash() == b.config_hash() != load_settings(max_iterations=4).config_hash()
