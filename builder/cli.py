@@ -167,6 +167,19 @@ def build(
             help="Use at most N seeds, spread over the categories (smoke runs).", show_default=False
         ),
     ] = None,
+    composer: Annotated[
+        str | None,
+        typer.Option(help="Composer backend: offline or openai. [default: offline]", show_default=False),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible server URL, ending in /v1 (openai composer).", show_default=False
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option(help="Model name on that server (openai composer).", show_default=False)
+    ] = None,
     max_iterations: Annotated[
         int | None,
         typer.Option(
@@ -187,6 +200,8 @@ def build(
         seeds=seeds,
         relations=relation,
         max_iterations=max_iterations,
+        composer={k: v for k, v in {"backend": composer, "base_url": base_url, "model": model}.items() if v}
+        or None,
     )
     from builder.pipeline import load_inputs
 

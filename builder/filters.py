@@ -6,6 +6,7 @@ not. The first failing filter rejects the item; later filters do not run on it.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 from typing import Protocol
 
@@ -36,6 +37,16 @@ class StructuralFilter:
         self.taxonomy = taxonomy
         self.artifacts = artifacts
         self.min_pixel_stddev = min_pixel_stddev
+        # Files are content-addressed, so one path always holds the same image: inspect it once.
+        self._inspect = lru_cache(maxsize=65536)(self._pixel_spread)
+
+    def _pixel_spread(self, file: str) -> float | str:
+        """The image's grey-level standard deviation, or why it does not decode."""
+        try:
+            with Image.open(self.artifacts / file) as image:
+                return float(np.asarray(image.convert("L"), dtype=np.float32).std())
+        except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
+            return str(exc)
 
     def _verdict(
         self, passed: bool, reason: str = "", detail: str = "", score: float | None = None
@@ -61,12 +72,9 @@ class StructuralFilter:
                 return self._verdict(False, "empty image text", f"slot {number}")
             if slot.file is None:
                 return self._verdict(False, "image missing", f"slot {number} was never rendered")
-            try:
-                with Image.open(self.artifacts / slot.file) as image:
-                    pixels = np.asarray(image.convert("L"), dtype=np.float32)
-            except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
-                return self._verdict(False, "image does not decode", f"slot {number}: {exc}")
-            spread = float(pixels.std())
+            spread = self._inspect(slot.file)
+            if isinstance(spread, str):
+                return self._verdict(False, "image does not decode", f"slot {number}: {spread}")
             lowest = min(lowest, spread)
             if spread < self.min_pixel_stddev:
                 return self._verdict(

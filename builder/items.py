@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class ItemStatus(StrEnum):
-    """Where a candidate is. Terminal: queued (awaits people), rejected, failed."""
+    """Where a candidate is. Terminal: queued (awaits people), rejected, failed, refused."""
 
     COMPOSED = "composed"
     RENDERED = "rendered"
@@ -19,9 +19,7 @@ class ItemStatus(StrEnum):
     QUEUED = "queued"
     REJECTED = "rejected"
     FAILED = "failed"
-
-
-TERMINAL_STATUSES = frozenset({ItemStatus.QUEUED, ItemStatus.REJECTED, ItemStatus.FAILED})
+    REFUSED = "refused"  # the composer model declined; never retried into compliance
 
 
 def item_id(seed_id: str, relation: str, iteration: int) -> str:
@@ -96,6 +94,12 @@ class Item(BaseModel):
         self.verdicts.append(verdict)
         self.status = ItemStatus.REJECTED
 
-    def fail(self, stage: str, reason: str) -> None:
-        self.verdicts.append(Verdict(name=stage, version="error", passed=False, reason=reason))
+    def fail(self, stage: str, reason: str, detail: str = "") -> None:
+        self.verdicts.append(Verdict(name=stage, version="error", passed=False, reason=reason, detail=detail))
         self.status = ItemStatus.FAILED
+
+    def refuse(self, stage: str, detail: str) -> None:
+        self.verdicts.append(
+            Verdict(name=stage, version="refusal", passed=False, reason="model refused", detail=detail)
+        )
+        self.status = ItemStatus.REFUSED

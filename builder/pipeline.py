@@ -7,6 +7,7 @@ up from the stored statuses (item-level resume lives here, not in Prefect).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Iterator, Sequence
@@ -19,11 +20,12 @@ from typing import TypeVar
 import numpy as np
 from pydantic import BaseModel
 
-from builder.compose import Composer, CompositionRequest, OfflineComposer, compose_items
+from builder.compose import Composer, CompositionRequest, LLMComposer, OfflineComposer, compose_items
 from builder.dedup import TextEmbedder, deduplicate, item_text
 from builder.errors import InputError
 from builder.filters import Filter, LeakageFilter, StructuralFilter, filter_items
 from builder.items import Item, ItemStatus
+from builder.llm import LLMClient
 from builder.queue import queue_items
 from builder.release import ReleaseResult, export_release
 from builder.render import Renderer, TypographicRenderer, render_items
@@ -72,6 +74,9 @@ class BuildContext:
 
     @cached_property
     def composer(self) -> Composer:
+        settings = self.settings.composer
+        if settings.backend == "openai":
+            return LLMComposer(LLMClient(settings, cache=self.store), self.settings.taxonomy / "prompts")
         return OfflineComposer()
 
     @cached_property
@@ -184,16 +189,19 @@ def run_render(ctx: BuildContext, ids: list[str]) -> StageStats:
 
 
 def _text_vectors(ctx: BuildContext, items: list[Item]) -> dict[str, np.ndarray]:
+    """A unit vector per item id; each distinct text is encoded once, ever (cached in the store)."""
     model = ctx.settings.dedup.text_model
-    stored = ctx.store.embeddings([item.id for item in items], model)
-    vectors = {item_id: np.frombuffer(raw, dtype=np.float32) for item_id, raw in stored.items()}
-    missing = [item for item in items if item.id not in vectors]
+    keys = {item.id: hashlib.sha256(f"{model}\x1f{item_text(item)}".encode()).hexdigest() for item in items}
+    texts = {keys[item.id]: item_text(item) for item in items}
+    vectors = {
+        key: np.frombuffer(raw, dtype=np.float32) for key, raw in ctx.store.embeddings(list(texts)).items()
+    }
+    missing = [key for key in texts if key not in vectors]
     if missing:
-        fresh = ctx.embedder.encode([item_text(item) for item in missing])
-        new = {item.id: row for item, row in zip(missing, fresh, strict=True)}
-        ctx.store.save_embeddings({k: v.tobytes() for k, v in new.items()}, model)
-        vectors.update(new)
-    return vectors
+        fresh = dict(zip(missing, ctx.embedder.encode([texts[key] for key in missing]), strict=True))
+        ctx.store.save_embeddings({key: vector.tobytes() for key, vector in fresh.items()})
+        vectors.update(fresh)
+    return {item_id: vectors[key] for item_id, key in keys.items()}
 
 
 def run_dedup(ctx: BuildContext, iteration: int) -> StageStats:
@@ -245,12 +253,19 @@ def funnel(ctx: BuildContext) -> list[FunnelRow]:
     statuses = ctx.store.status_counts(ctx.seed_ids)
     reasons = ctx.store.reason_counts(ctx.seed_ids)
     total = sum(statuses.values())
+    failures = {k: v for k, v in reasons.items() if k.startswith(("compose:", "render:"))}
     rows = [
         FunnelRow(label="seeds", count=len(ctx.seeds)),
         FunnelRow(label="(seed, relation) pairs", count=len(ctx.seeds) * len(ctx.relations)),
         FunnelRow(label="candidates composed (all rounds)", count=total),
+        FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
         FunnelRow(label="failed", count=statuses.get(ItemStatus.FAILED.value, 0)),
-        FunnelRow(label="rendered", count=total - _count_prefix(reasons, ("compose:", "render:"))),
+        *(
+            FunnelRow(label=k, count=v, indent=1)
+            for k, v in sorted(failures.items())
+            if not k.endswith("model refused")
+        ),
+        FunnelRow(label="rendered", count=total - sum(failures.values())),
     ]
     duplicates = {k: v for k, v in reasons.items() if k.startswith("dedup:")}
     rows.append(FunnelRow(label="duplicates", count=sum(duplicates.values())))
@@ -262,10 +277,6 @@ def funnel(ctx: BuildContext) -> list[FunnelRow]:
     rows += [FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())]
     rows.append(FunnelRow(label="queued for review", count=statuses.get(ItemStatus.QUEUED.value, 0)))
     return rows
-
-
-def _count_prefix(counts: dict[str, int], prefixes: tuple[str, ...]) -> int:
-    return sum(v for k, v in counts.items() if k.startswith(prefixes))
 
 
 def finish_build(ctx: BuildContext) -> BuildReport:

@@ -14,7 +14,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from builder.errors import InputError, InputErrors
+from builder.llm import LLMSettings
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +38,18 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class ComposerSettings(_Section):
-    backend: Literal["offline"] = "offline"
+class ComposerSettings(LLMSettings):
+    """`offline` needs nothing; `openai` talks to any OpenAI-compatible server (see LLMSettings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    backend: Literal["offline", "openai"] = "offline"
+
+    @model_validator(mode="after")
+    def _model_named(self) -> ComposerSettings:
+        if self.backend == "openai" and not self.model:
+            raise ValueError("composer backend 'openai' needs a model name (--model or composer.model)")
+        return self
 
 
 class RendererSettings(_Section):

@@ -84,11 +84,23 @@ class RenderRow(_Base):
 
 
 class EmbeddingRow(_Base):
+    """Text embeddings keyed by sha256(model, text): a text is encoded once, whatever item has it."""
+
     __tablename__ = "text_embeddings"
 
-    item_id: Mapped[str] = mapped_column(String(32), primary_key=True)
-    model: Mapped[str] = mapped_column(String(256))
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
     vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ResponseRow(_Base):
+    """Model answers keyed by (model, template version, rendered request): reruns replay them."""
+
+    __tablename__ = "llm_responses"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
 
 
 class RunRow(_Base):
@@ -248,7 +260,11 @@ class Store:
 
     def reason_counts(self, seed_ids: Iterable[str] | None = None) -> dict[str, int]:
         counts = self._count(
-            ItemRow.reason, seed_ids, ItemRow.status.in_([ItemStatus.REJECTED.value, ItemStatus.FAILED.value])
+            ItemRow.reason,
+            seed_ids,
+            ItemRow.status.in_(
+                [ItemStatus.REJECTED.value, ItemStatus.FAILED.value, ItemStatus.REFUSED.value]
+            ),
         )
         return {reason: count for reason, count in counts.items() if reason}
 
@@ -371,20 +387,31 @@ class Store:
         with self._session() as session:
             self._upsert(session, RenderRow.__table__, rows, "key")
 
-    def embeddings(self, ids: Sequence[str], model: str) -> dict[str, bytes]:
+    def embeddings(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}
         with Session(self.engine) as session:
-            for chunk in _chunks(list(ids)):
-                query = select(EmbeddingRow.item_id, EmbeddingRow.vector).where(
-                    EmbeddingRow.item_id.in_(chunk), EmbeddingRow.model == model
-                )
-                found.update({item_id: vector for item_id, vector in session.execute(query)})
+            for chunk in _chunks(list(keys)):
+                query = select(EmbeddingRow.key, EmbeddingRow.vector).where(EmbeddingRow.key.in_(chunk))
+                found.update({key: vector for key, vector in session.execute(query)})
         return found
 
-    def save_embeddings(self, vectors: dict[str, bytes], model: str) -> None:
-        rows = [{"item_id": k, "model": model, "vector": v} for k, v in vectors.items()]
+    def save_embeddings(self, vectors: dict[str, bytes]) -> None:
+        rows = [{"key": key, "vector": vector} for key, vector in vectors.items()]
         with self._session() as session:
-            self._upsert(session, EmbeddingRow.__table__, rows, "item_id")
+            self._upsert(session, EmbeddingRow.__table__, rows, "key")
+
+    def cached_response(self, key: str) -> str | None:
+        with Session(self.engine) as session:
+            return session.scalar(select(ResponseRow.text).where(ResponseRow.key == key))
+
+    def cache_response(self, key: str, model: str, text: str) -> None:
+        with self._session() as session:
+            self._upsert(
+                session,
+                ResponseRow.__table__,
+                [{"key": key, "model": model, "text": text, "created_at": _now()}],
+                "key",
+            )
 
     # --- runs and releases -------------------------------------------------------------
 

@@ -123,7 +123,7 @@ class _Broken:
 def test_render_failure_fails_the_item_not_the_run(tmp_path: Path, store: Store) -> None:
     item = make_item()
     output = render_items([item], _Broken(), store, tmp_path)
-    assert item.status is ItemStatus.FAILED and "GPU fell over" in item.verdicts[-1].reason
+    assert item.status is ItemStatus.FAILED and "GPU fell over" in item.verdicts[-1].detail
     assert output.stats.outcomes["failed"] == 1
 
 

@@ -75,6 +75,6 @@ def test_releases_are_immutable(store: Store) -> None:
 def test_render_cache_and_embeddings(store: Store) -> None:
     store.cache_renders([{"key": "k1", "file": "images/aa/x.png", "sha256": "x", "phash": "00ff"}])
     assert store.cached_renders(["k1", "k2"])["k1"].file == "images/aa/x.png"
-    store.save_embeddings({"i1": b"\x00\x01"}, "m")
-    assert store.embeddings(["i1"], "m") == {"i1": b"\x00\x01"}
-    assert store.embeddings(["i1"], "other-model") == {}
+    store.save_embeddings({"k1": b"\x00\x01"})
+    store.save_embeddings({"k1": b"\x00\x02"})
+    assert store.embeddings(["k1", "k2"]) == {"k1": b"\x00\x02"}

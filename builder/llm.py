@@ -1,0 +1,337 @@
+"""A small client for OpenAI-compatible chat servers that asks for one JSON object per request.
+
+Shared by every stage that talks to a model (the composer now, LLM-judge filters later). It
+survives what real servers do: timeouts, dropped connections, 429 (honouring Retry-After),
+5xx, truncated output, invalid JSON and schema violations get bounded, jittered exponential
+back-off; a refusal is recorded as such and never retried into compliance. Answers are cached
+by (model, template version, rendered request), so reruns replay instead of paying again.
+
+The API key is read from the environment variable the settings name, handed to the client and
+kept nowhere else: it is not a setting, so it never reaches logs, artifacts or the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import random
+import re
+import threading
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+StructuredOutput = Literal["auto", "json_schema", "json_object", "prompt"]
+_DOWNGRADE: dict[str, StructuredOutput] = {"json_schema": "json_object", "json_object": "prompt"}
+_REFUSAL = re.compile(
+    r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i|i can(no|')t|i cannot|i won'?t|i will not|"
+    r"i'?m not able|i am not able|i'?m unable|i am unable|as an ai)",
+    re.IGNORECASE,
+)
+
+
+class LLMSettings(BaseModel):
+    """How to reach one model on an OpenAI-compatible server (OpenAI, vLLM, Ollama, llama.cpp...)."""
+
+    base_url: str | None = Field(None, description="Server URL ending in /v1; default: OpenAI's.")
+    model: str | None = Field(None, description="Model name as the server knows it.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable holding the API key.")
+    temperature: float = Field(0.7, ge=0, le=2)
+    max_tokens: int = Field(1024, ge=16)
+    concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
+    timeout: float = Field(120.0, gt=0, description="Seconds per request.")
+    max_retries: int = Field(4, ge=0, le=20)
+    backoff_base: float = Field(1.0, ge=0, description="First back-off in seconds; doubles per retry.")
+    backoff_max: float = Field(60.0, ge=0)
+    structured_output: StructuredOutput = Field(
+        "auto",
+        description="json_schema (OpenAI, vLLM), json_object (+schema: llama.cpp), prompt (anything "
+        "else), or auto: start with json_schema and step down when the server rejects it.",
+    )
+
+
+class RefusalError(ValueError):
+    """The model declined the task. Raised by validators too, for refusals inside valid JSON."""
+
+
+class LLMFailure(Exception):
+    """A request that did not produce a valid answer after its retries."""
+
+    def __init__(self, kind: str, detail: str, attempts: int):
+        super().__init__(f"{kind} after {attempts} attempt(s): {detail}")
+        self.kind = kind
+        self.detail = detail
+        self.attempts = attempts
+
+
+class _Retryable(Exception):
+    def __init__(self, kind: str, detail: str, wait: float | None = None):
+        super().__init__(detail)
+        self.kind, self.detail, self.wait = kind, detail, wait
+
+
+@dataclass(frozen=True)
+class JSONRequest:
+    """One chat request whose answer must be a JSON object accepted by `validate`."""
+
+    messages: list[dict[str, str]]
+    schema: dict[str, Any]
+    validate: Callable[[Any], Any]  # raises ValueError (schema violation) or RefusalError
+    template_version: str
+
+
+@dataclass(frozen=True)
+class JSONAnswer:
+    value: Any
+    raw: str
+    cached: bool
+    attempts: int
+
+
+class ResponseCache(Protocol):
+    def cached_response(self, key: str) -> str | None: ...
+
+    def cache_response(self, key: str, model: str, text: str) -> None: ...
+
+
+def looks_like_refusal(text: str) -> bool:
+    return bool(_REFUSAL.match(text.strip()))
+
+
+def _json_in(text: str) -> Any:
+    """The JSON object in `text`: the whole text, or the outermost {...} (code fences, chatter)."""
+    text = text.strip()
+    try:
+        return json.loads(text, strict=False)  # llama.cpp strings may hold raw control characters
+    except json.JSONDecodeError:
+        start, end = text.find("{"), text.rfind("}")
+        if start == -1 or end <= start:
+            raise
+        return json.loads(text[start : end + 1], strict=False)
+
+
+def _retry_after(headers: Any) -> float | None:
+    if headers is None:
+        return None
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if not value:
+            continue
+        try:
+            return max(0.0, float(value) * scale)
+        except ValueError:
+            try:
+                moment = parsedate_to_datetime(value)
+            except (TypeError, ValueError):
+                continue
+            from datetime import UTC, datetime
+
+            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return None
+
+
+def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine from sync code, also when the caller already runs an event loop."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+class LLMClient:
+    def __init__(self, settings: LLMSettings, cache: ResponseCache | None = None):
+        if not settings.model:
+            raise ValueError("an LLM backend needs a model name")
+        self.settings = settings
+        self.cache = cache
+        self._mode: StructuredOutput = (
+            "json_schema" if settings.structured_output == "auto" else settings.structured_output
+        )
+        self._mode_lock = threading.Lock()
+        self.requests_sent = 0
+
+    @property
+    def model(self) -> str:
+        assert self.settings.model is not None
+        return self.settings.model
+
+    def cache_key(self, request: JSONRequest) -> str:
+        payload = {
+            "model": self.model,
+            "template": request.template_version,
+            "messages": request.messages,
+            "schema": request.schema,
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_tokens,
+        }
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+    def run(
+        self, requests: list[JSONRequest], on_done: Callable[[], None] | None = None
+    ) -> list[JSONAnswer | LLMFailure]:
+        """Answer every request (in order), with at most `concurrency` in flight."""
+        return _run_sync(lambda: self._run_all(requests, on_done))
+
+    async def _run_all(
+        self, requests: list[JSONRequest], on_done: Callable[[], None] | None
+    ) -> list[JSONAnswer | LLMFailure]:
+        from openai import AsyncOpenAI
+
+        api_key = os.environ.get(self.settings.api_key_env) or "no-key"
+        client = AsyncOpenAI(
+            api_key=api_key, base_url=self.settings.base_url, timeout=self.settings.timeout, max_retries=0
+        )
+        limit = asyncio.Semaphore(self.settings.concurrency)
+
+        async def one(request: JSONRequest) -> JSONAnswer | LLMFailure:
+            async with limit:
+                answer = await self._answer(client, request)
+            if on_done is not None:
+                on_done()
+            return answer
+
+        try:
+            return await asyncio.gather(*(one(request) for request in requests))
+        finally:
+            await client.close()
+
+    async def _answer(self, client: Any, request: JSONRequest) -> JSONAnswer | LLMFailure:
+        key = self.cache_key(request)
+        if self.cache is not None:
+            cached = self.cache.cached_response(key)
+            if cached is not None:
+                try:
+                    return JSONAnswer(self._accept(cached, request), cached, cached=True, attempts=0)
+                except RefusalError as exc:
+                    return LLMFailure("refused", str(exc) or cached[:200], 0)
+                except ValueError:
+                    pass  # a cache entry that no longer validates is asked again
+        attempts, last = 0, _Retryable("none", "no attempt made")
+        while attempts <= self.settings.max_retries:
+            attempts += 1
+            try:
+                text = await self._complete(client, request)
+                value = self._accept(text, request)
+            except RefusalError as exc:
+                refusal = str(exc)
+                if self.cache is not None:
+                    self.cache.cache_response(key, self.model, refusal)
+                return LLMFailure("refused", refusal[:300], attempts)
+            except _Retryable as exc:
+                last = exc
+            except _Final as exc:
+                return LLMFailure(exc.kind, exc.detail, attempts)
+            else:
+                if self.cache is not None:
+                    self.cache.cache_response(key, self.model, text)
+                return JSONAnswer(value, text, cached=False, attempts=attempts)
+            if attempts <= self.settings.max_retries:
+                await asyncio.sleep(self._backoff(attempts, last.wait))
+        return LLMFailure(last.kind, last.detail, attempts)
+
+    def _backoff(self, attempt: int, server_wait: float | None) -> float:
+        if server_wait is not None:
+            return min(server_wait, self.settings.backoff_max)
+        ceiling = min(self.settings.backoff_max, self.settings.backoff_base * 2 ** (attempt - 1))
+        return random.uniform(ceiling / 2, ceiling)
+
+    def _accept(self, text: str, request: JSONRequest) -> Any:
+        """Parse and validate an answer's text; raise _Retryable or RefusalError."""
+        try:
+            value = _json_in(text)
+        except json.JSONDecodeError as exc:
+            if looks_like_refusal(text):
+                raise RefusalError(text.strip()[:300]) from None
+            raise _Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
+        try:
+            return request.validate(value)
+        except RefusalError:
+            raise
+        except ValueError as exc:
+            raise _Retryable("schema", str(exc)[:300]) from None
+
+    def _request_options(self, request: JSONRequest, mode: StructuredOutput) -> dict[str, Any]:
+        messages = list(request.messages)
+        options: dict[str, Any] = {}
+        if mode == "json_schema":
+            options["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "answer", "schema": request.schema, "strict": False},
+            }
+        elif mode == "json_object":
+            options["response_format"] = {"type": "json_object", "schema": request.schema}
+        if mode != "json_schema":  # tell the model the shape when the server cannot enforce it all
+            messages[-1] = {
+                **messages[-1],
+                "content": messages[-1]["content"]
+                + "\n\nAnswer with one JSON object only, matching this JSON schema:\n"
+                + json.dumps(request.schema),
+            }
+        return {"messages": messages, **options}
+
+    async def _complete(self, client: Any, request: JSONRequest) -> str:
+        import openai
+
+        while True:
+            mode = self._mode
+            try:
+                self.requests_sent += 1
+                completion = await client.chat.completions.create(
+                    model=self.model,
+                    temperature=self.settings.temperature,
+                    max_tokens=self.settings.max_tokens,
+                    **self._request_options(request, mode),
+                )
+            except openai.APIStatusError as exc:
+                if self._rejects_format(exc) and self._step_down(mode):
+                    continue  # the server cannot do this structured-output style: try the next
+                status = exc.status_code
+                if status == 429:
+                    raise _Retryable("rate_limited", "HTTP 429", _retry_after(exc.response.headers)) from None
+                if status >= 500 or status == 408:
+                    raise _Retryable("server_error", f"HTTP {status}: {str(exc.message)[:200]}") from None
+                raise _Final("bad_request", f"HTTP {status}: {str(exc.message)[:300]}") from None
+            except openai.APITimeoutError:
+                raise _Retryable("timeout", f"no answer within {self.settings.timeout:g}s") from None
+            except openai.APIConnectionError as exc:
+                raise _Retryable("connection", str(exc.__cause__ or exc)[:200]) from None
+            except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as exc:
+                raise _Retryable("invalid_response", str(exc)[:200]) from None
+            choices = getattr(completion, "choices", None)
+            if not choices or getattr(choices[0], "message", None) is None:
+                raise _Retryable("invalid_response", f"no choices in the answer: {str(completion)[:120]}")
+            choice = choices[0]
+            refusal = getattr(choice.message, "refusal", None)
+            if refusal:
+                raise RefusalError(refusal)
+            if choice.finish_reason == "length":
+                raise _Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
+            return choice.message.content or ""
+
+    @staticmethod
+    def _rejects_format(exc: Any) -> bool:
+        text = str(getattr(exc, "message", "")) + str(getattr(exc, "body", ""))
+        return exc.status_code in (400, 422, 500) and ("response_format" in text or "json_schema" in text)
+
+    def _step_down(self, mode: StructuredOutput) -> bool:
+        if self.settings.structured_output != "auto" or mode not in _DOWNGRADE:
+            return False
+        with self._mode_lock:
+            if self._mode == mode:
+                self._mode = _DOWNGRADE[mode]
+        return True
+
+
+class _Final(Exception):
+    def __init__(self, kind: str, detail: str):
+        super().__init__(detail)
+        self.kind, self.detail = kind, detail
