@@ -30,10 +30,12 @@ taxonomy_app = typer.Typer(
     help="Inspect and check the taxonomy (categories, relations).", no_args_is_help=True
 )
 seeds_app = typer.Typer(help="Check seed files.", no_args_is_help=True)
+pool_app = typer.Typer(help="Image pools for the retrieval renderer.", no_args_is_help=True)
 review_app = typer.Typer(help="The human review queue: list, approve, reject.", no_args_is_help=True)
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(seeds_app, name="seeds")
 app.add_typer(review_app, name="review")
+app.add_typer(pool_app, name="pool")
 
 # In a terminal rich fits tables to its width; piped into a log, wide lines read better than
 # lines folded at rich's default of 80 columns.
@@ -86,6 +88,12 @@ def _user_errors() -> Iterator[None]:
         yield
     except InputError as error:
         _fail(error)
+
+
+def _given(**values: Any) -> dict[str, Any] | None:
+    """The options the user actually gave, as a nested-settings override (None if none)."""
+    given = {key: value for key, value in values.items() if value is not None}
+    return given or None
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -177,8 +185,24 @@ def build(
             help="OpenAI-compatible server URL, ending in /v1 (openai composer).", show_default=False
         ),
     ] = None,
+    renderer: Annotated[
+        str | None,
+        typer.Option(
+            help="Renderer backend: typographic, diffusers or retrieval. [default: typographic]",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
-        str | None, typer.Option(help="Model name on that server (openai composer).", show_default=False)
+        str | None,
+        typer.Option(
+            help="Model for the backend chosen with --composer (server model name) or --renderer "
+            "(diffusers model id or local folder).",
+            show_default=False,
+        ),
+    ] = None,
+    pool: Annotated[
+        Path | None,
+        typer.Option(help="Image pool folder or saved dataset (retrieval renderer).", show_default=False),
     ] = None,
     max_iterations: Annotated[
         int | None,
@@ -200,9 +224,16 @@ def build(
         seeds=seeds,
         relations=relation,
         max_iterations=max_iterations,
-        composer={k: v for k, v in {"backend": composer, "base_url": base_url, "model": model}.items() if v}
-        or None,
+        composer=_given(backend=composer, base_url=base_url, model=model if composer else None),
+        renderer=_given(backend=renderer, model=model if renderer and not composer else None, pool=pool),
     )
+    if model and composer and renderer:
+        _fail(
+            InputError(
+                "--model is ambiguous with both --composer and --renderer: set composer.model and "
+                "renderer.model in the config file (or MIRBENCH_COMPOSER__MODEL / MIRBENCH_RENDERER__MODEL)"
+            )
+        )
     from builder.pipeline import load_inputs
 
     with _user_errors():
@@ -410,6 +441,37 @@ def review_reject(
 ) -> None:
     """Reject queued items; the next `mirbench build` refines them as a new round."""
     _decide(ids, False, ReviewState.REJECTED, reviewer, reason, config, artifacts, database_url)
+
+
+@pool_app.command("index")
+def pool_index(
+    pool: Annotated[
+        Path, typer.Argument(help="Image pool: a folder with captions.jsonl/.csv, or a saved dataset.")
+    ],
+    text_column: Annotated[str, typer.Option(help="Caption column (datasets).")] = "text",
+    image_column: Annotated[str, typer.Option(help="Image column (datasets).")] = "image",
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+) -> None:
+    """Index an image pool for the retrieval renderer (caption embeddings in faiss).
+
+    Unreadable files, unsupported modes, huge images and decompression bombs are skipped and listed.
+    """
+    settings = _settings(
+        config,
+        artifacts=artifacts,
+        renderer={"pool": pool, "pool_text_column": text_column, "pool_image_column": image_column},
+    )
+    from builder.pipeline import index_pool
+
+    with _user_errors(), _progress_bars():
+        report = index_pool(settings)
+    console.print(f"indexed {report.indexed} image(s) of {report.pool} into {report.index_dir}")
+    if report.skipped:
+        table = _table(f"Skipped ({len(report.skipped)})", "image", "reason")
+        for skipped in report.skipped:
+            table.add_row(skipped.id, skipped.reason)
+        console.print(table)
 
 
 @app.command()

@@ -38,6 +38,9 @@ class ImageSlot(BaseModel):
     file: str | None = None  # relative to the artifacts folder, content-addressed
     sha256: str | None = None
     phash: str | None = None  # 64-bit perceptual hash, hex
+    source: str | None = None  # retrieved images: where from
+    license: str | None = None  # retrieved images: under which license
+    render_prompt: str | None = None  # generated images: what the model was asked
 
 
 class Verdict(BaseModel):

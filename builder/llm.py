@@ -259,7 +259,7 @@ class LLMClient:
         except ValueError as exc:
             raise _Retryable("schema", str(exc)[:300]) from None
 
-    def _request_options(self, request: JSONRequest, mode: StructuredOutput) -> dict[str, Any]:
+    def request_options(self, request: JSONRequest, mode: StructuredOutput) -> dict[str, Any]:
         messages = list(request.messages)
         options: dict[str, Any] = {}
         if mode == "json_schema":
@@ -289,7 +289,7 @@ class LLMClient:
                     model=self.model,
                     temperature=self.settings.temperature,
                     max_tokens=self.settings.max_tokens,
-                    **self._request_options(request, mode),
+                    **self.request_options(request, mode),
                 )
             except openai.APIStatusError as exc:
                 if self._rejects_format(exc) and self._step_down(mode):

@@ -21,14 +21,16 @@ import numpy as np
 from pydantic import BaseModel
 
 from builder.compose import Composer, CompositionRequest, LLMComposer, OfflineComposer, compose_items
-from builder.dedup import TextEmbedder, deduplicate, item_text
+from builder.dedup import deduplicate, item_text
+from builder.embeddings import TextEmbedder
 from builder.errors import InputError
 from builder.filters import Filter, LeakageFilter, StructuralFilter, filter_items
 from builder.items import Item, ItemStatus
 from builder.llm import LLMClient
+from builder.pool import PoolIndex, PoolIndexReport, build_index, index_dir_for
 from builder.queue import queue_items
 from builder.release import ReleaseResult, export_release
-from builder.render import Renderer, TypographicRenderer, render_items
+from builder.render import DiffusionRenderer, Renderer, RetrievalRenderer, TypographicRenderer, render_items
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
 from builder.stats import StageStats
@@ -81,7 +83,30 @@ class BuildContext:
 
     @cached_property
     def renderer(self) -> Renderer:
-        return TypographicRenderer(size=self.settings.renderer.size)
+        settings = self.settings.renderer
+        if settings.backend == "diffusers":
+            assert settings.model is not None
+            return DiffusionRenderer(
+                settings.model,
+                size=settings.size,
+                steps=settings.steps,
+                guidance_scale=settings.guidance_scale,
+                negative_prompt=settings.negative_prompt,
+                prompt_template=settings.prompt_template,
+                batch_size=settings.batch_size,
+                device=settings.device,
+                dtype=settings.dtype,
+                local_files_only=settings.local_files_only,
+            )
+        if settings.backend == "retrieval":
+            return RetrievalRenderer(
+                open_pool(self.settings),
+                self.embedder,
+                self.store,
+                size=settings.size,
+                max_reuse=settings.max_reuse,
+            )
+        return TypographicRenderer(size=settings.size)
 
     @cached_property
     def embedder(self) -> TextEmbedder:
@@ -101,6 +126,32 @@ class BuildContext:
         previous = self.stage_stats.get(stats.stage)
         self.stage_stats[stats.stage] = previous.merge(stats) if previous else stats
         return stats
+
+
+def index_pool(settings: Settings) -> PoolIndexReport:
+    """Build (or rebuild) the caption index of the configured image pool."""
+    renderer = settings.renderer
+    if renderer.pool is None:
+        raise InputError("no image pool given (--pool or renderer.pool)")
+    embedder = TextEmbedder(settings.dedup.text_model)
+    return build_index(
+        renderer.pool,
+        index_dir_for(settings.artifacts, renderer.pool),
+        embedder.encode,
+        embedder.model_name,
+        renderer.pool_image_column,
+        renderer.pool_text_column,
+    )
+
+
+def open_pool(settings: Settings) -> PoolIndex:
+    """The configured pool's index, built first if it does not exist yet."""
+    renderer = settings.renderer
+    assert renderer.pool is not None
+    directory = index_dir_for(settings.artifacts, renderer.pool)
+    if not (directory / "meta.json").is_file():
+        index_pool(settings)
+    return PoolIndex(directory, renderer.pool, renderer.pool_image_column, renderer.pool_text_column)
 
 
 def load_inputs(settings: Settings, limit: int | None = None) -> tuple[Taxonomy, list[Seed], list[Relation]]:

@@ -1,7 +1,11 @@
 """Stage `render`: give every image slot a picture, stored once under its content hash.
 
-Backends sit behind `Renderer`. A render key (backend, its settings, the slot text) maps to
-the file it produced, so an identical slot is never rendered twice, in this run or a later one.
+Backends sit behind `Renderer` and render batches of slots (across items):
+- `typographic`: a legible card per slot (Pillow), offline;
+- `diffusers`: any text-to-image pipeline diffusers loads, batched, seeded per slot;
+- `retrieval`: the best-matching image of a captioned pool, with a cap on reuse.
+Each backend names a render key per slot; the key maps to the file it produced, so a slot whose
+key was seen before (in this run or an earlier one) is never rendered again.
 """
 
 from __future__ import annotations
@@ -11,34 +15,63 @@ import io
 import os
 import tempfile
 import textwrap
+from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import imagehash
+import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from builder import progress
+from builder.embeddings import TextEmbedder
 from builder.items import ImageSlot, Item, ItemStatus
+from builder.pool import PoolEntry, PoolIndex
 from builder.stats import StageOutput, StageStats
+
+
+@dataclass(frozen=True)
+class SlotJob:
+    """One slot to render, with the item it belongs to (diffusion seeds derive from both)."""
+
+    item_id: str
+    index: int
+    slot: ImageSlot
+
+
+@dataclass
+class Rendered:
+    image: Image.Image
+    source: str | None = None  # where a retrieved image came from
+    license: str | None = None
+    prompt: str | None = None  # what a generative model was asked for
 
 
 class Renderer(Protocol):
     name: str
+    batch_size: int
 
     def signature(self) -> str:
         """Everything about the backend that changes its output (model, size, version)."""
         ...
 
-    def render(self, slots: list[ImageSlot]) -> list[Image.Image]:
-        """One image per slot, in order. May batch; must be deterministic per slot."""
+    def render_key(self, job: SlotJob) -> str:
+        """Same key, same picture: the render cache's key for this slot."""
+        ...
+
+    def render(self, jobs: Sequence[SlotJob]) -> list[Rendered]:
+        """One picture per job, in order; deterministic per job."""
         ...
 
 
 class RenderCache(Protocol):
-    def cached_renders(self, keys: list[str]) -> dict[str, object]: ...
+    def cached_renders(self, keys: list[str]) -> dict[str, Any]: ...
 
-    def cache_renders(self, rows: list[dict[str, str]]) -> None: ...
+    def cache_renders(self, rows: list[dict[str, str | None]]) -> None: ...
+
+    def render_source_counts(self, renderer: str) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -46,10 +79,13 @@ class StoredImage:
     file: str  # relative to the artifacts folder
     sha256: str
     phash: str
+    source: str | None = None
+    license: str | None = None
+    prompt: str | None = None
 
 
-def render_key(renderer: Renderer, slot: ImageSlot) -> str:
-    text = "\x1f".join([renderer.signature(), slot.description, *slot.keywords])
+def content_key(renderer: Renderer, slot: ImageSlot, *extra: str) -> str:
+    text = "\x1f".join([renderer.signature(), slot.description, *slot.keywords, *extra])
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -74,34 +110,70 @@ def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
 def render_items(
     items: list[Item], renderer: Renderer, cache: RenderCache, artifacts: Path
 ) -> StageOutput[Item]:
-    """Fill every slot's file and hashes; an item whose slots cannot be rendered fails."""
+    """Fill every slot's file and hashes. Slots are rendered in batches across items; an item
+    whose batch fails is marked failed with the reason, and the run goes on."""
     stats = StageStats(stage="render", items_in=len(items))
-    advance = progress.track("render", len(items))
     with stats.timed():
-        keys = {id(slot): render_key(renderer, slot) for item in items for slot in item.slots}
-        known = cache.cached_renders(sorted(set(keys.values())))
+        jobs = [SlotJob(item.id, index, slot) for item in items for index, slot in enumerate(item.slots)]
+        keys = [renderer.render_key(job) for job in jobs]
+        known: dict[str, Any] = cache.cached_renders(sorted(set(keys)))
+        todo: dict[str, SlotJob] = {}
+        for job, key in zip(jobs, keys, strict=True):
+            if key not in known:
+                todo.setdefault(key, job)
+        advance = progress.track("render", len(todo))
         fresh: dict[str, StoredImage] = {}
-        for item in items:
-            missing = [s for s in item.slots if keys[id(s)] not in known and keys[id(s)] not in fresh]
+        failed: dict[str, str] = {}  # item id -> why
+        pending = list(todo.items())
+        for start in range(0, len(pending), renderer.batch_size):
+            batch = pending[start : start + renderer.batch_size]
             try:
-                images = renderer.render(missing) if missing else []
-            except Exception as exc:  # a backend error fails this item, not the run
-                item.fail("render", "renderer error", f"{type(exc).__name__}: {exc}")
-                stats.count(item.status.value)
-                advance(1)
+                pictures = renderer.render([job for _, job in batch])
+            except Exception as exc:  # a backend error fails the items of this batch, not the run
+                for _, job in batch:
+                    failed.setdefault(job.item_id, f"{type(exc).__name__}: {exc}")
+                advance(len(batch))
                 continue
-            for slot, image in zip(missing, images, strict=True):
-                fresh[keys[id(slot)]] = store_image(image, artifacts)
-            stats.count("images_rendered", len(missing))
-            stats.count("images_cached", len(item.slots) - len(missing))
-            for slot in item.slots:
-                stored = fresh.get(keys[id(slot)]) or known[keys[id(slot)]]
-                slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
-            item.status = ItemStatus.RENDERED
+            for (key, _), picture in zip(batch, pictures, strict=True):
+                stored = store_image(picture.image, artifacts)
+                fresh[key] = StoredImage(
+                    stored.file, stored.sha256, stored.phash, picture.source, picture.license, picture.prompt
+                )
+            advance(len(batch))
+        stats.count("images_rendered", len(fresh))
+        stats.count("images_cached", sum(1 for key in keys if key in known))
+        slot_keys = iter(keys)
+        for item in items:
+            item_keys = [next(slot_keys) for _ in item.slots]
+            if item.id in failed or any(key not in fresh and key not in known for key in item_keys):
+                item.fail(
+                    "render", "renderer error", failed.get(item.id, "a slot of this item was not rendered")
+                )
+            else:
+                for slot, key in zip(item.slots, item_keys, strict=True):
+                    stored = fresh.get(key) or known[key]
+                    slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
+                    slot.source, slot.license, slot.render_prompt = (
+                        stored.source,
+                        stored.license,
+                        stored.prompt,
+                    )
+                item.status = ItemStatus.RENDERED
             stats.count(item.status.value)
-            advance(1)
         cache.cache_renders(
-            [{"key": key, "file": s.file, "sha256": s.sha256, "phash": s.phash} for key, s in fresh.items()]
+            [
+                {
+                    "key": key,
+                    "renderer": renderer.signature(),
+                    "file": s.file,
+                    "sha256": s.sha256,
+                    "phash": s.phash,
+                    "source": s.source,
+                    "license": s.license,
+                    "prompt": s.prompt,
+                }
+                for key, s in fresh.items()
+            ]
         )
     return StageOutput[Item](items=items, stats=stats)
 
@@ -115,6 +187,7 @@ class TypographicRenderer:
 
     name = "typographic"
     version = "1"
+    batch_size = 64
 
     def __init__(self, size: int = 512):
         self.size = size
@@ -124,8 +197,11 @@ class TypographicRenderer:
     def signature(self) -> str:
         return f"{self.name}@{self.version}/{self.size}"
 
-    def render(self, slots: list[ImageSlot]) -> list[Image.Image]:
-        return [self._card(slot) for slot in slots]
+    def render_key(self, job: SlotJob) -> str:
+        return content_key(self, job.slot)
+
+    def render(self, jobs: Sequence[SlotJob]) -> list[Rendered]:
+        return [Rendered(self._card(job.slot)) for job in jobs]
 
     def _card(self, slot: ImageSlot) -> Image.Image:
         size = self.size
@@ -156,3 +232,166 @@ class TypographicRenderer:
             draw.text((margin + size // 24, y), line, fill=(40, 40, 40), font=self._body_font)
             y += int(self._body_font.size * 1.3)
         return image
+
+
+def slot_seed(item_id: str, index: int) -> int:
+    """A per-slot seed from the item id and slot index: reruns draw the same picture."""
+    return int.from_bytes(hashlib.sha256(f"{item_id}\x1f{index}".encode()).digest()[:4], "big")
+
+
+class DiffusionRenderer:
+    """Any text-to-image pipeline that `diffusers` loads, by model id or local folder.
+
+    The pipeline loads once per renderer (per worker); slots go through it in batches, each with
+    its own generator seeded from the item id and slot index.
+    """
+
+    name = "diffusers"
+    version = "1"
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        size: int,
+        steps: int,
+        guidance_scale: float,
+        negative_prompt: str,
+        prompt_template: str,
+        batch_size: int,
+        device: str = "auto",
+        dtype: str = "auto",
+        local_files_only: bool = False,
+    ):
+        self.model = model
+        self.size, self.steps, self.guidance_scale = size, steps, guidance_scale
+        self.negative_prompt, self.prompt_template = negative_prompt, prompt_template
+        self.batch_size = batch_size
+        self._device, self._dtype, self._local_only = device, dtype, local_files_only
+
+    @property
+    def device(self) -> str:
+        import torch
+
+        if self._device != "auto":
+            return self._device
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def pipeline(self) -> Any:
+        if not hasattr(self, "_pipeline"):
+            import torch
+            from diffusers import AutoPipelineForText2Image
+            from diffusers.utils import logging as diffusers_logging
+            from transformers.utils import logging as transformers_logging
+
+            diffusers_logging.disable_progress_bar()
+            transformers_logging.disable_progress_bar()
+            dtypes = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+            dtype = dtypes.get(self._dtype) or (
+                torch.bfloat16 if self.device.startswith("cuda") else torch.float32
+            )
+            pipeline = AutoPipelineForText2Image.from_pretrained(
+                self.model, torch_dtype=dtype, local_files_only=self._local_only
+            )
+            if hasattr(pipeline, "safety_checker"):
+                pipeline.safety_checker = None  # benign-by-design prompts; its weights are often absent
+            pipeline.set_progress_bar_config(disable=True)
+            self._pipeline = pipeline.to(self.device)
+        return self._pipeline
+
+    def prompt(self, slot: ImageSlot) -> str:
+        return self.prompt_template.format(description=slot.description, keywords=", ".join(slot.keywords))
+
+    @property
+    def scheduler(self) -> str:
+        """The scheduler's class, read from the model's index (no weights are loaded)."""
+        if not hasattr(self, "_scheduler"):
+            from diffusers import DiffusionPipeline
+
+            config = DiffusionPipeline.load_config(self.model, local_files_only=self._local_only)
+            self._scheduler = str((config.get("scheduler") or [None, "unknown"])[1])
+        return self._scheduler
+
+    def signature(self) -> str:
+        scheduler = self.scheduler
+        return (
+            f"{self.name}@{self.version}/{self.model}/{scheduler}/steps={self.steps}/"
+            f"{self.size}px/cfg={self.guidance_scale:g}/neg={self.negative_prompt}/tpl={self.prompt_template}"
+        )
+
+    def render_key(self, job: SlotJob) -> str:
+        text = "\x1f".join([self.signature(), self.prompt(job.slot), str(slot_seed(job.item_id, job.index))])
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def render(self, jobs: Sequence[SlotJob]) -> list[Rendered]:
+        import torch
+
+        prompts = [self.prompt(job.slot) for job in jobs]
+        generators = [
+            torch.Generator(device="cpu").manual_seed(slot_seed(job.item_id, job.index)) for job in jobs
+        ]
+        options: dict[str, Any] = {
+            "num_inference_steps": self.steps,
+            "guidance_scale": self.guidance_scale,
+            "height": self.size,
+            "width": self.size,
+            "generator": generators,
+        }
+        if self.negative_prompt:
+            options["negative_prompt"] = [self.negative_prompt] * len(jobs)
+        with torch.inference_mode():
+            images = self.pipeline(prompt=prompts, **options).images
+        return [
+            Rendered(image.convert("RGB"), prompt=prompt)
+            for image, prompt in zip(images, prompts, strict=True)
+        ]
+
+
+def _label(entry: PoolEntry) -> str:
+    """How a retrieved image's origin is recorded (and counted against the reuse cap)."""
+    return f"{entry.source} [{entry.id}]"
+
+
+class RetrievalRenderer:
+    """The pool image whose caption best matches the slot, each pool image used at most
+    `max_reuse` times (counted across runs, from the render cache)."""
+
+    name = "retrieval"
+    version = "1"
+    batch_size = 256
+
+    def __init__(
+        self, index: PoolIndex, embedder: TextEmbedder, cache: RenderCache, *, size: int, max_reuse: int
+    ):
+        self.index, self.embedder = index, embedder
+        self.size, self.max_reuse = size, max_reuse
+        self._uses: Counter[str] = Counter(cache.render_source_counts(self.signature()))
+
+    def signature(self) -> str:
+        return f"{self.name}@{self.version}/{self.index.fingerprint}/{self.size}px/reuse={self.max_reuse}"
+
+    def render_key(self, job: SlotJob) -> str:
+        return content_key(self, job.slot)
+
+    @staticmethod
+    def query(slot: ImageSlot) -> str:
+        return f"{slot.description} {', '.join(slot.keywords)}"
+
+    def render(self, jobs: Sequence[SlotJob]) -> list[Rendered]:
+        vectors = self.embedder.encode([self.query(job.slot) for job in jobs])
+        _, neighbours = self.index.search(np.asarray(vectors), k=max(32, 4 * self.max_reuse))
+        pictures = []
+        for job, row in zip(jobs, neighbours, strict=True):
+            candidates = (self.index.entries[i] for i in row if i >= 0)
+            choice = next((entry for entry in candidates if self._uses[_label(entry)] < self.max_reuse), None)
+            if choice is None:
+                raise RuntimeError(
+                    f"no pool image left under the reuse cap ({self.max_reuse}) for slot "
+                    f"{job.index + 1} of item {job.item_id}"
+                )
+            self._uses[_label(choice)] += 1
+            image = self.index.image(choice)
+            image.thumbnail((self.size, self.size))
+            pictures.append(Rendered(image, source=_label(choice), license=choice.license))
+        return pictures

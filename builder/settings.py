@@ -53,8 +53,43 @@ class ComposerSettings(LLMSettings):
 
 
 class RendererSettings(_Section):
-    backend: Literal["typographic"] = "typographic"
-    size: int = Field(512, ge=64, le=4096, description="Square image side in pixels.")
+    backend: Literal["typographic", "diffusers", "retrieval"] = "typographic"
+    size: int = Field(512, ge=32, le=4096, description="Square image side in pixels.")
+    # diffusers
+    model: str | None = Field(None, description="diffusers: model id or local folder.")
+    device: str = Field("auto", description="diffusers: cuda, cuda:1, cpu, or auto.")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
+        "auto", description="diffusers: auto = bfloat16 on a GPU, float32 on the CPU."
+    )
+    steps: int = Field(4, ge=1, le=200)
+    guidance_scale: float = Field(0.0, ge=0)
+    negative_prompt: str = ""
+    prompt_template: str = Field(
+        "{description} ({keywords})",
+        description="diffusers: prompt from a slot's {description} and {keywords}.",
+    )
+    batch_size: int = Field(8, ge=1, le=1024, description="diffusers: images per pipeline call.")
+    local_files_only: bool = Field(False, description="diffusers: never download (offline machines).")
+    # retrieval
+    pool: Path | None = Field(None, description="retrieval: image pool folder or saved HF dataset.")
+    pool_image_column: str = "image"
+    pool_text_column: str = "text"
+    max_reuse: int = Field(3, ge=1, description="retrieval: uses allowed per pool image.")
+
+    @model_validator(mode="after")
+    def _backend_inputs(self) -> RendererSettings:
+        if self.backend == "diffusers" and not self.model:
+            raise ValueError("renderer backend 'diffusers' needs a model (--model or renderer.model)")
+        if self.backend == "retrieval" and self.pool is None:
+            raise ValueError("renderer backend 'retrieval' needs an image pool (--pool or renderer.pool)")
+        if self.backend == "diffusers":
+            try:
+                self.prompt_template.format(description="", keywords="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"prompt_template: use only {{description}} and {{keywords}} ({exc})"
+                ) from None
+        return self
 
 
 class DedupSettings(_Section):

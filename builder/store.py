@@ -78,9 +78,13 @@ class RenderRow(_Base):
     __tablename__ = "renders"
 
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    renderer: Mapped[str] = mapped_column(Text, default="")
     file: Mapped[str] = mapped_column(Text)
     sha256: Mapped[str] = mapped_column(String(64))
     phash: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    license: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class EmbeddingRow(_Base):
@@ -383,9 +387,19 @@ class Store:
                     found[row.key] = row
         return found
 
-    def cache_renders(self, rows: list[dict[str, str]]) -> None:
+    def cache_renders(self, rows: list[dict[str, str | None]]) -> None:
         with self._session() as session:
             self._upsert(session, RenderRow.__table__, rows, "key")
+
+    def render_source_counts(self, renderer: str) -> dict[str, int]:
+        """How often each retrieved source was used by `renderer` (for reuse caps across runs)."""
+        query = (
+            select(RenderRow.source, func.count())
+            .where(RenderRow.renderer == renderer)
+            .group_by(RenderRow.source)
+        )
+        with Session(self.engine) as session:
+            return {source: count for source, count in session.execute(query) if source}
 
     def embeddings(self, keys: Sequence[str]) -> dict[str, bytes]:
         found: dict[str, bytes] = {}

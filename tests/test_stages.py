@@ -9,10 +9,11 @@ import pytest
 from PIL import Image
 
 from builder.compose import CompositionRequest, OfflineComposer, compose_items
-from builder.dedup import TextEmbedder, deduplicate, item_text
+from builder.dedup import deduplicate, item_text
+from builder.embeddings import TextEmbedder
 from builder.filters import LeakageFilter, StructuralFilter, filter_items
 from builder.items import Item, ItemStatus
-from builder.render import TypographicRenderer, render_items, store_image
+from builder.render import SlotJob, TypographicRenderer, content_key, render_items, store_image
 from builder.seeds import Seed
 from builder.store import Store
 from builder.taxonomy import Taxonomy
@@ -111,12 +112,18 @@ def test_render_writes_content_addressed_files_and_reuses_them(
 
 
 class _Broken:
+    """A backend that always fails (stands in for a crashed GPU: no real way to crash one here)."""
+
     name = "broken"
+    batch_size = 8
 
     def signature(self) -> str:
         return "broken@1"
 
-    def render(self, slots: list) -> list:
+    def render_key(self, job: SlotJob) -> str:
+        return content_key(self, job.slot)
+
+    def render(self, jobs: list) -> list:
         raise RuntimeError("GPU fell over")
 
 

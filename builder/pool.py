@@ -1,0 +1,233 @@
+"""Image pools for the retrieval renderer: a folder of captioned images or a Hugging Face
+dataset, indexed by caption embeddings in a persistent faiss index.
+
+A pool is either
+- a folder holding images and a sidecar `captions.jsonl` (or `captions.csv`) with the fields
+  `file`, `caption` and, optionally, `source` and `license`; or
+- a Hugging Face dataset saved with `save_to_disk`, with an image and a text column.
+Bad pool content (unreadable files, unsupported modes, huge images, decompression bombs) is
+skipped at indexing time with a reason; Pillow's MAX_IMAGE_PIXELS guard stays in force.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from pydantic import BaseModel
+
+from builder import progress
+from builder.errors import InputError
+
+CAPTION_FILES = ("captions.jsonl", "captions.csv")
+CONVERTIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"})
+INDEX_VERSION = "1"
+
+
+class PoolEntry(BaseModel):
+    id: str  # file path relative to the pool, or "row:N" for a dataset
+    caption: str
+    source: str
+    license: str
+
+
+class Skipped(BaseModel):
+    id: str
+    reason: str
+
+
+class PoolIndexReport(BaseModel):
+    pool: str
+    index_dir: Path
+    indexed: int
+    skipped: list[Skipped]
+    model: str
+
+
+@dataclass(frozen=True)
+class _Record:
+    entry: PoolEntry
+    load: Callable[[], Image.Image]
+
+
+def index_dir_for(artifacts: Path, pool: Path) -> Path:
+    """Where a pool's index lives: under the artifacts folder, so read-only pools work too."""
+    digest = hashlib.sha256(str(Path(pool).resolve()).encode()).hexdigest()[:12]
+    return artifacts / "pools" / f"{Path(pool).name}-{digest}"
+
+
+def open_rgb(load: Callable[[], Image.Image]) -> Image.Image:
+    """Decode fully and convert to RGB; raise ValueError with a reason for bad content."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = load()
+            if image.mode not in CONVERTIBLE_MODES:
+                raise ValueError(f"unsupported image mode {image.mode}")
+            image.load()
+    except Image.DecompressionBombWarning as exc:
+        raise ValueError(f"huge image, over Pillow's MAX_IMAGE_PIXELS: {exc}") from None
+    except Image.DecompressionBombError as exc:
+        raise ValueError(f"decompression bomb: {exc}") from None
+    except UnidentifiedImageError:
+        raise ValueError("not an image Pillow can read") from None
+    except OSError as exc:
+        raise ValueError(f"unreadable image: {exc}") from None
+    return image.convert("RGB")
+
+
+def _folder_records(pool: Path) -> Iterator[_Record]:
+    sidecar = next((pool / name for name in CAPTION_FILES if (pool / name).is_file()), None)
+    if sidecar is None:
+        raise InputError(f"an image pool folder needs a {' or '.join(CAPTION_FILES)} sidecar", path=pool)
+    with sidecar.open(encoding="utf-8", newline="") as handle:
+        if sidecar.suffix == ".jsonl":
+            rows: Iterator[tuple[int, Any]] = (
+                (number, json.loads(line)) for number, line in enumerate(handle, start=1) if line.strip()
+            )
+        else:
+            reader = csv.DictReader(handle)
+            rows = ((reader.line_num, row) for row in reader)
+        for line, row in rows:
+            if not isinstance(row, dict) or not row.get("file") or not str(row.get("caption", "")).strip():
+                raise InputError("each row needs 'file' and a non-empty 'caption'", path=sidecar, line=line)
+            path = pool / str(row["file"])
+            entry = PoolEntry(
+                id=str(row["file"]),
+                caption=str(row["caption"]).strip(),
+                source=str(row.get("source") or row["file"]),
+                license=str(row.get("license") or "unspecified"),
+            )
+            yield _Record(entry, lambda path=path: Image.open(path))
+
+
+def _dataset_records(pool: Path, image_column: str, text_column: str) -> Iterator[_Record]:
+    from datasets import load_from_disk
+
+    dataset = load_from_disk(str(pool))
+    if hasattr(dataset, "keys"):  # a DatasetDict: take the first split
+        dataset = dataset[next(iter(dataset.keys()))]
+    missing = {image_column, text_column} - set(dataset.column_names)
+    if missing:
+        raise InputError(f"dataset has no column(s) {sorted(missing)}; has {dataset.column_names}", path=pool)
+    raw = dataset.cast_column(image_column, dataset.features[image_column].__class__(decode=False))
+    for number, row in enumerate(raw):
+        value = row[image_column] or {}
+
+        def load(value: dict[str, Any] = value) -> Image.Image:
+            if value.get("bytes"):
+                return Image.open(io.BytesIO(value["bytes"]))
+            return Image.open(value["path"])
+
+        entry = PoolEntry(
+            id=f"row:{number}",
+            caption=str(row[text_column] or "").strip(),
+            source=str(row.get("source") or f"{pool.name}#{number}"),
+            license=str(row.get("license") or "unspecified"),
+        )
+        yield _Record(entry, load)
+
+
+def pool_records(pool: Path, image_column: str = "image", text_column: str = "text") -> Iterator[_Record]:
+    pool = Path(pool)
+    if not pool.is_dir():
+        raise InputError("no such image pool folder", path=pool)
+    if (pool / "dataset_info.json").is_file() or (pool / "dataset_dict.json").is_file():
+        return _dataset_records(pool, image_column, text_column)
+    return _folder_records(pool)
+
+
+class PoolIndex:
+    """A built index: entries, their caption vectors in faiss, and how to open each image."""
+
+    def __init__(self, directory: Path, pool: Path, image_column: str = "image", text_column: str = "text"):
+        import faiss
+
+        meta_file = directory / "meta.json"
+        if not meta_file.is_file():
+            raise InputError("no pool index here; run `mirbench pool index`", path=directory)
+        self.meta = json.loads(meta_file.read_text())
+        self.entries = [
+            PoolEntry.model_validate_json(line)
+            for line in (directory / "entries.jsonl").read_text().splitlines()
+            if line
+        ]
+        self.index = faiss.read_index(str(directory / "captions.faiss"))
+        self._loaders = {
+            record.entry.id: record.load for record in pool_records(pool, image_column, text_column)
+        }
+
+    @property
+    def model(self) -> str:
+        return str(self.meta["model"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.meta["fingerprint"])
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self.entries)))
+
+    def image(self, entry: PoolEntry) -> Image.Image:
+        return open_rgb(self._loaders[entry.id])
+
+
+def build_index(
+    pool: Path,
+    directory: Path,
+    encode: Callable[[Sequence[str]], np.ndarray],
+    model: str,
+    image_column: str = "image",
+    text_column: str = "text",
+) -> PoolIndexReport:
+    """Screen every pool image, embed the captions of the good ones, write the index."""
+    import faiss
+
+    records = list(pool_records(pool, image_column, text_column))
+    advance = progress.track("pool", len(records))
+    kept: list[PoolEntry] = []
+    skipped: list[Skipped] = []
+    for record in records:
+        if not record.entry.caption:
+            skipped.append(Skipped(id=record.entry.id, reason="empty caption"))
+        else:
+            try:
+                open_rgb(record.load)
+                kept.append(record.entry)
+            except ValueError as exc:
+                skipped.append(Skipped(id=record.entry.id, reason=str(exc)))
+        advance(1)
+    if not kept:
+        raise InputError(f"no usable images in the pool ({len(skipped)} skipped)", path=pool)
+    vectors = encode([entry.caption for entry in kept])
+    index = faiss.IndexFlatIP(vectors.shape[1])  # inner product of unit vectors = cosine
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    directory.mkdir(parents=True, exist_ok=True)
+    faiss.write_index(index, str(directory / "captions.faiss"))
+    lines = "".join(entry.model_dump_json() + "\n" for entry in kept)
+    (directory / "entries.jsonl").write_text(lines)
+    fingerprint = hashlib.sha256(f"{INDEX_VERSION}\x1f{model}\x1f{lines}".encode()).hexdigest()[:16]
+    (directory / "meta.json").write_text(
+        json.dumps(
+            {
+                "model": model,
+                "count": len(kept),
+                "pool": str(pool),
+                "fingerprint": fingerprint,
+                "version": INDEX_VERSION,
+            }
+        )
+    )
+    (directory / "skipped.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in skipped))
+    return PoolIndexReport(
+        pool=str(pool), index_dir=directory, indexed=len(kept), skipped=skipped, model=model
+    )
