@@ -269,6 +269,15 @@ class DiffusionRenderer:
         self.batch_size = batch_size
         self._device, self._dtype, self._local_only = device, dtype, local_files_only
 
+    @classmethod
+    def from_pipeline(cls, pipeline: Any, name: str, **options: Any) -> DiffusionRenderer:
+        """Wrap a pipeline already in memory (benchmarks, notebooks); `name` stands for its model id."""
+        renderer = cls(name, **options)
+        pipeline.set_progress_bar_config(disable=True)
+        renderer._pipeline = pipeline
+        renderer._scheduler = type(pipeline.scheduler).__name__
+        return renderer
+
     @property
     def device(self) -> str:
         import torch
