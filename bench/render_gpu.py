@@ -37,9 +37,9 @@ def sdxl_pipeline(device: str, dtype):
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from tests.tiny_diffusion import _clip_byte_vocab
+    from tests.tiny_diffusion import clip_byte_vocab
 
-    vocab, merges = _clip_byte_vocab()
+    vocab, merges = clip_byte_vocab()
     with torch.device(device):
         unet = UNet2DConditionModel(
             sample_size=128,

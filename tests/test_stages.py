@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -79,34 +80,24 @@ def test_compose_is_deterministic_and_varies_by_round(taxonomy: Taxonomy) -> Non
     assert all(item.status is ItemStatus.COMPOSED and item.provenance.composer == "offline" for item in first)
 
 
+def _analogy_item(taxonomy: Taxonomy) -> list[Item]:
+    request = CompositionRequest(seed=SEEDS[0], relation="analogy", iteration=1)
+    return compose_items([request], taxonomy, OfflineComposer(), config_hash="h", run_id="r").items
+
+
 def test_render_writes_content_addressed_files_and_reuses_them(
     taxonomy: Taxonomy, tmp_path: Path, store: Store
 ) -> None:
-    items = compose_items(
-        [CompositionRequest(seed=SEEDS[0], relation="analogy", iteration=1)],
-        taxonomy,
-        OfflineComposer(),
-        config_hash="h",
-        run_id="r",
-    ).items
+    items = _analogy_item(taxonomy)
     renderer = TypographicRenderer(size=128)
     output = render_items(items, renderer, store, tmp_path)
     assert output.stats.outcomes["images_rendered"] == len(items[0].slots)
-    import hashlib
-
     for slot in items[0].slots:
         data = (tmp_path / slot.file).read_bytes()
         assert hashlib.sha256(data).hexdigest() == slot.sha256 and slot.file.endswith(f"{slot.sha256}.png")
         with Image.open(tmp_path / slot.file) as image:
             assert image.size == (128, 128)
-    again = compose_items(
-        [CompositionRequest(seed=SEEDS[0], relation="analogy", iteration=1)],
-        taxonomy,
-        OfflineComposer(),
-        config_hash="h",
-        run_id="r",
-    ).items
-    second = render_items(again, renderer, store, tmp_path)
+    second = render_items(_analogy_item(taxonomy), renderer, store, tmp_path)
     assert second.stats.outcomes["images_rendered"] == 0
     assert second.stats.outcomes["images_cached"] == len(items[0].slots)
 

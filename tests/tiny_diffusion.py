@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-def _clip_byte_vocab() -> tuple[dict[str, int], list[str]]:
+def clip_byte_vocab() -> tuple[dict[str, int], list[str]]:
     # CLIP's byte-level BPE alphabet: every byte as a printable character, alone and word-final.
     printable = (
         list(range(ord("!"), ord("~") + 1))
@@ -51,7 +51,7 @@ def save_tiny_pipeline(folder: Path, scheduler: str = "EulerDiscreteScheduler") 
         down_block_types=("DownEncoderBlock2D", "DownEncoderBlock2D"),
         up_block_types=("UpDecoderBlock2D", "UpDecoderBlock2D"),
     )
-    vocab, merges = _clip_byte_vocab()
+    vocab, merges = clip_byte_vocab()
     text_encoder = CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(vocab),
