@@ -37,7 +37,7 @@ def sdxl_pipeline(device: str, dtype):
     )
     from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
-    from tests.tiny_diffusion import clip_byte_vocab
+    from tests.tiny_models import clip_byte_vocab
 
     vocab, merges = clip_byte_vocab()
     with torch.device(device):
@@ -111,7 +111,7 @@ def sdxl_pipeline(device: str, dtype):
 def tiny_pipeline(device: str, dtype):
     from diffusers import AutoPipelineForText2Image
 
-    from tests.tiny_diffusion import save_tiny_pipeline
+    from tests.tiny_models import save_tiny_pipeline
 
     folder = Path(tempfile.mkdtemp(prefix="tiny-sd-"))
     save_tiny_pipeline(folder / "model")

@@ -38,3 +38,44 @@ class TextEmbedder:
             list(texts), batch_size=64, normalize_embeddings=True, show_progress_bar=False
         )
         return np.asarray(vectors, dtype=np.float32)
+
+
+class ClipEncoder:
+    """CLIP image and text towers (a model folder or hub id the user has), loaded on first use."""
+
+    def __init__(self, model: str, local_files_only: bool = False):
+        self.model_name = model
+        self._local_only = local_files_only
+
+    @cached_property
+    def _parts(self) -> tuple[Any, Any]:
+        from transformers import AutoProcessor, CLIPModel
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+        model = CLIPModel.from_pretrained(self.model_name, local_files_only=self._local_only).eval()
+        processor = AutoProcessor.from_pretrained(self.model_name, local_files_only=self._local_only)
+        return model, processor
+
+    @staticmethod
+    def _unit(output: Any) -> np.ndarray:
+        # transformers < 5 returns the projected features; 5 wraps them as `pooler_output`.
+        vectors = getattr(output, "pooler_output", output)
+        array = np.asarray(vectors.detach().float().cpu().numpy(), dtype=np.float32)
+        return array / np.maximum(np.linalg.norm(array, axis=1, keepdims=True), 1e-12)
+
+    def encode_images(self, images: Sequence[Any]) -> np.ndarray:
+        import torch
+
+        model, processor = self._parts
+        with torch.inference_mode():
+            inputs = processor(images=list(images), return_tensors="pt")
+            return self._unit(model.get_image_features(**inputs))
+
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
+        import torch
+
+        model, processor = self._parts
+        with torch.inference_mode():
+            inputs = processor(text=list(texts), return_tensors="pt", padding=True, truncation=True)
+            return self._unit(model.get_text_features(**inputs))

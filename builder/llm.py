@@ -158,6 +158,8 @@ class LLMClient:
         )
         self._mode_lock = threading.Lock()
         self.requests_sent = 0
+        self.prompt_tokens = 0  # as the server reports them: what a run cost
+        self.completion_tokens = 0
 
     @property
     def model(self) -> str:
@@ -306,6 +308,10 @@ class LLMClient:
                 raise _Retryable("connection", str(exc.__cause__ or exc)[:200]) from None
             except (openai.APIResponseValidationError, json.JSONDecodeError, ValueError) as exc:
                 raise _Retryable("invalid_response", str(exc)[:200]) from None
+            usage = getattr(completion, "usage", None)
+            if usage is not None:
+                self.prompt_tokens += getattr(usage, "prompt_tokens", 0) or 0
+                self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
             choices = getattr(completion, "choices", None)
             if not choices or getattr(choices[0], "message", None) is None:
                 raise _Retryable("invalid_response", f"no choices in the answer: {str(completion)[:120]}")

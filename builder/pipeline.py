@@ -22,7 +22,7 @@ from pydantic import BaseModel
 
 from builder.compose import Composer, CompositionRequest, LLMComposer, OfflineComposer, compose_items
 from builder.dedup import deduplicate, item_text
-from builder.embeddings import TextEmbedder
+from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.errors import InputError
 from builder.filters import Filter, LeakageFilter, StructuralFilter, filter_items
 from builder.items import Item, ItemStatus
@@ -105,6 +105,7 @@ class BuildContext:
                 self.store,
                 size=settings.size,
                 max_reuse=settings.max_reuse,
+                clip=_clip(self.settings),
             )
         return TypographicRenderer(size=settings.size)
 
@@ -129,7 +130,7 @@ class BuildContext:
 
 
 def index_pool(settings: Settings) -> PoolIndexReport:
-    """Build (or rebuild) the caption index of the configured image pool."""
+    """Build (or rebuild) the index of the configured image pool (captions, and images with CLIP)."""
     renderer = settings.renderer
     if renderer.pool is None:
         raise InputError("no image pool given (--pool or renderer.pool)")
@@ -141,15 +142,24 @@ def index_pool(settings: Settings) -> PoolIndexReport:
         embedder.model_name,
         renderer.pool_image_column,
         renderer.pool_text_column,
+        clip=_clip(settings),
     )
 
 
+def _clip(settings: Settings) -> ClipEncoder | None:
+    renderer = settings.renderer
+    if not renderer.pool_clip_model:
+        return None
+    return ClipEncoder(renderer.pool_clip_model, renderer.local_files_only)
+
+
 def open_pool(settings: Settings) -> PoolIndex:
-    """The configured pool's index, built first if it does not exist yet."""
+    """The configured pool's index, (re)built first if missing or made with another CLIP model."""
     renderer = settings.renderer
     assert renderer.pool is not None
     directory = index_dir_for(settings.artifacts, renderer.pool)
-    if not (directory / "meta.json").is_file():
+    meta = directory / "meta.json"
+    if not meta.is_file() or json.loads(meta.read_text()).get("clip_model") != renderer.pool_clip_model:
         index_pool(settings)
     return PoolIndex(directory, renderer.pool, renderer.pool_image_column, renderer.pool_text_column)
 

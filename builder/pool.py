@@ -26,6 +26,7 @@ from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
 from builder import progress
+from builder.embeddings import ClipEncoder
 from builder.errors import InputError
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
@@ -162,6 +163,8 @@ class PoolIndex:
             if line
         ]
         self.index = faiss.read_index(str(directory / "captions.faiss"))
+        images = directory / "images.faiss"
+        self.image_index = faiss.read_index(str(images)) if images.is_file() else None
         self._loaders = {
             record.entry.id: record.load for record in pool_records(pool, image_column, text_column)
         }
@@ -171,11 +174,23 @@ class PoolIndex:
         return str(self.meta["model"])
 
     @property
+    def clip_model(self) -> str | None:
+        """The CLIP model whose image vectors this index holds, if any."""
+        return self.meta.get("clip_model")
+
+    def similarities(self, query: np.ndarray, ids: Sequence[int], images: bool = False) -> np.ndarray:
+        """Cosine of `query` with the caption (or CLIP image) vectors of entries `ids`."""
+        index = self.image_index if images else self.index
+        vectors = np.stack([index.reconstruct(int(i)) for i in ids])
+        return vectors @ query
+
+    @property
     def fingerprint(self) -> str:
         return str(self.meta["fingerprint"])
 
-    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        return self.index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self.entries)))
+    def search(self, vectors: np.ndarray, k: int, images: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        index = self.image_index if images else self.index
+        return index.search(np.ascontiguousarray(vectors, dtype=np.float32), min(k, len(self.entries)))
 
     def image(self, entry: PoolEntry) -> Image.Image:
         return open_rgb(self._loaders[entry.id])
@@ -188,23 +203,29 @@ def build_index(
     model: str,
     image_column: str = "image",
     text_column: str = "text",
+    clip: ClipEncoder | None = None,
 ) -> PoolIndexReport:
-    """Screen every pool image, embed the captions of the good ones, write the index."""
+    """Screen every pool image, embed the captions of the good ones (and, with a CLIP model,
+    the images themselves), write the index."""
     import faiss
 
     records = list(pool_records(pool, image_column, text_column))
     advance = progress.track("pool", len(records))
     kept: list[PoolEntry] = []
+    image_vectors: list[np.ndarray] = []
     skipped: list[Skipped] = []
     for record in records:
         if not record.entry.caption:
             skipped.append(Skipped(id=record.entry.id, reason="empty caption"))
         else:
             try:
-                open_rgb(record.load)
-                kept.append(record.entry)
+                image = open_rgb(record.load)
             except ValueError as exc:
                 skipped.append(Skipped(id=record.entry.id, reason=str(exc)))
+            else:
+                kept.append(record.entry)
+                if clip is not None:
+                    image_vectors.append(clip.encode_images([image])[0])
         advance(1)
     if not kept:
         raise InputError(f"no usable images in the pool ({len(skipped)} skipped)", path=pool)
@@ -213,20 +234,27 @@ def build_index(
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     directory.mkdir(parents=True, exist_ok=True)
     faiss.write_index(index, str(directory / "captions.faiss"))
+    images_file = directory / "images.faiss"
+    images_file.unlink(missing_ok=True)
+    if clip is not None:
+        images = faiss.IndexFlatIP(image_vectors[0].shape[0])
+        images.add(np.ascontiguousarray(np.stack(image_vectors), dtype=np.float32))
+        faiss.write_index(images, str(images_file))
     lines = "".join(entry.model_dump_json() + "\n" for entry in kept)
     (directory / "entries.jsonl").write_text(lines)
-    fingerprint = hashlib.sha256(f"{INDEX_VERSION}\x1f{model}\x1f{lines}".encode()).hexdigest()[:16]
-    (directory / "meta.json").write_text(
-        json.dumps(
-            {
-                "model": model,
-                "count": len(kept),
-                "pool": str(pool),
-                "fingerprint": fingerprint,
-                "version": INDEX_VERSION,
-            }
-        )
-    )
+    clip_model = clip.model_name if clip is not None else None
+    fingerprint = hashlib.sha256(
+        f"{INDEX_VERSION}\x1f{model}\x1f{clip_model}\x1f{lines}".encode()
+    ).hexdigest()[:16]
+    meta = {
+        "model": model,
+        "clip_model": clip_model,
+        "count": len(kept),
+        "pool": str(pool),
+        "fingerprint": fingerprint,
+        "version": INDEX_VERSION,
+    }
+    (directory / "meta.json").write_text(json.dumps(meta))
     (directory / "skipped.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in skipped))
     return PoolIndexReport(
         pool=str(pool), index_dir=directory, indexed=len(kept), skipped=skipped, model=model

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from builder import progress
-from builder.embeddings import TextEmbedder
+from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot, Item, ItemStatus
 from builder.pool import PoolEntry, PoolIndex
 from builder.stats import StageOutput, StageStats
@@ -363,22 +363,34 @@ def _label(entry: PoolEntry) -> str:
 
 
 class RetrievalRenderer:
-    """The pool image whose caption best matches the slot, each pool image used at most
-    `max_reuse` times (counted across runs, from the render cache)."""
+    """The pool image that best matches the slot, each pool image used at most `max_reuse` times
+    (counted across runs, from the render cache). Matching uses caption embeddings and, when the
+    index holds CLIP image vectors and a CLIP model is given, the mean of both similarities."""
 
     name = "retrieval"
     version = "1"
     batch_size = 256
 
     def __init__(
-        self, index: PoolIndex, embedder: TextEmbedder, cache: RenderCache, *, size: int, max_reuse: int
+        self,
+        index: PoolIndex,
+        embedder: TextEmbedder,
+        cache: RenderCache,
+        *,
+        size: int,
+        max_reuse: int,
+        clip: ClipEncoder | None = None,
     ):
         self.index, self.embedder = index, embedder
+        self.clip = clip if index.image_index is not None else None
         self.size, self.max_reuse = size, max_reuse
         self._uses: Counter[str] = Counter(cache.render_source_counts(self.signature()))
 
     def signature(self) -> str:
-        return f"{self.name}@{self.version}/{self.index.fingerprint}/{self.size}px/reuse={self.max_reuse}"
+        clip = f"/clip={self.clip.model_name}" if self.clip else ""
+        return (
+            f"{self.name}@{self.version}/{self.index.fingerprint}{clip}/{self.size}px/reuse={self.max_reuse}"
+        )
 
     def render_key(self, job: SlotJob) -> str:
         return content_key(self, job.slot)
@@ -387,12 +399,28 @@ class RetrievalRenderer:
     def query(slot: ImageSlot) -> str:
         return f"{slot.description} {', '.join(slot.keywords)}"
 
+    def _rankings(self, queries: list[str]) -> list[list[int]]:
+        """Pool entry indices per query, best first."""
+        depth = max(32, 4 * self.max_reuse)
+        captions = self.embedder.encode(queries)
+        _, by_caption = self.index.search(captions, k=depth)
+        if self.clip is None:
+            return [[int(i) for i in row if i >= 0] for row in by_caption]
+        texts = self.clip.encode_texts(queries)
+        _, by_image = self.index.search(texts, k=depth, images=True)
+        rankings = []
+        for caption, text, row_a, row_b in zip(captions, texts, by_caption, by_image, strict=True):
+            ids = sorted({int(i) for i in (*row_a, *row_b) if i >= 0})
+            score = (
+                self.index.similarities(caption, ids) + self.index.similarities(text, ids, images=True)
+            ) / 2
+            rankings.append([ids[i] for i in np.argsort(-score, kind="stable")])
+        return rankings
+
     def render(self, jobs: Sequence[SlotJob]) -> list[Rendered]:
-        vectors = self.embedder.encode([self.query(job.slot) for job in jobs])
-        _, neighbours = self.index.search(np.asarray(vectors), k=max(32, 4 * self.max_reuse))
         pictures = []
-        for job, row in zip(jobs, neighbours, strict=True):
-            candidates = (self.index.entries[i] for i in row if i >= 0)
+        for job, ranking in zip(jobs, self._rankings([self.query(job.slot) for job in jobs]), strict=True):
+            candidates = (self.index.entries[i] for i in ranking)
             choice = next((entry for entry in candidates if self._uses[_label(entry)] < self.max_reuse), None)
             if choice is None:
                 raise RuntimeError(

@@ -75,6 +75,9 @@ class RendererSettings(_Section):
     pool_image_column: str = "image"
     pool_text_column: str = "text"
     max_reuse: int = Field(3, ge=1, description="retrieval: uses allowed per pool image.")
+    pool_clip_model: str | None = Field(
+        None, description="retrieval: a CLIP model (folder or hub id) to match images themselves too."
+    )
 
     @model_validator(mode="after")
     def _backend_inputs(self) -> RendererSettings:

@@ -14,14 +14,14 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.embeddings import TextEmbedder
+from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot, ItemStatus
 from builder.pool import PoolIndex, build_index, index_dir_for
 from builder.render import DiffusionRenderer, RetrievalRenderer, SlotJob, render_items
 from builder.settings import Settings
 from builder.store import Store
 from tests.helpers import make_item
-from tests.tiny_diffusion import save_tiny_pipeline
+from tests.tiny_models import save_tiny_clip, save_tiny_pipeline
 
 
 @pytest.fixture(scope="module")
@@ -215,6 +215,28 @@ def test_bad_pool_content_is_skipped_with_reasons(tmp_path: Path, embedder: Text
     )
     assert "unreadable image" in reasons["truncated.png"] and "unreadable image" in reasons["missing.png"]
     assert Image.MAX_IMAGE_PIXELS == 89_478_485  # the guard stayed in force
+
+
+def test_clip_image_vectors_join_the_ranking(tmp_path: Path, embedder: TextEmbedder, store: Store) -> None:
+    # A tiny CLIP with random weights: this checks the code path (index, search, scoring), not
+    # the quality of the matches; no CLIP weights can be had offline.
+    clip = ClipEncoder(str(save_tiny_clip(tmp_path / "clip")), local_files_only=True)
+    pool = make_pool(tmp_path / "pool")
+    build_index(pool, tmp_path / "index", embedder.encode, embedder.model_name, clip=clip)
+    index = PoolIndex(tmp_path / "index", pool)
+    assert index.clip_model == str(tmp_path / "clip") and index.image_index.ntotal == len(SHAPES)
+    with Image.open(pool / "square.png") as square:
+        expected = clip.encode_images([square.convert("RGB")])[0]
+    square_row = next(i for i, entry in enumerate(index.entries) if entry.id == "square.png")
+    assert np.allclose(index.image_index.reconstruct(square_row), expected, atol=1e-5)
+    renderer = RetrievalRenderer(index, embedder, store, size=64, max_reuse=1, clip=clip)
+    assert "/clip=" in renderer.signature()
+    jobs = [
+        SlotJob("i", n, ImageSlot(role="r", description=text, keywords=["shape"]))
+        for n, text in enumerate(["a red circle", "a blue square", "green triangle"])
+    ]
+    sources = [picture.source for picture in renderer.render(jobs)]
+    assert len(set(sources)) == 3 and all(source.startswith("test-suite/") for source in sources)
 
 
 def test_dataset_pool(tmp_path: Path, embedder: TextEmbedder, store: Store) -> None:

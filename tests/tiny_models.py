@@ -1,5 +1,6 @@
-"""A tiny Stable Diffusion pipeline built from configs with random weights, saved to a folder:
-the real diffusers loading and sampling code runs on it, offline, in well under a second."""
+"""Tiny models built from configs with random weights, saved to folders, so the real loading and
+inference code (diffusers, transformers' CLIP) runs offline in well under a second. They test
+code paths, not quality: no real weights can be downloaded here."""
 
 from __future__ import annotations
 
@@ -78,4 +79,47 @@ def save_tiny_pipeline(folder: Path, scheduler: str = "EulerDiscreteScheduler") 
         requires_safety_checker=False,
     )
     pipeline.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_clip(folder: Path) -> Path:
+    """A CLIP model and processor (image processor + tokenizer), the layout users' CLIP folders have."""
+    import torch
+    from transformers import CLIPConfig, CLIPImageProcessorPil, CLIPModel, CLIPProcessor, CLIPTokenizer
+
+    torch.manual_seed(0)
+    vocab, merges = clip_byte_vocab()
+    special = {
+        "bos_token_id": vocab["<|startoftext|>"],
+        "eos_token_id": vocab["<|endoftext|>"],
+        "pad_token_id": vocab["<|endoftext|>"],
+    }
+    config = CLIPConfig(
+        text_config={
+            "vocab_size": len(vocab),
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "max_position_embeddings": 77,
+            **special,
+        },
+        vision_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "num_hidden_layers": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        projection_dim=12,  # unlike hidden_size, so a test sees projected features, not hidden states
+    )
+    CLIPModel(config).save_pretrained(folder)
+    processor = CLIPProcessor(
+        image_processor=CLIPImageProcessorPil(
+            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
+        ),
+        tokenizer=CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=77),
+    )
+    processor.save_pretrained(folder)
     return folder
