@@ -44,3 +44,41 @@ def test_config_hash_ignores_where_things_are_stored(tmp_path: Path) -> None:
     a = load_settings(artifacts=tmp_path / "a", database_url="sqlite:///x.db")
     b = load_settings(artifacts=tmp_path / "b")
     assert a.config_hash() == b.config_hash() != load_settings(max_iterations=4).config_hash()
+
+
+def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "mirbench.yaml"
+    config.write_text(
+        "composer:\n  backend: openai\n  base_url: http://127.0.0.1:8000/v1\n"
+        "  model: local\n  concurrency: 16\n"
+        "renderer:\n  backend: retrieval\n  pool: /data/pool\n  max_reuse: 2\n"
+    )
+    monkeypatch.setenv("MIRBENCH_COMPOSER__TIMEOUT", "30")
+    settings = load_settings(config)
+    composer = settings.composer
+    assert (composer.backend, composer.model, composer.concurrency, composer.timeout) == (
+        "openai",
+        "local",
+        16,
+        30,
+    )
+    assert composer.base_url == "http://127.0.0.1:8000/v1"
+    assert settings.renderer.pool == Path("/data/pool") and settings.renderer.max_reuse == 2
+    assert "api_key" not in type(composer).model_fields  # only the variable's name is a setting
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"composer": {"backend": "openai"}}, "needs a model name"),
+        ({"renderer": {"backend": "diffusers"}}, "needs a model"),
+        ({"renderer": {"backend": "retrieval"}}, "needs an image pool"),
+        (
+            {"renderer": {"backend": "diffusers", "model": "m", "prompt_template": "{subject}"}},
+            "prompt_template",
+        ),
+    ],
+)
+def test_backends_say_what_they_are_missing(overrides: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        load_settings(**overrides)
