@@ -215,8 +215,8 @@ class LLMClient:
                     return JSONAnswer(self._accept(cached, request), cached, cached=True, attempts=0)
                 except RefusalError as exc:
                     return LLMFailure("refused", str(exc) or cached[:200], 0)
-                except ValueError:
-                    pass  # a cache entry that no longer validates is asked again
+                except (ValueError, _Retryable):
+                    pass  # an entry that no longer parses or validates is asked again
         attempts, last = 0, _Retryable("none", "no attempt made")
         while attempts <= self.settings.max_retries:
             attempts += 1

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.compose import CompositionRequest, LLMComposer, compose_items
+from builder.compose import CompositionJob, CompositionRequest, LLMComposer, compose_items, draft_schema
 from builder.items import ItemStatus
-from builder.llm import LLMClient, LLMSettings
+from builder.llm import JSONRequest, LLMClient, LLMSettings
 from builder.seeds import Seed
 from builder.settings import Settings, bundled
 from builder.store import Store
@@ -82,8 +82,8 @@ def test_every_relation_composes_validated_items(taxonomy: Taxonomy, proxy: Faul
         assert [slot.role for slot in item.slots] == [r.name for r in relation.image_roles[: len(item.slots)]]
         assert item.provenance.model_ids == {"composer": "smollm2"}
         assert item.provenance.template.startswith("compose@")
-    # llama.cpp answers json_schema with HTTP 500: auto mode stepped down to json_object once.
-    assert proxy.seen[0].fault == "pass"
+    # llama.cpp answers json_schema with HTTP 500: requests sent before the step-down were asked again.
+    assert len(proxy.seen) > len(taxonomy.relations)
 
 
 def test_auto_mode_steps_down_once_then_sticks(proxy: FaultProxy, store: Store, taxonomy: Taxonomy) -> None:
@@ -111,6 +111,30 @@ def test_rerun_and_resume_replay_the_cache(taxonomy: Taxonomy, proxy: FaultProxy
     assert [i.revised_prompt for i in again] == [i.revised_prompt for i in first]
     changed = _compose(taxonomy, _settings(proxy.base_url, temperature=0.3), store, relations[:1])
     assert len(proxy.seen) > paid and changed[0].status is ItemStatus.COMPOSED  # other settings, other key
+
+
+def test_a_cache_entry_that_no_longer_parses_is_asked_again(
+    taxonomy: Taxonomy, proxy: FaultProxy, store: Store
+) -> None:
+    settings = _settings(proxy.base_url, structured_output="json_object")
+    client = LLMClient(settings, cache=store)
+    composer = LLMComposer(client, bundled("taxonomy") / "prompts")
+    job = CompositionJob(
+        CompositionRequest(seed=SEED, relation="analogy", iteration=1),
+        taxonomy.relation("analogy"),
+        taxonomy.category("privacy"),
+    )
+    request = JSONRequest(
+        messages=composer.messages(job),
+        schema=draft_schema(job.relation),
+        validate=lambda value: value,
+        template_version=composer.template_version,
+    )
+    # e.g. a refusal from OpenAI's `refusal` field whose wording matches no refusal pattern
+    store.cache_response(client.cache_key(request), "smollm2", "This request is not something we support.")
+    (item,) = compose_items([job.request], taxonomy, composer, config_hash="h", run_id="r").items
+    assert item.status is ItemStatus.COMPOSED
+    assert len(proxy.seen) == 1
 
 
 def test_faults_are_retried_and_every_item_ends_with_a_status(
