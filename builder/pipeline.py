@@ -100,7 +100,7 @@ class BuildContext:
             )
         if settings.backend == "retrieval":
             return RetrievalRenderer(
-                open_pool(self.settings),
+                open_pool(self.settings, self.embedder),
                 self.embedder,
                 self.store,
                 size=settings.size,
@@ -129,12 +129,12 @@ class BuildContext:
         return stats
 
 
-def index_pool(settings: Settings) -> PoolIndexReport:
+def index_pool(settings: Settings, embedder: TextEmbedder | None = None) -> PoolIndexReport:
     """Build (or rebuild) the index of the configured image pool (captions, and images with CLIP)."""
     renderer = settings.renderer
     if renderer.pool is None:
         raise InputError("no image pool given (--pool or renderer.pool)")
-    embedder = TextEmbedder(settings.dedup.text_model)
+    embedder = embedder or TextEmbedder(settings.dedup.text_model)
     return build_index(
         renderer.pool,
         index_dir_for(settings.artifacts, renderer.pool),
@@ -153,14 +153,14 @@ def _clip(settings: Settings) -> ClipEncoder | None:
     return ClipEncoder(renderer.pool_clip_model, renderer.local_files_only)
 
 
-def open_pool(settings: Settings) -> PoolIndex:
+def open_pool(settings: Settings, embedder: TextEmbedder) -> PoolIndex:
     """The configured pool's index, (re)built first if missing or made with another CLIP model."""
     renderer = settings.renderer
     assert renderer.pool is not None
     directory = index_dir_for(settings.artifacts, renderer.pool)
     meta = directory / "meta.json"
     if not meta.is_file() or json.loads(meta.read_text()).get("clip_model") != renderer.pool_clip_model:
-        index_pool(settings)
+        index_pool(settings, embedder)
     return PoolIndex(directory, renderer.pool, renderer.pool_image_column, renderer.pool_text_column)
 
 
@@ -252,8 +252,12 @@ def run_render(ctx: BuildContext, ids: list[str]) -> StageStats:
 def _text_vectors(ctx: BuildContext, items: list[Item]) -> dict[str, np.ndarray]:
     """A unit vector per item id; each distinct text is encoded once, ever (cached in the store)."""
     model = ctx.settings.dedup.text_model
-    keys = {item.id: hashlib.sha256(f"{model}\x1f{item_text(item)}".encode()).hexdigest() for item in items}
-    texts = {keys[item.id]: item_text(item) for item in items}
+    texts: dict[str, str] = {}  # key -> text
+    keys: dict[str, str] = {}  # item id -> key
+    for item in items:
+        text = item_text(item)
+        keys[item.id] = hashlib.sha256(f"{model}\x1f{text}".encode()).hexdigest()
+        texts[keys[item.id]] = text
     vectors = {
         key: np.frombuffer(raw, dtype=np.float32) for key, raw in ctx.store.embeddings(list(texts)).items()
     }

@@ -17,7 +17,7 @@ import tempfile
 import textwrap
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -135,9 +135,11 @@ def render_items(
                 advance(len(batch))
                 continue
             for (key, _), picture in zip(batch, pictures, strict=True):
-                stored = store_image(picture.image, artifacts)
-                fresh[key] = StoredImage(
-                    stored.file, stored.sha256, stored.phash, picture.source, picture.license, picture.prompt
+                fresh[key] = replace(
+                    store_image(picture.image, artifacts),
+                    source=picture.source,
+                    license=picture.license,
+                    prompt=picture.prompt,
                 )
             advance(len(batch))
         stats.count("images_rendered", len(fresh))
@@ -160,11 +162,12 @@ def render_items(
                     )
                 item.status = ItemStatus.RENDERED
             stats.count(item.status.value)
+        signature = renderer.signature()
         cache.cache_renders(
             [
                 {
                     "key": key,
-                    "renderer": renderer.signature(),
+                    "renderer": signature,
                     "file": s.file,
                     "sha256": s.sha256,
                     "phash": s.phash,
