@@ -58,10 +58,12 @@ class PairMember:
 
 class ReviewStore(StoreBase):
     def enqueue(self, items: Sequence[Item]) -> None:
-        """Mark items queued and open a pending review for each, in one transaction."""
+        """Mark items queued and open a pending review for each, in one transaction: the review
+        app never sees a queued item without its review, or a review of an item not yet queued."""
         for item in items:
             item.status = ItemStatus.QUEUED
         with self._session() as session:
+            self._upsert(session, ItemRow.__table__, [item_values(item) for item in items], "id")
             existing = set(
                 session.scalars(select(ReviewRow.item_id).where(ReviewRow.item_id.in_([i.id for i in items])))
             )
@@ -70,8 +72,6 @@ class ReviewStore(StoreBase):
                 for i in items
                 if i.id not in existing
             )
-        with self._session() as session:
-            self._upsert(session, ItemRow.__table__, [item_values(item) for item in items], "id")
 
     def reviews(
         self,
