@@ -264,7 +264,6 @@ def status(
             console.print(f"release {row.version}: {row.items} items at {row.location}")
 
 
-
 @app.command()
 def serve(
     cron: Annotated[str, typer.Option(help="When to rebuild, as a cron expression (UTC).")] = "0 3 * * 1",
@@ -287,4 +286,3 @@ def serve(
 
         parameters = {"config": str(config.resolve()) if config else None, "limit": limit}
         scheduled_build.serve(name=name, cron=cron, parameters=parameters)
-

@@ -103,7 +103,6 @@ def seeds_validate(
         console.print(f"[yellow]note:[/] {unlicensed} seed(s) have no license field")
 
 
-
 @pool_app.command("index")
 def pool_index(
     pool: Annotated[
@@ -180,4 +179,3 @@ def answers_purge(
     with open_store(config, artifacts, database_url) as store:
         deleted = store.purge_answers()
     console.print(f"deleted {deleted} answer(s)")
-

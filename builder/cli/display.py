@@ -88,4 +88,3 @@ def print_attack(summary: AttackSummary) -> None:
         f"accepted by the attack policy: {summary.accepted} of {summary.items_judged} judged"
         + (f"; mean rounds to acceptance {rounds:.2f}" if rounds is not None else "")
     )
-

@@ -126,4 +126,3 @@ def publish(
     )
     if result.gated is None and result.action != "already published":
         errors.print("warning: the Hub did not accept gated access; set it by hand in the repo settings")
-

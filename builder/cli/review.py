@@ -290,4 +290,3 @@ def review_import(
         errors.print(f"refused {item_id}: {why}", highlight=False, markup=False, soft_wrap=True)
     if result.refused:
         raise typer.Exit(code=1)
-
