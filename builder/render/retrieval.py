@@ -12,7 +12,6 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from builder.embeddings import ClipEncoder, TextEmbedder
-from builder.errors import InputError
 from builder.items import ImageSlot
 from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for, pool_records
 from builder.render import (
@@ -135,10 +134,8 @@ class RetrievalRenderer(Renderer):
     def preflight(cls, settings: Any) -> list[str]:
         """The configured image pool exists and its captions parse (images are screened at indexing)."""
         renderer = settings.renderer
-        if renderer.pool is None:
-            raise InputError("no image pool given (--pool or renderer.pool)")
         pool_records(
-            renderer.pool,
+            renderer.pool_path,
             renderer.pool_image_column,
             renderer.pool_text_column,
             settings.limits.max_record_chars,
