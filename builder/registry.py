@@ -42,6 +42,14 @@ class Backend:
     def from_settings(cls, settings: Any, workspace: Workspace) -> Self:
         return cls()
 
+    @classmethod
+    def preflight(cls, settings: Any) -> list[str]:
+        """Check, before a command starts work, what this backend needs beyond its own settings
+        (a pool on disk, a compatible policy): raise `InputError` for what would fail; return notes
+        worth showing. `settings` is the whole configuration (`builder.settings.Settings`, a
+        higher layer, hence untyped here). Nothing by default."""
+        return []
+
 
 B = TypeVar("B", bound=Backend)
 

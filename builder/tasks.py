@@ -277,11 +277,8 @@ def create_release(
             previous = latest_hub_manifest(changelog_from, get_token(), settings.publish)
         except PublishError as error:
             raise InputError(f"--changelog-from {changelog_from}: {error}") from None
-    store = Store(settings.resolved_database_url)
-    try:
+    with Store(settings.resolved_database_url) as store:
         config = settings.model_dump(mode="json", exclude={"database_url"})
         return release_approved(
             store, taxonomy, settings.artifacts, out, version, config, layouts or ["hf"], previous
         )
-    finally:
-        store.close()
