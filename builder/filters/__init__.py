@@ -3,8 +3,9 @@
 A filter is a registered backend, one module each in this package, with its settings beside
 it. Like datatrove's filters, a subclass writes only `check(item)` (or `check_batch` when it
 can judge many items at once); the stage runs the enabled filters in order, keeps every
-verdict with the filter's name and version, and rejects an item at its first failed check
-(later filters do not run on it), counting rejections by filter and reason.
+verdict with the filter's name and version (its `stage` is `filters`), and rejects an item at
+its first failed check (later filters do not run on it), counting rejections by filter and
+reason.
 """
 
 from __future__ import annotations
