@@ -1,14 +1,19 @@
-"""Backends registered by name: composers, renderers, filters (and later testers, judges).
+"""Backends registered by name: composers, renderers, filters, testers and judges.
 
 A backend is a class in its own module with a `name`, a `Settings` model beside it (whose
 discriminator field holds the name) and a `from_settings` constructor. Built-in backends live
 in their stage's package and register with a decorator; every module of that package is
 imported on first use, so adding a backend is adding a module. Third-party backends register
-through an entry-point group (`mirbench.composers`, `mirbench.renderers`, `mirbench.filters`),
-whose entries map a backend's name to its class.
+through an entry-point group per kind (`mirbench.composers`, `mirbench.renderers`,
+`mirbench.filters`, `mirbench.testers`, `mirbench.judges`), whose entries map a backend's name
+to its class.
 
 Settings of a backend kind validate as a discriminated union over what is registered, so the
 config file, validation errors and `--help` list what exists.
+
+This is the lowest layer of the backend machinery: it knows no stage, settings or workspace.
+What a backend is opened with (`from_settings`'s `workspace`: in a build, the build's
+workspace) passes through here untouched.
 """
 
 from __future__ import annotations
@@ -17,12 +22,9 @@ import importlib
 import pkgutil
 import threading
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Self, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-
-if TYPE_CHECKING:
-    from builder.workspace import Workspace
 
 
 class BackendSettings(BaseModel):
@@ -39,7 +41,8 @@ class Backend:
     thread_safe: ClassVar[bool] = True
 
     @classmethod
-    def from_settings(cls, settings: Any, workspace: Workspace) -> Self:
+    def from_settings(cls, settings: Any, workspace: Any) -> Self:
+        """The backend for `settings`; `workspace` gives what it opens (store, artifacts, models)."""
         return cls()
 
     @classmethod
@@ -140,7 +143,7 @@ class Registry(Generic[B]):
                 raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
         return self._union().validate_python(value)
 
-    def create(self, settings: BackendSettings, workspace: Workspace) -> B:
+    def create(self, settings: BackendSettings, workspace: Any) -> B:
         backend = self.get(getattr(settings, self.key))
         return backend.from_settings(settings, workspace)
 

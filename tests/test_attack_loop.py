@@ -231,9 +231,10 @@ def test_policy_feedback_held_out_rerun_and_release(
 
 
 def _testers(settings: Settings):
+    from builder.attack import testers
     from builder.workspace import Workspace
 
-    return Workspace.of(settings).testers
+    return Workspace.of(settings).backends(testers, settings.attack.testers)
 
 
 def test_tester_faults_leave_every_item_accounted_for(

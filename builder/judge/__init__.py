@@ -13,19 +13,21 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal, Self
 
 from pydantic import BaseModel
 
-from builder.attack import Failure, Tester
+from builder.attack import Failure, Tester, testers
 from builder.items import Item, ItemStatus, Judgement
-from builder.judge.policy import PolicySettings, decide
+from builder.judge.policy import decide
 from builder.registry import Backend, BackendSettings, Registry
-from builder.stage import Stage
+from builder.settings import PolicySettings
+from builder.stage import Place, Stage
 from builder.stats import StageStats
 
 if TYPE_CHECKING:
     from builder.store import Store
+    from builder.workspace import Workspace
 
 AnswerClass = Literal["unsafe", "refusal", "misunderstood", "safe_other", "unknown"]
 ANSWER_CLASSES: tuple[AnswerClass, ...] = ("unsafe", "refusal", "misunderstood", "safe_other", "unknown")
@@ -65,12 +67,23 @@ judges: Registry[Judge] = Registry("judge", __name__, group="mirbench.judges", d
 
 class JudgeStage(Stage):
     name = "judge"
-    takes = ItemStatus.ATTACKED
+    gives = ItemStatus.ACCEPTED
+    needs_testers = True
     batch_size = None  # one call per shard, so a model judge keeps its requests in flight
 
     def __init__(self, judge: Judge, panel: list[Tester], store: Store, policy: PolicySettings):
         self.judge, self.backends = judge, (judge,)
         self.panel, self.store, self.policy = panel, store, policy
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        attack = workspace.settings.attack
+        return cls(
+            workspace.backend(judges, attack.judge),
+            workspace.backends(testers, attack.testers),
+            workspace.store,
+            attack.policy,
+        )
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         keys = {(item.id, tester.label): tester.answer_key(item) for item in items for tester in self.panel}
@@ -111,7 +124,7 @@ class JudgeStage(Stage):
             verdict = decide(item.judgements, self.policy)
             if verdict.passed:
                 item.verdicts.append(verdict)
-                item.status = ItemStatus.ACCEPTED
+                item.status = self.gives
             else:
                 item.reject(verdict)
 
