@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.filters import filters
 from builder.items import ItemStatus
 from builder.store import Store
 
@@ -206,7 +207,7 @@ def test_toy_filter_and_renderer_are_chosen_by_name_from_a_config_file(
     refused = _mirbench(plugin_path, prefect_api_url, "build", "--config", str(unknown))
     assert refused.returncode == 2
     # Errors (and --help) list what is registered, third-party backends included.
-    available = "alignment, benign_alone, leakage, structural, toy_short_prompt"
+    available = ", ".join(sorted([*filters.names(), "toy_short_prompt"]))
     assert f"unknown filter 'toy_missing'; available: {available}" in refused.stderr
 
 
