@@ -95,7 +95,12 @@ class Registry(Generic[B]):
             for module in pkgutil.iter_modules(package.__path__):
                 importlib.import_module(f"{self.package}.{module.name}")
             for entry in entry_points(group=self.entry_point_group):
-                loaded = entry.load()
+                try:
+                    loaded = entry.load()
+                except (ImportError, AttributeError) as error:
+                    raise TypeError(
+                        f"entry point {entry.name} = {entry.value} ({self.entry_point_group}): {error}"
+                    ) from error
                 if not (isinstance(loaded, type) and issubclass(loaded, Backend)):
                     raise TypeError(f"entry point {entry.name} = {entry.value}: not a mirbench backend class")
                 if loaded.name != entry.name:

@@ -26,12 +26,17 @@ from builder.stats import StageStats
 from builder.tasks import BuildSpec
 from builder.workspace import close_all
 
+# OSErrors that a second try cannot fix: a missing or forbidden path is bad input.
+_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry what a second try can fix (a dropped database connection, a busy file), not bugs
     or bad input."""
     try:
         state.result()
+    except _NOT_TRANSIENT:
+        return False
     except (ConnectionError, TimeoutError, OSError):
         return True
     except Exception as exc:

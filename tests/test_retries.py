@@ -91,6 +91,8 @@ RAISES: dict[str, Callable[[], Exception]] = {
     "bad input": lambda: InputError("unknown category", path="seeds.jsonl", line=3),
     "constraint": _sqlalchemy(IntegrityError),
     "gpu fell over": lambda: RuntimeError("the GPU fell over"),
+    "missing file": lambda: FileNotFoundError(2, "No such file or directory", "seeds.jsonl"),
+    "forbidden file": lambda: PermissionError(13, "Permission denied", "artifacts/images"),
 }
 TRANSIENT = {"connection refused", "connection reset", "timeout", "busy file", "database gone"}
 calls: Counter[str] = Counter()
