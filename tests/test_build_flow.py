@@ -14,7 +14,7 @@ from builder.cli import app
 from builder.compose import CompositionRequest
 from builder.compose.offline import OfflineComposer
 from builder.items import ItemStatus
-from builder.release import PUBLISHED_FIELDS
+from builder.published import PUBLISHED_FIELDS
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
 from builder.seeds import Seed
