@@ -1,0 +1,90 @@
+"""Calibration records in the store: one row per (judge, label set) run, never overwritten, so
+the latest calibration of a config hash is what an attack-success table quotes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import DateTime, Float, Index, Integer, String, Text, select
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from builder.attack.summary import AttackSummary
+from builder.calibration.figures import CalibrationSummary
+from builder.calibration.run import JudgeCalibration
+from builder.store import Store, _Base
+
+
+class CalibrationRow(_Base):
+    __tablename__ = "judge_calibrations"
+    __table_args__ = (Index("ix_judge_calibrations_config_hash", "config_hash", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    judge: Mapped[str] = mapped_column(String(256))
+    judge_version: Mapped[str] = mapped_column(String(256))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(16))
+    label_set: Mapped[str] = mapped_column(String(256))
+    label_set_hash: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    kappa: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f1: Mapped[float] = mapped_column(Float)
+    report: Mapped[str] = mapped_column(Text)  # the whole JudgeCalibration, as JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+def record_calibration(store: Store, calibration: JudgeCalibration) -> None:
+    """Keep one judge's calibration (it must have figures: at least one judged answer)."""
+    assert calibration.figures is not None
+    with Session(store.engine) as session, session.begin():
+        session.add(
+            CalibrationRow(
+                judge=calibration.judge,
+                judge_version=calibration.version,
+                config_hash=calibration.config_hash,
+                task=calibration.task,
+                label_set=calibration.label_set,
+                label_set_hash=calibration.label_set_hash,
+                n=calibration.figures.n,
+                kappa=calibration.figures.kappa,
+                f1=calibration.figures.f1,
+                report=calibration.model_dump_json(),
+                created_at=datetime.now(UTC),
+            )
+        )
+
+
+def latest_calibrations(
+    store: Store, config_hashes: Iterable[str], task: str = "unsafe"
+) -> dict[str, CalibrationSummary]:
+    """The newest calibration of each config hash on `task` (hashes never calibrated are absent)."""
+    wanted = sorted(set(config_hashes))
+    if not wanted:
+        return {}
+    query = (
+        select(CalibrationRow)
+        .where(CalibrationRow.config_hash.in_(wanted), CalibrationRow.task == task)
+        .order_by(CalibrationRow.created_at, CalibrationRow.id)
+    )
+    latest: dict[str, CalibrationSummary] = {}
+    with Session(store.engine) as session:
+        for row in session.scalars(query):
+            latest[row.config_hash] = CalibrationSummary(
+                judge=row.judge,
+                config_hash=row.config_hash,
+                task=row.task,
+                label_set=row.label_set,
+                label_set_hash=row.label_set_hash,
+                n=row.n,
+                kappa=row.kappa,
+                f1=row.f1,
+                calibrated_at=row.created_at,
+            )
+    return latest
+
+
+def calibrated(summary: AttackSummary, store: Store) -> AttackSummary:
+    """`summary` with each deciding judge's latest calibration (ASR is about `unsafe`)."""
+    return summary.with_calibrations(
+        latest_calibrations(store, (j.config_hash for j in summary.judges if j.config_hash))
+    )
