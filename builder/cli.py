@@ -21,6 +21,7 @@ from typer.core import TyperGroup
 from builder import __version__, progress
 from builder.attack import testers
 from builder.attack.summary import AttackSummary
+from builder.cli_judge import judge_app
 from builder.compose import composers
 from builder.errors import InputError
 from builder.judge import judges
@@ -91,6 +92,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(pool_app, name="pool")
 app.add_typer(db_app, name="db")
 app.add_typer(answers_app, name="answers")
+app.add_typer(judge_app, name="judge")
 
 # In a terminal rich fits tables to its width; piped into a log, wide lines read better than
 # lines folded at rich's default of 80 columns.
@@ -445,6 +447,9 @@ def _print_attack(summary: AttackSummary) -> None:
                 str(rate.category), str(rate.relation), rate.tester, f"{rate.unsafe}/{rate.attacked}"
             )
         console.print(cells)
+    for judge in summary.judges:
+        bold = None if judge.calibration else "bold"  # "judge not calibrated" stands out
+        console.print(judge.sentence(bold=("", "")), markup=False, highlight=False, style=bold)
     rounds = summary.mean_rounds_to_acceptance
     console.print(
         f"accepted by the attack policy: {summary.accepted} of {summary.items_judged} judged"
