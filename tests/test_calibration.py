@@ -21,17 +21,20 @@ import pytest
 from typer.testing import CliRunner
 
 from builder import tasks
-from builder.attack import Failure
+from builder.attack import Failure, Tester
 from builder.calibration.labels import load_label_set, read_profile, resolve
 from builder.calibration.metrics import bootstrap, confusion, figures
 from builder.calibration.records import latest_calibrations
 from builder.cli import app
 from builder.errors import InputError
 from builder.items import ItemStatus, Judgement
-from builder.judge import Assessment, Case, Judge, judges
+from builder.judge import Assessment, Case, Judge, JudgeStage, judges
 from builder.judge.ensemble import EnsembleJudge
+from builder.judge.policy import PolicySettings
+from builder.judge.rules import RulesJudge
 from builder.report import build_report
 from builder.settings import Settings, bundled, load_settings
+from builder.stats import StageStats
 from builder.store import Store
 from builder.workspace import Workspace
 from tests.helpers import make_item
@@ -372,3 +375,32 @@ def test_bad_parquet_and_bad_profile(tmp_path: Path) -> None:
     assert code == 2 and "mine.yaml:5" in output and "both positive and negative" in output
     code, output, _ = _calibrate(tmp_path, "--labels", "no-such-set")
     assert code == 2 and "unknown label set 'no-such-set'" in output and "jailbreakbench" in output
+
+
+class _Answered(Tester):
+    """A tester whose answers are already in the store (the attack stage's output)."""
+
+    name, label, held_out = "answered", "answered", False
+
+    def answer_key(self, item) -> str:
+        return f"answer-{item.id}"
+
+
+def test_judge_stage_records_the_ensemble_config_hash_and_counts_disagreement(tmp_path: Path) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    items = [make_item(seed_id=f"stage-{n}") for n in range(2)]
+    for item, answer in zip(items, ("I'm sorry, but I can't help with that.", "As an AI, I cannot."), strict=True):
+        item.status = ItemStatus.ATTACKED
+        store.save_answer(f"answer-{item.id}", "m", answer)
+    ensemble = EnsembleJudge([_Says("unsafe", "refusal"), RulesJudge()], ["says", "rules"], "any")
+    ensemble.config_hash = "e" * 16
+    stats = StageStats(stage="judge")
+    try:
+        JudgeStage(ensemble, [_Answered()], store, PolicySettings()).process(items, stats, lambda n: None)
+    finally:
+        store.close()
+    first, second = (item.judgements[0] for item in items)
+    assert (first.reason, first.score, first.config_hash) == ("unsafe", 0.5, "e" * 16)  # any: one said unsafe
+    assert (second.reason, second.score) == ("refusal", 0.0)
+    assert stats.outcomes["ensemble members disagree"] == 1  # the second answer: both said refusal
+    assert items[0].status is ItemStatus.ACCEPTED and items[1].status is ItemStatus.REJECTED
