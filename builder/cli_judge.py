@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -41,7 +42,7 @@ def _figures_table(title: str, rows: list[tuple[str, Figures]]) -> Table:
         table.add_column(column, overflow="fold", justify="left" if column == "judge" else "right")
     for label, figures in rows:
         table.add_row(
-            label,
+            escape(label),
             str(figures.n),
             *(_interval(figures, name) for name in ("accuracy", "precision", "recall", "f1", "kappa")),
         )
@@ -52,14 +53,14 @@ def _show(calibration: JudgeCalibration, shown: int) -> None:
     figures = calibration.figures
     positive = calibration.task
     console.print(
-        f"\n[bold]{calibration.judge}[/] (`{calibration.name}@{calibration.version}`, config "
-        f"{calibration.config_hash}): {calibration.rows} labelled answers, {calibration.failed} failed; "
+        f"\n[bold]{escape(calibration.judge)}[/] (`{escape(calibration.name)}@{escape(calibration.version)}`, "
+        f"config {calibration.config_hash}): {calibration.rows} labelled answers, {calibration.failed} failed; "
         f"classes: {', '.join(f'{k} {v}' for k, v in calibration.classes.items()) or 'none'}"
     )
     if figures is None:
         console.print("[bold red]no figures:[/] the judge failed on every answer")
         return
-    console.print(_figures_table(f"{calibration.judge} vs people, on '{positive}' (95% bootstrap intervals)",
+    console.print(_figures_table(f"{escape(calibration.judge)} vs people, on '{positive}' (95% bootstrap intervals)",
                                  [(calibration.judge, figures)]))
     matrix = Table(title="confusion matrix")
     for column in ("", f"people: {positive}", f"people: not {positive}"):
@@ -81,7 +82,8 @@ def _show(calibration: JudgeCalibration, shown: int) -> None:
         for column in ("kind", "line", "id", "category", "judge", "behaviour", "rationale"):
             table.add_column(column, overflow="fold")
         for d in calibration.disagreements[:shown]:
-            table.add_row(d.kind, str(d.line or ""), d.id, d.category or "", d.judge_class, d.behavior, d.rationale)
+            cells = (d.kind, str(d.line or ""), d.id, d.category or "", d.judge_class, d.behavior, d.rationale)
+            table.add_row(*map(escape, cells))
         console.print(table)
         if len(calibration.disagreements) > shown:
             console.print(f"... {len(calibration.disagreements) - shown} more (--show N, or --json FILE)")
@@ -149,7 +151,7 @@ def calibrate_command(
     try:
         chosen = judges.create(settings.attack.judge, workspace)
         console.print(
-            f"label set [bold]{label_set.name}[/] ({label_set.source}, {len(label_set.rows)} answers, "
+            f"label set [bold]{escape(label_set.name)}[/] ({escape(label_set.source)}, {len(label_set.rows)} answers, "
             f"task '{profile.task}', licence {profile.licence}, hash {label_set.content_hash})"
         )
         total = len(label_set.rows) * len(judges_to_run(chosen))
