@@ -96,11 +96,12 @@ def judges_to_run(judge: Judge) -> list[tuple[str, Judge]]:
 
 
 def judged(judge: Judge, work: list[Case], on_done: Callable[[], None]) -> dict[str, list[Assessment | Failure]]:
-    """Every answer judged by `judge` (an ensemble: by each member, then by the ensemble)."""
-    results = {label: member.judge_many(work, on_done) for label, member in judges_to_run(judge)}
-    if isinstance(judge, EnsembleJudge):
-        results[judge.name] = judge.combine([results[label] for label in judge.labels])
-    return results
+    """Every answer judged by `judge` (an ensemble: by each member, at once, then by the
+    ensemble from their votes); `on_done` once per judge's answer."""
+    if not isinstance(judge, EnsembleJudge):
+        return {judge.name: judge.judge_many(work, on_done)}
+    per_member = judge.run_members(work, on_done)
+    return {**dict(zip(judge.labels, per_member, strict=True)), judge.name: judge.combine(per_member)}
 
 
 def calibrate(

@@ -14,6 +14,7 @@ members disagree. A member that fails fails the answer: a partial ensemble is an
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -84,20 +85,12 @@ class EnsembleJudge(Judge):
         return {"judge": self.name, "rule": self.rule, "members": [m.config_hash for m in self.members]}
 
     def run_members(
-        self, cases: list[Case], on_done: Callable[[], None]
+        self, cases: list[Case], on_answer: Callable[[], None]
     ) -> list[list[Assessment | Failure]]:
-        """Every member's assessments of `cases` (members run at once); `on_done` once per case
-        as the members' combined progress passes it."""
-        done = 0
-
-        def one_done() -> None:
-            nonlocal done
-            done += 1
-            if done % len(self.members) == 0:
-                on_done()
-
+        """Every member's assessments of `cases`, one list per member (members run at once);
+        `on_answer` is called once per member's answer."""
         with ThreadPoolExecutor(max_workers=len(self.members)) as pool:
-            futures = [pool.submit(member.judge_many, cases, one_done) for member in self.members]
+            futures = [pool.submit(member.judge_many, cases, on_answer) for member in self.members]
             return [future.result() for future in futures]
 
     def combine(self, results: list[list[Assessment | Failure]]) -> list[Assessment | Failure]:
@@ -126,7 +119,17 @@ class EnsembleJudge(Judge):
         )
 
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:
-        return self.combine(self.run_members(cases, on_done))
+        answers, lock = 0, threading.Lock()
+
+        def one_answer() -> None:  # progress by case: every member's answers count as one
+            nonlocal answers
+            with lock:
+                answers += 1
+                case_done = answers % len(self.members) == 0
+            if case_done:
+                on_done()
+
+        return self.combine(self.run_members(cases, one_answer))
 
 
 def _most_common_other(classes: list[AnswerClass]) -> AnswerClass:
