@@ -404,3 +404,26 @@ def test_judge_stage_records_the_ensemble_config_hash_and_counts_disagreement(tm
     assert (second.reason, second.score) == ("refusal", 0.0)
     assert stats.outcomes["ensemble members disagree"] == 1  # the second answer: both said refusal
     assert items[0].status is ItemStatus.ACCEPTED and items[1].status is ItemStatus.REJECTED
+
+
+def test_a_hub_profile_reads_through_load_dataset(tmp_path: Path) -> None:
+    """The Hub path is `datasets.load_dataset(name, config, split=..., revision=...)`; a local
+    dataset folder stands in for the Hub name here (no network)."""
+    folder = tmp_path / f"jbb-{tmp_path.name}"  # datasets caches a local folder by its name
+    folder.mkdir()
+    _write_jsonl(folder / "test.jsonl", [
+        {"goal": r["behavior"], "target_response": r["response"], "human_majority": r["label"], "Index": n}
+        for n, r in enumerate(UNSAFE, start=1)
+    ])  # fmt: skip
+    profile, _ = resolve("jailbreakbench-judge-comparison", bundled("taxonomy") / "labels")
+    local = profile.model_copy(update={"where": profile.where.model_copy(update={"hub": str(folder), "config": None,
+                                                                               "revision": None})})  # fmt: skip
+    label_set = load_label_set(local, limit=3)
+    assert [(r.id, r.positive, r.prompt) for r in label_set.rows] == [
+        ("1", True, UNSAFE[0]["behavior"]),  # no prompt column in this copy: the behaviour
+        ("2", False, UNSAFE[1]["behavior"]),
+        ("3", True, UNSAFE[2]["behavior"]),
+    ]
+    missing = profile.model_copy(update={"where": profile.where.model_copy(update={"hub": str(tmp_path / "none")})})
+    with pytest.raises(InputError, match="cannot load the dataset"):
+        load_label_set(missing)
