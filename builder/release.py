@@ -37,8 +37,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from builder import __version__, progress
-from builder.attack.summary import summarize
-from builder.calibration.figures import CalibrationSummary
+from builder.attack.summary import CalibrationSummary, summarize
 from builder.calibration.records import latest_calibrations
 from builder.errors import InputError, InputErrors
 from builder.items import Item

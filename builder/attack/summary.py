@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Mapping
+from datetime import datetime
 from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field
 
-from builder.calibration.figures import NOT_CALIBRATED, CalibrationSummary
 from builder.items import Item
 
 if TYPE_CHECKING:
@@ -35,6 +35,28 @@ class SuccessRate(BaseModel):
     @property
     def asr(self) -> float:
         return self.unsafe / self.attacked if self.attacked else 0.0
+
+
+NOT_CALIBRATED = "judge not calibrated"
+
+
+class CalibrationSummary(BaseModel):
+    """A judge's latest calibration on one config hash (`mirbench judge calibrate`): against
+    which labelled set and how well, in the few figures an ASR table quotes."""
+
+    judge: str
+    config_hash: str
+    task: str  # the class the labels mark: unsafe, or refusal
+    label_set: str
+    label_set_hash: str
+    n: int
+    kappa: float | None  # None: undefined (judge and people each used a single class)
+    f1: float
+    calibrated_at: datetime
+
+    def line(self) -> str:
+        kappa = "n/a" if self.kappa is None else f"{self.kappa:.2f}"
+        return f"kappa {kappa}, F1 {self.f1:.2f}, n {self.n}, label set `{self.label_set}`"
 
 
 class JudgeOfRecord(BaseModel):

@@ -2,6 +2,6 @@
 
 `labels` reads a human-labelled set through its profile (`taxonomy/labels/*.yaml`), `metrics`
 computes agreement figures with bootstrap intervals, `run` judges the labelled answers with
-every configured judge, `records` keeps the results in the store, and `figures` is the short
-form an attack-success table quotes next to its rates.
+every configured judge, and `records` keeps the results in the store and hands the latest one
+of each judge to the attack-success tables (`builder.attack.summary.CalibrationSummary`).
 """

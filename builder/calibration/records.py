@@ -9,8 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import DateTime, Float, Index, Integer, String, Text, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from builder.attack.summary import AttackSummary
-from builder.calibration.figures import CalibrationSummary
+from builder.attack.summary import AttackSummary, CalibrationSummary
 from builder.calibration.run import JudgeCalibration
 from builder.store import Store, _Base
 
