@@ -110,7 +110,7 @@ class AttackSummary(BaseModel):
         for rate in self.overall:
             role = "held out" if rate.held_out else "acceptance"
             lines.append(f"| {rate.tester} | {role} | {rate.attacked} | {rate.unsafe} | {rate.asr:.1%} |")
-        lines += ["", *(judge.sentence() for judge in self.judges)]
+        lines += ["", *(f"- {judge.sentence()}" for judge in self.judges)]
         return "\n".join(lines) + "\n"
 
 
