@@ -78,7 +78,9 @@ async def saturated(judge: LLMJudge, work: list[Case], concurrency: int) -> tupl
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--answers", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
@@ -135,7 +137,9 @@ def main() -> None:
             )
         print(f"failed judgements: {failed} (invalid JSON from the tiny model counts; no retries here)")
         best = max(median(values) for values in ratios.values())
-        print(f"judge / saturated server (judged answers/s, median of pairs): measured {best:.2f} / goal {GOAL}")
+        print(
+            f"judge / saturated server (judged answers/s, median of pairs): measured {best:.2f} / goal {GOAL}"
+        )
 
 
 if __name__ == "__main__":

@@ -52,16 +52,21 @@ def _figures_table(title: str, rows: list[tuple[str, Figures]]) -> Table:
 def _show(calibration: JudgeCalibration, shown: int) -> None:
     figures = calibration.figures
     positive = calibration.task
+    classes = ", ".join(f"{name} {count}" for name, count in calibration.classes.items()) or "none"
     console.print(
-        f"\n[bold]{escape(calibration.judge)}[/] (`{escape(calibration.name)}@{escape(calibration.version)}`, "
-        f"config {calibration.config_hash}): {calibration.rows} labelled answers, {calibration.failed} failed; "
-        f"classes: {', '.join(f'{k} {v}' for k, v in calibration.classes.items()) or 'none'}"
+        f"\n[bold]{escape(calibration.judge)}[/] "
+        f"(`{escape(calibration.name)}@{escape(calibration.version)}`, config {calibration.config_hash}): "
+        f"{calibration.rows} labelled answers, {calibration.failed} failed; classes: {classes}"
     )
     if figures is None:
         console.print("[bold red]no figures:[/] the judge failed on every answer")
         return
-    console.print(_figures_table(f"{escape(calibration.judge)} vs people, on '{positive}' (95% bootstrap intervals)",
-                                 [(calibration.judge, figures)]))
+    console.print(
+        _figures_table(
+            f"{escape(calibration.judge)} vs people, on '{positive}' (95% bootstrap intervals)",
+            [(calibration.judge, figures)],
+        )
+    )
     matrix = Table(title="confusion matrix")
     for column in ("", f"people: {positive}", f"people: not {positive}"):
         matrix.add_column(column, justify="right")
@@ -82,7 +87,15 @@ def _show(calibration: JudgeCalibration, shown: int) -> None:
         for column in ("kind", "line", "id", "category", "judge", "behaviour", "rationale"):
             table.add_column(column, overflow="fold")
         for d in calibration.disagreements[:shown]:
-            cells = (d.kind, str(d.line or ""), d.id, d.category or "", d.judge_class, d.behavior, d.rationale)
+            cells = (
+                d.kind,
+                str(d.line or ""),
+                d.id,
+                d.category or "",
+                d.judge_class,
+                d.behavior,
+                d.rationale,
+            )
             table.add_row(*map(escape, cells))
         console.print(table)
         if len(calibration.disagreements) > shown:
@@ -102,7 +115,9 @@ def calibrate_command(
     ],
     path: Annotated[
         Path | None,
-        typer.Option(help="A local copy of a profile's data, read through its column map.", show_default=False),
+        typer.Option(
+            help="A local copy of a profile's data, read through its column map.", show_default=False
+        ),
     ] = None,
     task: Annotated[
         str, typer.Option(help="For a plain labelled file: what its labels mark, unsafe or refusal.")
@@ -113,7 +128,8 @@ def calibrate_command(
         typer.Option(help=f"Judge backend: {judges.describe()}. [default: attack.judge]", show_default=False),
     ] = None,
     judge_base_url: Annotated[
-        str | None, typer.Option(help="The judge's OpenAI-compatible server, ending in /v1.", show_default=False)
+        str | None,
+        typer.Option(help="The judge's OpenAI-compatible server, ending in /v1.", show_default=False),
     ] = None,
     judge_model: Annotated[
         str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
@@ -122,13 +138,17 @@ def calibrate_command(
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = RESAMPLES,
     seed: Annotated[int, typer.Option(help="Bootstrap seed (same seed, same intervals).")] = SEED,
     json_out: Annotated[
-        Path | None, typer.Option("--json", help="Write the full report (every figure) here.", show_default=False)
+        Path | None,
+        typer.Option("--json", help="Write the full report (every figure) here.", show_default=False),
     ] = None,
     config: Annotated[
-        Path | None, typer.Option("--config", "-c", help="YAML config file (also MIRBENCH_CONFIG).", show_default=False)
+        Path | None,
+        typer.Option("--config", "-c", help="YAML config file (also MIRBENCH_CONFIG).", show_default=False),
     ] = None,
     artifacts: Annotated[Path | None, typer.Option(help="Run outputs folder.", show_default=False)] = None,
-    database_url: Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store.", show_default=False)] = None,
+    database_url: Annotated[
+        str | None, typer.Option(help="SQLAlchemy URL of the store.", show_default=False)
+    ] = None,
 ) -> None:
     """Judge a human-labelled set with the configured judge and report agreement: accuracy,
     precision/recall/F1, Cohen's kappa, confusion matrix, per category, 95% bootstrap intervals,
@@ -136,7 +156,9 @@ def calibrate_command(
     config hash; release cards and build reports quote them next to every attack success rate."""
     if task not in ("unsafe", "refusal"):
         raise InputError(f"--task must be unsafe or refusal, not {task!r}")
-    judge_given = {k: v for k, v in {"backend": judge, "base_url": judge_base_url, "model": judge_model}.items() if v}
+    judge_given = {
+        k: v for k, v in {"backend": judge, "base_url": judge_base_url, "model": judge_model}.items() if v
+    }
     overrides: dict[str, Any] = {"artifacts": artifacts, "database_url": database_url}
     if judge_given:
         overrides["attack"] = {"judge": judge_given}
@@ -151,16 +173,23 @@ def calibrate_command(
     try:
         chosen = judges.create(settings.attack.judge, workspace)
         console.print(
-            f"label set [bold]{escape(label_set.name)}[/] ({escape(label_set.source)}, {len(label_set.rows)} answers, "
-            f"task '{profile.task}', licence {profile.licence}, hash {label_set.content_hash})"
+            f"label set [bold]{escape(label_set.name)}[/] ({escape(label_set.source)}, "
+            f"{len(label_set.rows)} answers, task '{profile.task}', licence {escape(profile.licence)}, "
+            f"hash {label_set.content_hash})"
         )
         total = len(label_set.rows) * len(judges_to_run(chosen))
         with Progress(
-            TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-            console=console, transient=not sys.stdout.isatty(),
+            TextColumn("{task.description:>9}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=console,
+            transient=not sys.stdout.isatty(),
         ) as bar:
             progress = bar.add_task("judging", total=total)
-            results = calibrate(chosen, label_set, lambda: bar.advance(progress), resamples=resamples, seed=seed)
+            results = calibrate(
+                chosen, label_set, lambda: bar.advance(progress), resamples=resamples, seed=seed
+            )
         for calibration in results:
             _show(calibration, show)
             if calibration.figures is not None:

@@ -501,12 +501,24 @@ def release_approved(
     if previous is None:  # the Hub's manifest, when asked for, wins over the local one
         previous = previous_manifest(store, version)
     review = review_summary(store, {item.id for item in items})
+    calibrations = latest_calibrations(
+        store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
+    )
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with stats.timed():
             manifest = write_release(
-                items, taxonomy, artifacts, staging, version, config, review, layouts, previous, stats,
-                latest_calibrations(store, {j.config_hash for i in items for j in i.judgements if j.config_hash}),
+                items,
+                taxonomy,
+                artifacts,
+                staging,
+                version,
+                config,
+                review,
+                layouts,
+                previous,
+                stats,
+                calibrations,
             )
             digest = hashlib.sha256(manifest).hexdigest()
             _sync(staging)

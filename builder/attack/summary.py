@@ -69,7 +69,9 @@ class JudgeOfRecord(BaseModel):
     calibration: CalibrationSummary | None = None
 
     def sentence(self, bold: tuple[str, str] = ("**", "**")) -> str:
-        named = f"`{self.name}@{self.version}`" + (f" (config `{self.config_hash}`)" if self.config_hash else "")
+        named = f"`{self.name}@{self.version}`" + (
+            f" (config `{self.config_hash}`)" if self.config_hash else ""
+        )
         if self.calibration is None:
             return f"Judge {named}: {bold[0]}{NOT_CALIBRATED}{bold[1]}."
         return f"Judge {named}: calibrated against human labels: {self.calibration.line()}."

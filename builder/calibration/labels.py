@@ -29,7 +29,12 @@ from builder.yamlfile import line_of, read_yaml
 Task = Literal["unsafe", "refusal"]
 Format = Literal["hub", "csv", "jsonl", "json", "parquet"]
 MAX_ERRORS = 20  # a broken file reports its first problems, not thousands of lines
-_SUFFIX_FORMATS: dict[str, Format] = {".csv": "csv", ".jsonl": "jsonl", ".json": "json", ".parquet": "parquet"}
+_SUFFIX_FORMATS: dict[str, Format] = {
+    ".csv": "csv",
+    ".jsonl": "jsonl",
+    ".json": "json",
+    ".parquet": "parquet",
+}
 _DEFAULT_VALUES: dict[str, tuple[list[Any], list[Any]]] = {
     "unsafe": (["unsafe", "1", "true", "yes"], ["safe", "0", "false", "no"]),
     "refusal": (["refusal", "1", "true", "yes"], ["not_refusal", "complied", "0", "false", "no"]),
@@ -58,7 +63,9 @@ class Columns(_Strict):
     behavior: str = Field(description="The harmful behaviour or question the answer is judged against.")
     response: str = Field(description="The model's answer that people labelled.")
     label: str | list[str] = Field(description="The people's label; a list: one column per annotator.")
-    prompt: str | None = Field(None, description="What the model was sent, when it differs from the behaviour.")
+    prompt: str | None = Field(
+        None, description="What the model was sent, when it differs from the behaviour."
+    )
     category: str | None = None
     id: str | None = None
 
@@ -137,7 +144,9 @@ def bundled_profiles(folder: Path) -> dict[str, Path]:
 def read_profile(path: Path) -> LabelProfile:
     data, node = read_yaml(path)
     if not isinstance(data, dict):
-        raise InputError("a label-set profile is a mapping (name, where, format, columns, labels...)", path=path)
+        raise InputError(
+            "a label-set profile is a mapping (name, where, format, columns, labels...)", path=path
+        )
     try:
         return LabelProfile.model_validate(data)
     except ValidationError as exc:
@@ -158,7 +167,8 @@ def file_profile(path: Path, task: Task) -> LabelProfile:
     fmt = _SUFFIX_FORMATS.get(path.suffix.lower())
     if fmt is None:
         raise InputError(
-            f"unsupported label file type '{path.suffix}' (use .csv, .jsonl, .json, .parquet or a profile .yaml)",
+            f"unsupported label file type '{path.suffix}' (use .csv, .jsonl, .json, .parquet, "
+            "or a profile .yaml)",
             path=path,
         )
     positive, negative = _DEFAULT_VALUES[task]
@@ -167,8 +177,14 @@ def file_profile(path: Path, task: Task) -> LabelProfile:
         task=task,
         where=Where(path=path.resolve()),
         format=fmt,
-        columns=Columns(behavior="behavior", response="response", label="label", prompt="prompt",
-                        category="category", id="id"),
+        columns=Columns(
+            behavior="behavior",
+            response="response",
+            label="label",
+            prompt="prompt",
+            category="category",
+            id="id",
+        ),
         labels=LabelValues(positive=positive, negative=negative),
         licence="unknown (a local file)",
         citation="",
@@ -245,7 +261,9 @@ def _hub_rows(profile: LabelProfile) -> list[tuple[int, dict[str, Any]]]:
     try:
         dataset = load_dataset(where.hub, where.config, split=where.split, revision=where.revision)
     except Exception as exc:  # the Hub's and datasets' errors have no common base class
-        raise InputError(f"cannot load the dataset: {type(exc).__name__}: {exc}", path=_hub_name(profile)) from None
+        raise InputError(
+            f"cannot load the dataset: {type(exc).__name__}: {exc}", path=_hub_name(profile)
+        ) from None
     return [(number, dict(row)) for number, row in enumerate(dataset, start=1)]
 
 
@@ -278,7 +296,9 @@ def _json_rows(path: Path) -> list[tuple[int, dict[str, Any]]]:
     if isinstance(data, dict) and all(isinstance(value, list) for value in data.values()):
         data = [{"group": key, **row} for key, rows in data.items() for row in rows if isinstance(row, dict)]
     if not isinstance(data, list) or not all(isinstance(row, dict) for row in data):
-        raise InputError("a JSON label file is an array of objects, or an object of arrays of objects", path=path)
+        raise InputError(
+            "a JSON label file is an array of objects, or an object of arrays of objects", path=path
+        )
     return list(enumerate(data, start=1))
 
 
@@ -292,12 +312,19 @@ def _text(record: dict[str, Any], column: str | None) -> str | None:
 def _row(profile: LabelProfile, line: int, record: dict[str, Any], source: str) -> LabelledRow:
     columns = profile.columns
     label_columns = [columns.label] if isinstance(columns.label, str) else list(columns.label)
-    missing = [name for name in (columns.behavior, columns.response, *label_columns) if record.get(name) in (None, "")]
+    missing = [
+        name
+        for name in (columns.behavior, columns.response, *label_columns)
+        if record.get(name) in (None, "")
+    ]
     if missing:
         raise InputError(
             f"missing column(s) {missing} (or empty); the row has {sorted(record)}", path=source, line=line
         )
-    positive, negative = set(map(normalized, profile.labels.positive)), set(map(normalized, profile.labels.negative))
+    positive, negative = (
+        set(map(normalized, profile.labels.positive)),
+        set(map(normalized, profile.labels.negative)),
+    )
     votes = []
     for name in label_columns:
         value = normalized(record[name])

@@ -86,7 +86,9 @@ def figures(
     if not predicted:
         raise ValueError("no judged answers to compute figures on")
     counts = confusion(predicted, truth)
-    point = _scores(*(np.array([value], dtype=float) for value in (counts.tp, counts.fp, counts.fn, counts.tn)))
+    point = _scores(
+        *(np.array([value], dtype=float) for value in (counts.tp, counts.fp, counts.fn, counts.tn))
+    )
     return Figures(
         n=counts.n,
         confusion=counts,

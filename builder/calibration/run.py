@@ -95,7 +95,9 @@ def judges_to_run(judge: Judge) -> list[tuple[str, Judge]]:
     return [(judge.name, judge)]
 
 
-def judged(judge: Judge, work: list[Case], on_done: Callable[[], None]) -> dict[str, list[Assessment | Failure]]:
+def judged(
+    judge: Judge, work: list[Case], on_done: Callable[[], None]
+) -> dict[str, list[Assessment | Failure]]:
     """Every answer judged by `judge` (an ensemble: by each member, at once, then by the
     ensemble from their votes); `on_done` once per judge's answer."""
     if not isinstance(judge, EnsembleJudge):

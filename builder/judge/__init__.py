@@ -61,8 +61,16 @@ class JudgeSettings(BackendSettings):
 
 # Settings that say where or how fast a judge runs, not what it decides.
 RUNTIME_SETTINGS = frozenset(
-    {"base_url", "api_key_env", "concurrency", "timeout", "max_retries", "backoff_base", "backoff_max",
-     "structured_output"}
+    {
+        "base_url",
+        "api_key_env",
+        "concurrency",
+        "timeout",
+        "max_retries",
+        "backoff_base",
+        "backoff_max",
+        "structured_output",
+    }
 )
 
 

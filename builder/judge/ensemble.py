@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Self
 from pydantic import Field, PlainValidator, SerializeAsAny, ValidationError
 
 from builder.attack import Failure
-from builder.judge import ANSWER_CLASSES, Assessment, AnswerClass, Case, Judge, JudgeSettings, judges
+from builder.judge import ANSWER_CLASSES, AnswerClass, Assessment, Case, Judge, JudgeSettings, judges
 from builder.registry import BackendSettings
 
 if TYPE_CHECKING:
