@@ -110,6 +110,7 @@ class Judgement(Verdict):
 
     tester: str
     held_out: bool = False
+    config_hash: str | None = None  # the judge's config hash: finds its calibration
 
 
 class Provenance(BaseModel):

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,7 +37,8 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from builder import __version__, progress
-from builder.attack.summary import summarize
+from builder.attack.summary import CalibrationSummary, summarize
+from builder.calibration.records import latest_calibrations
 from builder.errors import InputError, InputErrors
 from builder.items import Item
 from builder.published import (
@@ -189,6 +190,7 @@ def _description(
     layouts: list[Layout],
     data_files: str,
     previous: str | None,
+    calibrations: Mapping[str, CalibrationSummary],
 ) -> dict[str, Any]:
     """Everything the manifest says except the file list (the card is built from this)."""
     cells = Counter((item.category, item.relation) for item in items)
@@ -213,7 +215,7 @@ def _description(
         "config": portable(config, known),
         "review": review.model_dump(),
         # construction-time attack success: rates and classes only, never an answer
-        "attack": summarize(items).model_dump(mode="json"),
+        "attack": summarize(items).with_calibrations(calibrations).model_dump(mode="json"),
         "selection": portable(
             [
                 {
@@ -247,6 +249,7 @@ def write_release(
     layouts: list[Layout],
     previous: dict[str, Any] | None,
     stats: StageStats,
+    calibrations: Mapping[str, CalibrationSummary] | None = None,
 ) -> bytes:
     """Write the whole release into `staging` (a fresh folder); returns the manifest's bytes."""
     from datasets.utils.logging import disable_progress_bar
@@ -270,7 +273,7 @@ def write_release(
         advance(len(items))
     previous_version = previous["version"] if previous else None
     description = _description(
-        items, taxonomy, version, config, review, layouts, data_files, previous_version
+        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations or {}
     )
     changes = changelog(description, previous)
     (staging / "CHANGELOG.md").write_text(changes.markdown, encoding="utf-8")
@@ -377,11 +380,24 @@ def release_approved(
     if previous is None:  # the Hub's manifest, when asked for, wins over the local one
         previous = previous_manifest(store, version)
     review = review_summary(store, {item.id for item in items})
+    calibrations = latest_calibrations(
+        store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
+    )
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with stats.timed():
             manifest = write_release(
-                items, taxonomy, artifacts, staging, version, config, review, layouts, previous, stats
+                items,
+                taxonomy,
+                artifacts,
+                staging,
+                version,
+                config,
+                review,
+                layouts,
+                previous,
+                stats,
+                calibrations,
             )
             digest = hashlib.sha256(manifest).hexdigest()
             _sync(staging)

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 
 from builder import pipeline
 from builder.attack.summary import AttackSummary, summarize
+from builder.calibration.records import calibrated
 from builder.dedup import DedupStage
 from builder.filters import OFF
 from builder.items import ItemStatus, Verdict
@@ -153,7 +154,7 @@ def build_report(
     if attack:
         judged = [ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED]
         ids = [i for status in judged for i in store.ids_with_status(status, None, seed_ids, relations)]
-        summary = summarize(store.get_items(ids))
+        summary = calibrated(summarize(store.get_items(ids)), store)
     stages = merged_stats(store.task_records(run_id))
     wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
     rows = funnel(store, seed_ids, len(seed_ids) * len(relations), summary)

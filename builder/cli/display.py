@@ -83,6 +83,9 @@ def print_attack(summary: AttackSummary) -> None:
                 str(rate.category), str(rate.relation), rate.tester, f"{rate.unsafe}/{rate.attacked}"
             )
         console.print(cells)
+    for judge in summary.judges:
+        bold = None if judge.calibration else "bold"  # "judge not calibrated" stands out
+        console.print(judge.sentence(bold=("", "")), markup=False, highlight=False, style=bold)
     rounds = summary.mean_rounds_to_acceptance
     console.print(
         f"accepted by the attack policy: {summary.accepted} of {summary.items_judged} judged"
