@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, select, update
+from sqlalchemy import DateTime, String, delete, false, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -259,9 +259,21 @@ class ReviewTransaction:
             statement = statement.where(LeaseRow.reviewer == reviewer)
         self.session.execute(statement)
 
-    def held_lease(self, reviewer: str, now: datetime) -> str | None:
-        """A pending item `reviewer` holds a live lease on and has not voted on yet."""
-        query = (
+    def lease_next(
+        self,
+        reviewer: str,
+        votes_required: int,
+        now: datetime,
+        expires_at: datetime,
+        category: str | None = None,
+        relation: str | None = None,
+    ) -> Item | None:
+        """Lease `reviewer` an item and return it: the pending item they hold a live lease on and
+        have not voted on yet, else the oldest pending item they have neither voted on nor
+        skipped that still needs a vote beyond those cast and leased to others, its review row
+        locked without waiting (rows other transactions hold are skipped). On PostgreSQL the
+        choice, the lease and the item's data are one statement."""
+        held = (
             select(LeaseRow.item_id)
             .join(ReviewRow, ReviewRow.item_id == LeaseRow.item_id)
             .where(
@@ -273,53 +285,42 @@ class ReviewTransaction:
             )
             .order_by(LeaseRow.expires_at)
             .limit(1)
+            .scalar_subquery()
         )
-        return self.session.scalar(query)
-
-    def candidates(
-        self,
-        reviewer: str,
-        votes_required: int,
-        now: datetime,
-        limit: int,
-        category: str | None = None,
-        relation: str | None = None,
-    ) -> list[str]:
-        """Pending items, oldest first, that `reviewer` has neither voted on nor skipped and
-        that still need a vote beyond those cast and those leased to others."""
-        skipped = (
-            select(LeaseRow.item_id)
-            .where(LeaseRow.reviewer == reviewer, LeaseRow.skipped.is_(True))
-            .where(LeaseRow.item_id == ReviewRow.item_id)
-            .exists()
+        candidate = (
+            _candidates(reviewer, votes_required, now, category, relation)
+            .limit(1)
+            .with_for_update(skip_locked=True, of=ReviewRow)
+            .scalar_subquery()
         )
-        query = (
-            select(ReviewRow.item_id)
-            .where(
-                ReviewRow.state == ReviewState.PENDING.value,
-                ~_voted(reviewer),
-                ~skipped,
-                _claims(ReviewRow.item_id, now) < votes_required,
+        # COALESCE evaluates (and locks) the candidate only when no lease is held
+        chosen = select(func.coalesce(held, candidate).label("item_id"))
+        if self.session.get_bind().dialect.name != "postgresql":
+            item_id = self.session.scalar(chosen)  # SQLite: the transaction holds the write lock
+            if item_id is None:
+                return None
+            self.lease(item_id, reviewer, expires_at)
+            return self.item(item_id)
+        picked = chosen.cte("chosen")
+        leased = (
+            postgresql.insert(LeaseRow)
+            .from_select(
+                ["item_id", "reviewer", "expires_at", "skipped"],
+                select(
+                    picked.c.item_id,
+                    literal(reviewer, String(128)),
+                    literal(expires_at, DateTime(timezone=True)),
+                    false(),
+                ).where(picked.c.item_id.is_not(None)),
             )
-            .order_by(ReviewRow.queued_at, ReviewRow.item_id)
-            .limit(limit)
+            .on_conflict_do_update(
+                index_elements=["item_id", "reviewer"], set_={"expires_at": expires_at, "skipped": False}
+            )
+            .returning(LeaseRow.item_id)
+            .cte("leased")
         )
-        if category or relation:
-            query = query.join(ItemRow, ItemRow.id == ReviewRow.item_id)
-            if category:
-                query = query.where(ItemRow.category == category)
-            if relation:
-                query = query.where(ItemRow.relation == relation)
-        return list(self.session.scalars(query))
-
-    def lock_if_pending(self, item_id: str) -> bool:
-        """Lock a pending item's review row unless another transaction holds it (then: False)."""
-        query = (
-            select(ReviewRow.item_id)
-            .where(ReviewRow.item_id == item_id, ReviewRow.state == ReviewState.PENDING.value)
-            .with_for_update(skip_locked=True)
-        )
-        return self.session.scalar(query) is not None
+        data = self.session.scalar(select(ItemRow.data).join(leased, leased.c.item_id == ItemRow.id))
+        return Item.model_validate_json(data) if data is not None else None
 
     def claims(self, item_id: str, now: datetime, reviewer: str) -> int:
         """Votes cast on an item plus live leases on it held by reviewers other than `reviewer`."""
@@ -336,6 +337,36 @@ class ReviewTransaction:
                 index_elements=["item_id", "reviewer"], set_={"expires_at": expires_at, "skipped": skipped}
             )
         )
+
+
+def _candidates(
+    reviewer: str, votes_required: int, now: datetime, category: str | None, relation: str | None
+) -> Any:
+    """SQL: pending items, oldest first, that `reviewer` has neither voted on nor skipped and
+    that still need a vote beyond those cast and those leased to others."""
+    skipped = (
+        select(LeaseRow.item_id)
+        .where(LeaseRow.reviewer == reviewer, LeaseRow.skipped.is_(True))
+        .where(LeaseRow.item_id == ReviewRow.item_id)
+        .exists()
+    )
+    query = (
+        select(ReviewRow.item_id)
+        .where(
+            ReviewRow.state == ReviewState.PENDING.value,
+            ~_voted(reviewer),
+            ~skipped,
+            _claims(ReviewRow.item_id, now) < votes_required,
+        )
+        .order_by(ReviewRow.queued_at, ReviewRow.item_id)
+    )
+    if category or relation:
+        query = query.join(ItemRow, ItemRow.id == ReviewRow.item_id)
+        if category:
+            query = query.where(ItemRow.category == category)
+        if relation:
+            query = query.where(ItemRow.relation == relation)
+    return query
 
 
 def _voted(reviewer: str) -> Any:
