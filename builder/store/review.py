@@ -4,14 +4,16 @@ locks, votes, leases) that builder.review.service composes into one decision."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, delete, false, func, literal, select, update
+from sqlalchemy import DateTime, String, bindparam, delete, false, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from builder.errors import InputError
@@ -273,53 +275,18 @@ class ReviewTransaction:
         skipped that still needs a vote beyond those cast and leased to others, its review row
         locked without waiting (rows other transactions hold are skipped). On PostgreSQL the
         choice, the lease and the item's data are one statement."""
-        held = (
-            select(LeaseRow.item_id)
-            .join(ReviewRow, ReviewRow.item_id == LeaseRow.item_id)
-            .where(
-                LeaseRow.reviewer == reviewer,
-                LeaseRow.skipped.is_(False),
-                LeaseRow.expires_at > now,
-                ReviewRow.state == ReviewState.PENDING.value,
-                ~_voted(reviewer),
-            )
-            .order_by(LeaseRow.expires_at)
-            .limit(1)
-            .scalar_subquery()
-        )
-        candidate = (
-            _candidates(reviewer, votes_required, now, category, relation)
-            .limit(1)
-            .with_for_update(skip_locked=True, of=ReviewRow)
-            .scalar_subquery()
-        )
-        # COALESCE evaluates (and locks) the candidate only when no lease is held
-        chosen = select(func.coalesce(held, candidate).label("item_id"))
-        if self.session.get_bind().dialect.name != "postgresql":
-            item_id = self.session.scalar(chosen)  # SQLite: the transaction holds the write lock
+        values: dict[str, Any] = {"reviewer": reviewer, "needed": votes_required, "now": now}
+        values |= {"category": category, "relation": relation}
+        dialect = self.session.get_bind().dialect
+        if dialect.name != "postgresql":  # SQLite: the transaction holds the write lock
+            item_id = self.session.scalar(_choice(bool(category), bool(relation)), values)
             if item_id is None:
                 return None
             self.lease(item_id, reviewer, expires_at)
             return self.item(item_id)
-        picked = chosen.cte("chosen")
-        leased = (
-            postgresql.insert(LeaseRow)
-            .from_select(
-                ["item_id", "reviewer", "expires_at", "skipped"],
-                select(
-                    picked.c.item_id,
-                    literal(reviewer, String(128)),
-                    literal(expires_at, DateTime(timezone=True)),
-                    false(),
-                ).where(picked.c.item_id.is_not(None)),
-            )
-            .on_conflict_do_update(
-                index_elements=["item_id", "reviewer"], set_={"expires_at": expires_at, "skipped": False}
-            )
-            .returning(LeaseRow.item_id)
-            .cte("leased")
-        )
-        data = self.session.scalar(select(ItemRow.data).join(leased, leased.c.item_id == ItemRow.id))
+        sql, constants = _lease_next_sql(dialect, bool(category), bool(relation))
+        values |= {"lease_reviewer": reviewer, "lease_expires": expires_at}
+        data = self.session.connection().exec_driver_sql(sql, {**constants, **values}).scalar()
         return Item.model_validate_json(data) if data is not None else None
 
     def claims(self, item_id: str, now: datetime, reviewer: str) -> int:
@@ -339,9 +306,60 @@ class ReviewTransaction:
         )
 
 
-def _candidates(
-    reviewer: str, votes_required: int, now: datetime, category: str | None, relation: str | None
-) -> Any:
+def _choice(category: bool, relation: bool) -> Any:
+    """SQL (bound: reviewer, needed, now, and category / relation when filtered): the id of the
+    item `lease_next` leases, or NULL."""
+    reviewer, now = bindparam("reviewer"), bindparam("now")
+    held = (
+        select(LeaseRow.item_id)
+        .join(ReviewRow, ReviewRow.item_id == LeaseRow.item_id)
+        .where(
+            LeaseRow.reviewer == reviewer,
+            LeaseRow.skipped.is_(False),
+            LeaseRow.expires_at > now,
+            ReviewRow.state == ReviewState.PENDING.value,
+            ~_voted(reviewer),
+        )
+        .order_by(LeaseRow.expires_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    filters = (bindparam("category") if category else None, bindparam("relation") if relation else None)
+    candidate = (
+        _candidates(reviewer, bindparam("needed"), now, *filters)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=ReviewRow)
+        .scalar_subquery()
+    )
+    # COALESCE evaluates (and locks) the candidate only when no lease is held
+    return select(func.coalesce(held, candidate).label("item_id"))
+
+
+@functools.cache
+def _lease_next_sql(dialect: Dialect, category: bool, relation: bool) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: choose, lease and return the item's data in one statement, compiled once
+    (SQLAlchemy does not cache PostgreSQL's INSERT ... ON CONFLICT); with its constant values."""
+    picked = _choice(category, relation).cte("chosen")
+    leased = postgresql.insert(LeaseRow).from_select(
+        ["item_id", "reviewer", "expires_at", "skipped"],
+        select(
+            picked.c.item_id,
+            bindparam("lease_reviewer", type_=String(128)),
+            bindparam("lease_expires", type_=DateTime(timezone=True)),
+            false(),
+        ).where(picked.c.item_id.is_not(None)),
+    )
+    leased = leased.on_conflict_do_update(
+        index_elements=["item_id", "reviewer"],
+        set_={"expires_at": leased.excluded.expires_at, "skipped": False},
+    ).returning(LeaseRow.item_id)
+    returned = leased.cte("leased")
+    compiled = select(ItemRow.data).join(returned, returned.c.item_id == ItemRow.id).compile(dialect=dialect)
+    variable = {"reviewer", "needed", "now", "category", "relation", "lease_reviewer", "lease_expires"}
+    return compiled.string, {k: v for k, v in compiled.params.items() if k not in variable}
+
+
+def _candidates(reviewer: Any, votes_required: Any, now: Any, category: Any, relation: Any) -> Any:
     """SQL: pending items, oldest first, that `reviewer` has neither voted on nor skipped and
     that still need a vote beyond those cast and those leased to others."""
     skipped = (
@@ -360,11 +378,11 @@ def _candidates(
         )
         .order_by(ReviewRow.queued_at, ReviewRow.item_id)
     )
-    if category or relation:
+    if category is not None or relation is not None:
         query = query.join(ItemRow, ItemRow.id == ReviewRow.item_id)
-        if category:
+        if category is not None:
             query = query.where(ItemRow.category == category)
-        if relation:
+        if relation is not None:
             query = query.where(ItemRow.relation == relation)
     return query
 
