@@ -95,7 +95,7 @@ class Workspace:
         dedup = self.settings.dedup
         return self._once(
             "embedder",
-            lambda: TextEmbedder(dedup.text_model, dedup.text_backend, self.artifacts / "models"),
+            lambda: TextEmbedder(dedup.text_model),
         )
 
     @property

@@ -1,6 +1,7 @@
-"""Dedup through its faiss indexes: within-round duplicates, every threshold at its edge and at its
+"""Dedup through its indexes: within-round duplicates, every threshold at its edge and at its
 shipped default, pictures reused across items and within one item, a persisted index that grows
-and decides alike on a rerun, an earlier release in a fresh store, and the ONNX text path."""
+and decides alike on a rerun, an earlier release in a fresh store, and the multi-index hash search
+against brute force."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import numpy as np
 import pytest
 
 from builder.dedup import deduplicate, item_text, release_entries
-from builder.embeddings import TextEmbedder
 from builder.hashindex import HashIndex, pairs_within
 from builder.items import Item, ItemStatus
 from builder.settings import DedupSettings
@@ -274,22 +274,3 @@ def test_dedup_against_an_earlier_release_in_a_fresh_store(
         artifacts=tmp_path / "three", renderer={"size": 64}, relations=["analogy"], max_iterations=1
     )
     assert {row.label: row.count for row in build(settings=control, limit=2).funnel}["queued for review"] == 2
-
-
-def test_onnx_vectors_match_torch(tmp_path: Path) -> None:
-    """The bundled MiniLM through ONNX Runtime, exported at run time from its local folder."""
-    texts = [
-        "A plain, neutral picture of a ladder: a harmless worked example.",
-        "Apply the logic of the first picture to the second one.",
-        "short",
-        "Treat the first picture as a worked example. " * 20,  # over 256 tokens: truncated alike
-    ]
-    reference = TextEmbedder().encode(texts)
-    onnx = TextEmbedder(backend="onnx", cache_dir=tmp_path / "models")
-    vectors = onnx.encode(texts)
-    assert onnx._onnx is not None and list((tmp_path / "models").glob("*/model.onnx"))
-    cosines = (vectors * reference).sum(axis=1)
-    assert cosines.min() >= 0.999, cosines
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    cached = TextEmbedder(backend="onnx", cache_dir=tmp_path / "models")
-    assert np.array_equal(cached.encode(texts), vectors)  # loaded from the cache, same vectors
