@@ -5,7 +5,9 @@ HTTP session each) take and decide items as fast as they can: first through the 
 (`GET /api/next`, `POST /api/decide`), then through the HTML pages people use (`GET /review`,
 `POST /review/<id>`). Prints p50/p95/max latency of "next item" and "decide", throughput, and
 the consistency figures: decisions lost, counted twice, items handed to two reviewers.
-Goal: p95 <= 100 ms on 2 cores.
+Goal: p95 <= 100 ms on 2 cores. The floor is measured first, the same way: `GET /api/session`
+(the login check and a small JSON answer, no queue work), so every figure also shows how far
+above the floor it is.
 
 The database is emptied first: give it a database of its own.
 
@@ -80,16 +82,26 @@ def percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))]
 
 
-def report(name: str, seconds: list[float]) -> None:
+GOAL_P95_MS = 100.0
+
+
+def report(name: str, seconds: list[float], floor_ms: float | None = None) -> float:
     ms = [value * 1000 for value in seconds]
     p50, p95 = statistics.median(ms), percentile(ms, 0.95)
-    print(f"  {name:<10} n={len(ms):>5}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  max {max(ms):7.1f} ms")
+    line = f"  {name:<10} n={len(ms):>5}  p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  max {max(ms):7.1f} ms"
+    if floor_ms is not None:
+        line += f"  p95/goal {p95 / GOAL_P95_MS:.2f}  p95/floor {p95 / floor_ms:.1f}x"
+    print(line)
+    return p95
 
 
 class Reviewer(threading.Thread):
-    def __init__(self, url: str, name: str, token: str, decisions: int, html: bool) -> None:
+    def __init__(
+        self, url: str, name: str, token: str, decisions: int, html: bool, floor: bool = False
+    ) -> None:
         super().__init__()
         self.url, self.name, self.token, self.decisions, self.html = url, name, token, decisions, html
+        self.floor = floor
         self.next_seconds: list[float] = []
         self.decide_seconds: list[float] = []
         self.handed: list[str] = []
@@ -100,6 +112,12 @@ class Reviewer(threading.Thread):
         with httpx.Client(base_url=self.url, timeout=60) as client:
             client.post("/login", data={"token": self.token})
             csrf = client.get("/api/session").json()["csrf"]
+            if self.floor:
+                for _ in range(self.decisions):
+                    started = time.perf_counter()
+                    client.get("/api/session").raise_for_status()
+                    self.next_seconds.append(time.perf_counter() - started)
+                return
             for _ in range(self.decisions):
                 started = time.perf_counter()
                 if self.html:
@@ -130,7 +148,20 @@ class Reviewer(threading.Thread):
                     self.errors.append(f"{item}: {response.status_code}")
 
 
-def run_phase(url: str, tokens: dict[str, str], decisions: int, html: bool) -> list[Reviewer]:
+def run_floor(url: str, tokens: dict[str, str], requests: int) -> float:
+    """p95 of the trivial authenticated route, all reviewers at once: the floor."""
+    reviewers = [Reviewer(url, name, token, requests, False, floor=True) for name, token in tokens.items()]
+    for reviewer in reviewers:
+        reviewer.start()
+    for reviewer in reviewers:
+        reviewer.join()
+    print("floor (GET /api/session: login check, no queue work):")
+    return report("trivial", [s for r in reviewers for s in r.next_seconds])
+
+
+def run_phase(
+    url: str, tokens: dict[str, str], decisions: int, html: bool, floor_ms: float
+) -> list[Reviewer]:
     reviewers = [Reviewer(url, name, token, decisions, html) for name, token in tokens.items()]
     started = time.perf_counter()
     for reviewer in reviewers:
@@ -141,8 +172,8 @@ def run_phase(url: str, tokens: dict[str, str], decisions: int, html: bool) -> l
     total = sum(r.accepted for r in reviewers)
     label = "HTML pages" if html else "JSON API"
     print(f"{label}: {total} decisions in {elapsed:.1f} s ({total / elapsed:.0f}/s)")
-    report("next item", [s for r in reviewers for s in r.next_seconds])
-    report("decide", [s for r in reviewers for s in r.decide_seconds])
+    report("next item", [s for r in reviewers for s in r.next_seconds], floor_ms)
+    report("decide", [s for r in reviewers for s in r.decide_seconds], floor_ms)
     return reviewers
 
 
@@ -155,6 +186,7 @@ def main() -> None:
     parser.add_argument("--reviewers", type=int, default=8)
     parser.add_argument("--decisions", type=int, default=1000, help="per reviewer, through the JSON API")
     parser.add_argument("--html-decisions", type=int, default=100, help="per reviewer, through the pages")
+    parser.add_argument("--floor-requests", type=int, default=50, help="per reviewer, trivial route")
     parser.add_argument("--port", type=int, default=8799)
     parser.add_argument("--workers", type=int, default=2, help="server processes")
     args = parser.parse_args()
@@ -188,8 +220,9 @@ def main() -> None:
                 if time.monotonic() > deadline or server.poll() is not None:
                     raise SystemExit("review server did not start") from None
                 time.sleep(0.2)
-        phases = run_phase(url, tokens, args.decisions, html=False)
-        phases += run_phase(url, tokens, args.html_decisions, html=True)
+        floor_ms = run_floor(url, tokens, args.floor_requests)
+        phases = run_phase(url, tokens, args.decisions, html=False, floor_ms=floor_ms)
+        phases += run_phase(url, tokens, args.html_decisions, html=True, floor_ms=floor_ms)
     finally:
         server.terminate()
         server.wait(timeout=30)

@@ -1,9 +1,9 @@
 """Stage `dedup`: reject candidates that repeat an item already kept or released.
 
-Pictures are compared one by one through their 64-bit perceptual hashes in a faiss binary
-multi-hash index (a radius search that is exact by the pigeonhole principle: with 4 substrings
-of 16 bits probed at `d // 4` flipped bits, every hash within distance `d` is found), and every
-hit is verified by its true Hamming distance. Texts (prompt and image descriptions) are unit
+Pictures are compared one by one through their 64-bit perceptual hashes in a multi-index hash
+table tuned to the search radius `d` (`builder.hashindex`: exact by the pigeonhole principle,
+with `d + 1` substrings or more and no bit flipping), and every hit is verified by its true
+Hamming distance. Texts (prompt and image descriptions) are unit
 vectors in a faiss inner-product index, hits verified by their exact cosine. A candidate is
 rejected when
 - two of its own images show the same picture (within `picture_max_distance`);
@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Self
 import faiss
 import numpy as np
 
+from builder.hashindex import HashIndex, parse
 from builder.items import Item, ItemStatus, Verdict
 from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
@@ -45,8 +46,6 @@ if TYPE_CHECKING:
     from builder.workspace import Workspace
 
 VERSION = "2"
-HASH_BITS = 64
-SUBSTRINGS = 4  # of 16 bits each
 COUNTERS = {
     "two images of one item show the same picture": "same_picture_twice",
     "exact duplicate images": "duplicate_images",
@@ -54,20 +53,14 @@ COUNTERS = {
     "picture reused in too many items": "picture_reused",
     "near-duplicate text": "duplicate_text",
 }
-# Beyond this many flipped bits per substring, probing costs more than a scan.
-MAX_FLIPS = 2
 
 
 def item_text(item: Item) -> str:
     return "\n".join([item.revised_prompt, *(slot.description for slot in item.slots)])
 
 
-def _hash_bytes(phash: str | None) -> np.ndarray:
-    return np.frombuffer(bytes.fromhex((phash or "0").rjust(16, "0")), dtype=np.uint8)
-
-
 def hamming(a: str | None, b: str | None) -> int:
-    return int(np.unpackbits(_hash_bytes(a) ^ _hash_bytes(b)).sum())
+    return (parse(a) ^ parse(b)).bit_count()
 
 
 @dataclass(frozen=True)
@@ -100,7 +93,7 @@ class DedupIndex:
 
     def __init__(self, directory: Path | None = None):
         self.directory = directory
-        self.hashes = faiss.IndexBinaryMultiHash(HASH_BITS, SUBSTRINGS, HASH_BITS // SUBSTRINGS)
+        self.hashes = HashIndex(0)  # re-tuned to the radius that searches ask for
         self.texts: faiss.IndexFlatIP | None = None
         self.image_rows: list[tuple[str, int]] = []  # (entry key, slot) per hash row
         self.text_rows: list[str] = []  # entry key per vector row
@@ -111,7 +104,12 @@ class DedupIndex:
 
     def _load(self, directory: Path) -> None:
         meta = json.loads((directory / "meta.json").read_text())
-        self.hashes = faiss.read_index_binary(str(directory / "hashes.faiss"))
+        if (directory / "hashes.npy").is_file():
+            codes = np.load(directory / "hashes.npy")
+        else:  # written by dedup 2 as a faiss index; its codes are big-endian bytes
+            legacy = faiss.read_index_binary(str(directory / "hashes.faiss"))
+            codes = faiss.vector_to_array(legacy.storage.xb).view(">u8").astype(np.uint64)
+        self.hashes = HashIndex(0, codes)
         if (directory / "texts.faiss").is_file():
             self.texts = faiss.read_index(str(directory / "texts.faiss"))
         self.image_rows = [(key, slot) for key, slot in meta["image_rows"]]
@@ -138,7 +136,7 @@ class DedupIndex:
             "sources": self.sources,
         }
         writes: list[tuple[str, Callable[[str], None]]] = [
-            ("hashes.faiss", lambda path: faiss.write_index_binary(self.hashes, path)),
+            ("hashes.npy", self._save_hashes),
             ("meta.json", lambda path: Path(path).write_text(json.dumps(meta))),
         ]
         if self.texts is not None:
@@ -150,13 +148,17 @@ class DedupIndex:
             write(temporary)
             os.replace(temporary, self.directory / name)
 
+    def _save_hashes(self, path: str) -> None:
+        with open(path, "wb") as handle:  # a path would get ".npy" appended
+            np.save(handle, self.hashes.codes)
+
     def add(self, entry: Entry, vector: np.ndarray) -> None:
         key = entry.key
         if key in self.entries:
             return
         self.entries[key] = entry
         if entry.phash:
-            self.hashes.add(np.stack([_hash_bytes(h) for h in entry.phash]))
+            self.hashes.add([parse(h) for h in entry.phash])
             self.image_rows += [(key, slot) for slot in range(len(entry.phash))]
         if self.texts is None:
             self.texts = faiss.IndexFlatIP(vector.shape[0])
@@ -167,20 +169,9 @@ class DedupIndex:
         """(entry key, slot, true Hamming distance) of every indexed picture within `max_distance`."""
         if not self.image_rows:
             return []
-        query = _hash_bytes(phash).reshape(1, -1)
-        flips = max_distance // SUBSTRINGS
-        if flips <= MAX_FLIPS:
-            self.hashes.nflip = flips
-            limits, _, rows = self.hashes.range_search(query, max_distance + 1)
-        else:
-            limits, _, rows = self.hashes.storage.range_search(query, max_distance + 1)
-        hits = []
-        for row in rows[limits[0] : limits[1]]:
-            owner, slot = self.image_rows[int(row)]
-            distance = hamming(phash, self.entries[owner].phash[slot])  # exact, not the index's word
-            if distance <= max_distance:
-                hits.append((owner, slot, distance))
-        return hits
+        if self.hashes.radius != max_distance:
+            self.hashes = HashIndex(max_distance, self.hashes.codes)
+        return [(*self.image_rows[row], distance) for row, distance in self.hashes.search(parse(phash))]
 
     def text_hits(self, vector: np.ndarray, threshold: float) -> list[tuple[str, float]]:
         """(entry key, exact cosine) of every indexed text at or above `threshold`."""

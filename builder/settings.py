@@ -189,11 +189,6 @@ class DedupSettings(_Section):
         description="Earlier release folders to dedup against (besides those this store recorded); "
         "a Hub release: download it first (huggingface-cli download --repo-type dataset ID --local-dir DIR).",
     )
-    text_backend: Literal["onnx", "torch"] = Field(
-        "onnx",
-        description="onnx: the model exported once to ONNX Runtime under artifacts/ (faster on CPUs); "
-        "torch: sentence-transformers as is.",
-    )
 
 
 class RunnerSettings(_Section):

@@ -102,6 +102,38 @@ def open_build(settings: Settings, limit: int | None = None) -> BuildSpec:
     return spec
 
 
+def has_work(settings: Settings, limit: int | None = None) -> bool:
+    """Whether a build would change anything: a pair with no candidate yet, a candidate still
+    on its way, a rejected one with rounds left, a failed one with attempts left. Answered
+    from the store alone, so that a build with nothing to do needs no orchestration."""
+    _, seeds, relations = load_inputs(settings, limit)
+    try:
+        store = Store(settings.resolved_database_url, must_exist=True)
+    except InputError:  # no store yet (or none reachable: the build itself says so)
+        return True
+    with store:
+        latest = store.latest_candidates([relation.slug for relation in relations])
+        failed = []
+        for seed in seeds:
+            for relation in relations:
+                candidate = latest.get((seed.id, relation.slug))
+                if candidate is None or candidate.status not in _SETTLED:
+                    return True
+                if candidate.status is ItemStatus.REJECTED and candidate.iteration < settings.max_iterations:
+                    return True
+                if candidate.status is ItemStatus.FAILED:
+                    failed.append(candidate.item_id)
+        return any(_retryable(item, settings) for item in store.get_items(failed))
+
+
+_SETTLED = (ItemStatus.QUEUED, ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED)
+
+
+def _retryable(item: Item, settings: Settings) -> bool:
+    failure = item.rejection
+    return failure is not None and failure.stage in pipeline.names() and item.attempts < settings.max_attempts
+
+
 def remove_partial_files(artifacts: Path) -> int:
     """Images half-written by a run that was killed (`*.part`, never renamed into place)."""
     leftovers = list((artifacts / "images").glob("*/*.part"))
@@ -115,11 +147,10 @@ def retry_failed(spec: BuildSpec) -> int:
     store = spec.workspace.store
     failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, spec.seed_ids, spec.relations))
     retried = []
-    stages = pipeline.names()
     for item in failed:
-        failure = item.rejection
-        if failure is not None and failure.stage in stages and item.attempts < spec.settings.max_attempts:
-            item.retry(pipeline.place(spec.settings, failure.stage).takes)
+        if _retryable(item, spec.settings):
+            assert item.rejection is not None
+            item.retry(pipeline.place(spec.settings, item.rejection.stage).takes)
             retried.append(item)
     store.save_items(retried)
     return len(retried)

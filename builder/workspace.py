@@ -94,7 +94,7 @@ class Workspace:
         dedup = self.settings.dedup
         return self.once(
             "embedder",
-            lambda: TextEmbedder(dedup.text_model, dedup.text_backend, self.artifacts / "models"),
+            lambda: TextEmbedder(dedup.text_model),
         )
 
     def backend(self, registry: Registry[B], settings: BackendSettings) -> B:

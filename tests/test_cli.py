@@ -136,3 +136,27 @@ def test_wrong_database_password_is_one_line_without_it() -> None:
     assert f"cannot connect to the database at {url.render_as_string(hide_password=True)}" in result.output
     assert "password authentication failed" in result.output and "wr0ng-s3cret" not in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_a_build_with_nothing_to_do_reports_without_a_flow_run(tmp_path: Path, prefect_api_url: str) -> None:
+    """The store answers whether a build has work; a rerun that has none prints its report
+    without starting Prefect (no flow run is created), and new work is still seen as work."""
+    from prefect.client.orchestration import get_client
+
+    from builder.settings import Settings
+    from builder.tasks import has_work
+
+    where = ["--artifacts", str(tmp_path / "art"), "-r", "causality", "--limit", "2"]
+    settings = Settings(artifacts=tmp_path / "art", relations=["causality"], renderer={"size": 64})
+    assert has_work(settings, 2)  # no store yet
+    first = runner.invoke(app, ["build", *where])
+    assert first.exit_code == 0, first.output
+    assert not has_work(settings, 2)
+    assert has_work(settings, 3)  # a pair without a candidate
+    assert has_work(settings.model_copy(update={"relations": ["analogy"]}), 2)
+    with get_client(sync_client=True) as client:
+        runs = client.count_flow_runs()
+        again = runner.invoke(app, ["build", *where])
+        assert client.count_flow_runs() == runs
+    assert again.exit_code == 0, again.output
+    assert "queued for review" in again.output and "Build " in again.output

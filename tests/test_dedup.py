@@ -1,6 +1,7 @@
-"""Dedup through its faiss indexes: within-round duplicates, every threshold at its edge and at its
+"""Dedup through its indexes: within-round duplicates, every threshold at its edge and at its
 shipped default, pictures reused across items and within one item, a persisted index that grows
-and decides alike on a rerun, an earlier release in a fresh store, and the ONNX text path."""
+and decides alike on a rerun, an earlier release in a fresh store, and the multi-index hash search
+against brute force."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from builder.dedup import deduplicate, item_text, release_entries
-from builder.embeddings import TextEmbedder
+from builder.hashindex import HashIndex, pairs_within
 from builder.items import Item, ItemStatus
 from builder.settings import DedupSettings
 from tests.helpers import make_item
@@ -155,13 +156,60 @@ def test_two_slots_of_one_item_showing_one_picture(distance: int) -> None:
     assert distinct.status is ItemStatus.UNIQUE
 
 
+@pytest.fixture(scope="module")
+def planted_codes() -> np.ndarray:
+    """Random 64-bit hashes, 300 of them copies of others with 0 to 8 bits flipped, and its
+    every pairwise distance by brute force."""
+    rng = np.random.default_rng(7)
+    codes = rng.integers(0, 2**64 - 1, size=2000, dtype=np.uint64)
+    for row in range(300):
+        copy = int(codes[row])
+        for bit in rng.choice(64, rng.integers(0, 9), replace=False):
+            copy ^= 1 << int(bit)
+        codes[-1 - row] = copy
+    return codes
+
+
+def _brute_pairs(codes: np.ndarray, radius: int) -> np.ndarray:
+    distances = np.bitwise_count(codes[:, None] ^ codes[None, :])
+    upper = np.triu_indices(len(codes), 1)
+    return np.stack(upper, axis=1)[distances[upper] <= radius]
+
+
+@pytest.mark.parametrize("radius", [0, 3, 4, 6])
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_all_pairs_are_exactly_those_within_the_radius(
+    planted_codes: np.ndarray, radius: int, k: int
+) -> None:
+    """Every pair within the radius is found once, and none beyond it, whatever the number of
+    substrings per key (1 to 3) and the number of threads."""
+    truth = _brute_pairs(planted_codes, radius)
+    assert len(truth) >= 10  # planted copies within the radius
+    assert np.array_equal(pairs_within(planted_codes, radius, k=k), truth)
+    assert np.array_equal(pairs_within(planted_codes, radius, workers=1, k=k), truth)
+
+
+@pytest.mark.parametrize("radius", [2, 4, 7])
+def test_hash_index_grows_and_finds_exactly_the_rows_within_the_radius(
+    planted_codes: np.ndarray, radius: int
+) -> None:
+    """Rows added one at a time (some only in the unsorted tail) are found like the sorted ones."""
+    index = HashIndex(radius, planted_codes[:1500])
+    index.add([int(code) for code in planted_codes[1500:]])
+    assert len(index) == len(planted_codes) and np.array_equal(index.codes, planted_codes)
+    distances = np.bitwise_count(planted_codes[:, None] ^ planted_codes[None, :])
+    for row in [*range(0, 2000, 37), *range(1700, 2000)]:
+        expected = [(int(r), int(distances[row, r])) for r in np.flatnonzero(distances[row] <= radius)]
+        assert sorted(index.search(int(planted_codes[row]))) == expected
+
+
 def test_persisted_index_grows_and_reruns_decide_alike(tmp_path: Path) -> None:
     kept = _item("k", (BASE, _far(1)))
     candidates = sorted(
         [_item("a", (_flip(BASE, 1), _far(1))), _item("b", (_far(2), _far(3)))], key=lambda i: i.id
     )
     first = _run([c.model_copy(deep=True) for c in candidates], [kept], index_dir=tmp_path / "dedup")
-    assert (tmp_path / "dedup" / "hashes.faiss").is_file() and (tmp_path / "dedup" / "texts.faiss").is_file()
+    assert (tmp_path / "dedup" / "hashes.npy").is_file() and (tmp_path / "dedup" / "texts.faiss").is_file()
     # A rerun after a crash finds its own candidates in the index: they must not block themselves.
     again = _run([c.model_copy(deep=True) for c in candidates], [kept], index_dir=tmp_path / "dedup")
     assert [i.status for i in again.items] == [i.status for i in first.items]
@@ -226,22 +274,3 @@ def test_dedup_against_an_earlier_release_in_a_fresh_store(
         artifacts=tmp_path / "three", renderer={"size": 64}, relations=["analogy"], max_iterations=1
     )
     assert {row.label: row.count for row in build(settings=control, limit=2).funnel}["queued for review"] == 2
-
-
-def test_onnx_vectors_match_torch(tmp_path: Path) -> None:
-    """The bundled MiniLM through ONNX Runtime, exported at run time from its local folder."""
-    texts = [
-        "A plain, neutral picture of a ladder: a harmless worked example.",
-        "Apply the logic of the first picture to the second one.",
-        "short",
-        "Treat the first picture as a worked example. " * 20,  # over 256 tokens: truncated alike
-    ]
-    reference = TextEmbedder().encode(texts)
-    onnx = TextEmbedder(backend="onnx", cache_dir=tmp_path / "models")
-    vectors = onnx.encode(texts)
-    assert onnx._onnx is not None and list((tmp_path / "models").glob("*/model.onnx"))
-    cosines = (vectors * reference).sum(axis=1)
-    assert cosines.min() >= 0.999, cosines
-    assert np.allclose(np.linalg.norm(vectors, axis=1), 1, atol=1e-5)
-    cached = TextEmbedder(backend="onnx", cache_dir=tmp_path / "models")
-    assert np.array_equal(cached.encode(texts), vectors)  # loaded from the cache, same vectors

@@ -200,7 +200,7 @@ def build(
         ),
     )
     show_tracebacks(verbose)
-    from builder.tasks import load_inputs
+    from builder.tasks import finish_build, has_work, load_inputs, open_build
 
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with user_errors():
@@ -208,11 +208,15 @@ def build(
         for note in preflight(settings):
             console.print(f"[yellow]note:[/] {note}")
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()
-    with prefect_session(settings, verbose):
-        from flows.build import build as run_build
+    if not has_work(settings, limit):  # a rerun with nothing left: its report, without Prefect
+        with user_errors():
+            report = finish_build(open_build(settings, limit))
+    else:
+        with prefect_session(settings, verbose):
+            from flows.build import build as run_build
 
-        with user_errors(), progress_bars():
-            report = run_build(settings=settings, limit=limit)
+            with user_errors(), progress_bars():
+                report = run_build(settings=settings, limit=limit)
     table = make_table(f"Build {report.run_id}", "funnel", "items", right=("items",))
     for row in report.funnel:
         table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
@@ -168,11 +169,12 @@ def create_app(settings: Settings) -> FastAPI:
         fields = await form(request, reviewer)
         action = fields.get("action", "")
         try:
+            # the store is synchronous: off the event loop, so other requests go on meanwhile
             if action == "skip":
-                service.skip(item_id, reviewer.name)
+                await run_in_threadpool(service.skip, item_id, reviewer.name)
             elif action in ("approve", "reject"):
                 reason = _reason(fields) if action == "reject" else None
-                service.vote(item_id, reviewer.name, Decision(action), reason)
+                await run_in_threadpool(service.vote, item_id, reviewer.name, Decision(action), reason)
             else:
                 raise HTTPException(400, "action must be approve, reject or skip")
         except ReviewRefused as error:
@@ -273,7 +275,9 @@ def create_app(settings: Settings) -> FastAPI:
         body = await request.json()
         try:
             decision = Decision(body.get("decision"))
-            state = service.vote(str(body.get("item_id")), reviewer.name, decision, body.get("reason"))
+            state = await run_in_threadpool(
+                service.vote, str(body.get("item_id")), reviewer.name, decision, body.get("reason")
+            )
         except ValueError:
             raise HTTPException(400, "decision must be approve or reject") from None
         except ReviewRefused as error:

@@ -24,7 +24,7 @@ from builder.settings import ReviewSettings
 from builder.store import DecisionRow, PairMember, ReviewState, ReviewTransaction, Store
 
 REVIEW_VERDICT = "review"
-_CANDIDATES_PER_TRY = 32  # more than there are reviewers, so locked rows never exhaust a try
+_TRIES = 8  # choices a race may spoil in one request before it reports nothing to do
 
 
 class ReviewRefused(InputError):
@@ -85,20 +85,16 @@ class ReviewService:
         """The item `reviewer` should look at next, leased to them; None when nothing is left."""
         now = self.clock()
         expires = now + timedelta(minutes=self.settings.lease_minutes)
-        chosen: str | None = None
+        needed = self.policy.votes_required
         with self.store.review_transaction() as tx:
-            held = tx.held_lease(reviewer, now)
-            if held is not None:
-                tx.lease(held, reviewer, expires)
-                chosen = held
-            else:
-                needed = self.policy.votes_required
-                for item_id in tx.candidates(reviewer, needed, now, _CANDIDATES_PER_TRY, category, relation):
-                    if tx.lock_if_pending(item_id) and tx.claims(item_id, now, reviewer) < needed:
-                        tx.lease(item_id, reviewer, expires)
-                        chosen = item_id
-                        break
-        return self.store.get_items([chosen])[0] if chosen else None
+            for _ in range(_TRIES):
+                item = tx.lease_next(reviewer, needed, now, expires, category, relation)
+                # The statement chose by its snapshot: a lease another reviewer committed after
+                # it started is seen only now. Rare; give that item back and choose again.
+                if item is None or tx.claims(item.id, now, reviewer) < needed:
+                    return item
+                tx.drop_leases(item.id, reviewer)
+        return None
 
     def skip(self, item_id: str, reviewer: str) -> None:
         """Give the item back and do not offer it to `reviewer` again."""

@@ -4,14 +4,16 @@ locks, votes, leases) that builder.review.service composes into one decision."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, delete, func, literal, select, update
+from sqlalchemy import DateTime, String, bindparam, delete, false, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
 from builder.errors import InputError
@@ -259,67 +261,33 @@ class ReviewTransaction:
             statement = statement.where(LeaseRow.reviewer == reviewer)
         self.session.execute(statement)
 
-    def held_lease(self, reviewer: str, now: datetime) -> str | None:
-        """A pending item `reviewer` holds a live lease on and has not voted on yet."""
-        query = (
-            select(LeaseRow.item_id)
-            .join(ReviewRow, ReviewRow.item_id == LeaseRow.item_id)
-            .where(
-                LeaseRow.reviewer == reviewer,
-                LeaseRow.skipped.is_(False),
-                LeaseRow.expires_at > now,
-                ReviewRow.state == ReviewState.PENDING.value,
-                ~_voted(reviewer),
-            )
-            .order_by(LeaseRow.expires_at)
-            .limit(1)
-        )
-        return self.session.scalar(query)
-
-    def candidates(
+    def lease_next(
         self,
         reviewer: str,
         votes_required: int,
         now: datetime,
-        limit: int,
+        expires_at: datetime,
         category: str | None = None,
         relation: str | None = None,
-    ) -> list[str]:
-        """Pending items, oldest first, that `reviewer` has neither voted on nor skipped and
-        that still need a vote beyond those cast and those leased to others."""
-        skipped = (
-            select(LeaseRow.item_id)
-            .where(LeaseRow.reviewer == reviewer, LeaseRow.skipped.is_(True))
-            .where(LeaseRow.item_id == ReviewRow.item_id)
-            .exists()
-        )
-        query = (
-            select(ReviewRow.item_id)
-            .where(
-                ReviewRow.state == ReviewState.PENDING.value,
-                ~_voted(reviewer),
-                ~skipped,
-                _claims(ReviewRow.item_id, now) < votes_required,
-            )
-            .order_by(ReviewRow.queued_at, ReviewRow.item_id)
-            .limit(limit)
-        )
-        if category or relation:
-            query = query.join(ItemRow, ItemRow.id == ReviewRow.item_id)
-            if category:
-                query = query.where(ItemRow.category == category)
-            if relation:
-                query = query.where(ItemRow.relation == relation)
-        return list(self.session.scalars(query))
-
-    def lock_if_pending(self, item_id: str) -> bool:
-        """Lock a pending item's review row unless another transaction holds it (then: False)."""
-        query = (
-            select(ReviewRow.item_id)
-            .where(ReviewRow.item_id == item_id, ReviewRow.state == ReviewState.PENDING.value)
-            .with_for_update(skip_locked=True)
-        )
-        return self.session.scalar(query) is not None
+    ) -> Item | None:
+        """Lease `reviewer` an item and return it: the pending item they hold a live lease on and
+        have not voted on yet, else the oldest pending item they have neither voted on nor
+        skipped that still needs a vote beyond those cast and leased to others, its review row
+        locked without waiting (rows other transactions hold are skipped). On PostgreSQL the
+        choice, the lease and the item's data are one statement."""
+        values: dict[str, Any] = {"reviewer": reviewer, "needed": votes_required, "now": now}
+        values |= {"category": category, "relation": relation}
+        dialect = self.session.get_bind().dialect
+        if dialect.name != "postgresql":  # SQLite: the transaction holds the write lock
+            item_id = self.session.scalar(_choice(bool(category), bool(relation)), values)
+            if item_id is None:
+                return None
+            self.lease(item_id, reviewer, expires_at)
+            return self.item(item_id)
+        sql, constants = _lease_next_sql(dialect, bool(category), bool(relation))
+        values |= {"lease_reviewer": reviewer, "lease_expires": expires_at}
+        data = self.session.connection().exec_driver_sql(sql, {**constants, **values}).scalar()
+        return Item.model_validate_json(data) if data is not None else None
 
     def claims(self, item_id: str, now: datetime, reviewer: str) -> int:
         """Votes cast on an item plus live leases on it held by reviewers other than `reviewer`."""
@@ -336,6 +304,87 @@ class ReviewTransaction:
                 index_elements=["item_id", "reviewer"], set_={"expires_at": expires_at, "skipped": skipped}
             )
         )
+
+
+def _choice(category: bool, relation: bool) -> Any:
+    """SQL (bound: reviewer, needed, now, and category / relation when filtered): the id of the
+    item `lease_next` leases, or NULL."""
+    reviewer, now = bindparam("reviewer"), bindparam("now")
+    held = (
+        select(LeaseRow.item_id)
+        .join(ReviewRow, ReviewRow.item_id == LeaseRow.item_id)
+        .where(
+            LeaseRow.reviewer == reviewer,
+            LeaseRow.skipped.is_(False),
+            LeaseRow.expires_at > now,
+            ReviewRow.state == ReviewState.PENDING.value,
+            ~_voted(reviewer),
+        )
+        .order_by(LeaseRow.expires_at)
+        .limit(1)
+        .scalar_subquery()
+    )
+    filters = (bindparam("category") if category else None, bindparam("relation") if relation else None)
+    candidate = (
+        _candidates(reviewer, bindparam("needed"), now, *filters)
+        .limit(1)
+        .with_for_update(skip_locked=True, of=ReviewRow)
+        .scalar_subquery()
+    )
+    # COALESCE evaluates (and locks) the candidate only when no lease is held
+    return select(func.coalesce(held, candidate).label("item_id"))
+
+
+@functools.cache
+def _lease_next_sql(dialect: Dialect, category: bool, relation: bool) -> tuple[str, dict[str, Any]]:
+    """PostgreSQL: choose, lease and return the item's data in one statement, compiled once
+    (SQLAlchemy does not cache PostgreSQL's INSERT ... ON CONFLICT); with its constant values."""
+    picked = _choice(category, relation).cte("chosen")
+    leased = postgresql.insert(LeaseRow).from_select(
+        ["item_id", "reviewer", "expires_at", "skipped"],
+        select(
+            picked.c.item_id,
+            bindparam("lease_reviewer", type_=String(128)),
+            bindparam("lease_expires", type_=DateTime(timezone=True)),
+            false(),
+        ).where(picked.c.item_id.is_not(None)),
+    )
+    leased = leased.on_conflict_do_update(
+        index_elements=["item_id", "reviewer"],
+        set_={"expires_at": leased.excluded.expires_at, "skipped": False},
+    ).returning(LeaseRow.item_id)
+    returned = leased.cte("leased")
+    compiled = select(ItemRow.data).join(returned, returned.c.item_id == ItemRow.id).compile(dialect=dialect)
+    variable = {"reviewer", "needed", "now", "category", "relation", "lease_reviewer", "lease_expires"}
+    return compiled.string, {k: v for k, v in compiled.params.items() if k not in variable}
+
+
+def _candidates(reviewer: Any, votes_required: Any, now: Any, category: Any, relation: Any) -> Any:
+    """SQL: pending items, oldest first, that `reviewer` has neither voted on nor skipped and
+    that still need a vote beyond those cast and those leased to others."""
+    skipped = (
+        select(LeaseRow.item_id)
+        .where(LeaseRow.reviewer == reviewer, LeaseRow.skipped.is_(True))
+        .where(LeaseRow.item_id == ReviewRow.item_id)
+        .exists()
+    )
+    query = (
+        select(ReviewRow.item_id)
+        .where(
+            ReviewRow.state == ReviewState.PENDING.value,
+            ~_voted(reviewer),
+            ~skipped,
+            _claims(ReviewRow.item_id, now) < votes_required,
+        )
+        .order_by(ReviewRow.queued_at, ReviewRow.item_id)
+    )
+    if category is not None or relation is not None:
+        query = query.join(ItemRow, ItemRow.id == ReviewRow.item_id)
+        if category is not None:
+            query = query.where(ItemRow.category == category)
+        if relation is not None:
+            query = query.where(ItemRow.relation == relation)
+    return query
 
 
 def _voted(reviewer: str) -> Any:
