@@ -22,7 +22,7 @@ from builder import __version__, progress
 from builder.attack import testers
 from builder.attack.summary import AttackSummary
 from builder.compose import composers
-from builder.errors import InputError
+from builder.errors import InputError, SystemFault
 from builder.judge import judges
 from builder.render import renderers
 from builder.settings import Settings, load_settings
@@ -42,6 +42,9 @@ class _CleanErrors(TyperGroup):
             return super().invoke(ctx)
         except InputError as error:
             _fail(error)
+        except SystemFault as error:
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(code=1) from None
         except (typer.TyperException, typer.Exit, typer.Abort):
             raise
         except Exception as error:
