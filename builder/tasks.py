@@ -227,7 +227,10 @@ def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[
     started = time.time()
     store = spec.workspace.store
     stage = _stage(spec, name)
-    items: list[Item] = store.get_items(ids)
+    # A shard run again (a retried task, a task Dask moved off a dead worker) takes only what
+    # is still waiting: what its first run saved has moved on.
+    waiting = takes(spec.settings, name)
+    items: list[Item] = [item for item in store.get_items(ids) if item.status is waiting]
     with spec.workspace.turn(*stage.backends):
         output = stage.run(items)
     stage.save(store, output.items)

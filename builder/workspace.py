@@ -75,7 +75,11 @@ class Workspace:
 
     @property
     def store(self) -> Store:
-        return self._once("store", lambda: Store(self.settings.resolved_database_url))
+        settings = self.settings
+        return self._once(
+            "store",
+            lambda: Store(settings.resolved_database_url, wait_seconds=settings.database_wait_seconds),
+        )
 
     @property
     def taxonomy(self) -> Taxonomy:
