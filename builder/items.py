@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ItemStatus(StrEnum):
@@ -56,11 +57,24 @@ class Verdict(BaseModel):
     name: str
     version: str
     passed: bool
+    skipped: bool = False  # the check was off: neither passed nor failed (`passed` is False)
     score: float | None = None
     reason: str = ""  # a category, so reasons can be counted ("blank image")
     error: bool = False  # the check could not judge (its model unreachable): retry, do not refine
     detail: str = ""  # the specifics ("slot 2: pixel stddev 0.0")
     advice: list[str] = Field(default_factory=list)  # what the next round should change
+
+    @model_validator(mode="before")
+    @classmethod
+    def _off_was_once_stored_as_passed(cls, data: Any) -> Any:
+        """Stores written before `skipped` existed recorded a check that was off as passed."""
+        if isinstance(data, dict) and data.get("reason") == "off" and "skipped" not in data:
+            return {**data, "passed": False, "skipped": True}
+        return data
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.skipped
 
     @property
     def label(self) -> str:
@@ -112,7 +126,7 @@ class Item(BaseModel):
 
     @property
     def rejection(self) -> Verdict | None:
-        return next((verdict for verdict in self.verdicts if not verdict.passed), None)
+        return next((verdict for verdict in self.verdicts if verdict.failed), None)
 
     def reject(self, verdict: Verdict) -> None:
         self.verdicts.append(verdict)

@@ -331,7 +331,7 @@ def _earlier_rounds(store: Store, item: Item) -> list[Round]:
             [
                 f"{v.name}: {v.reason}" + (f" ({v.detail})" if v.detail else "")
                 for v in other.verdicts
-                if not v.passed
+                if v.failed
             ],
         )
         for other in store.pair_rounds(item)
