@@ -228,6 +228,13 @@ class PublishSettings(_Section):
     )
     max_retries: int = Field(5, ge=0, le=20, description="Retries per Hub call on 429, 5xx, dropped links.")
     backoff_seconds: float = Field(2.0, ge=0, description="First back-off; doubles per retry, jittered.")
+    max_wait_seconds: float = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="Most a publish waits on retries in all (Retry-After included); past it, it stops "
+        "and a rerun resumes.",
+    )
 
 
 _CONFIG_FILE_ENV = "MIRBENCH_CONFIG"
