@@ -460,12 +460,21 @@ def status(
     config: ConfigOption = None, artifacts: ArtifactsOption = None, database_url: DatabaseOption = None
 ) -> None:
     """Summarise the store: items by status, the review queue, recent runs and releases."""
-    store = _open_store(config, artifacts, database_url)
+    settings = _settings(config, artifacts=artifacts, database_url=database_url)
+    store = _existing_store(settings)
     try:
-        table = _table("Items", "status", "items", right=("items",))
-        for name, count in sorted(store.status_counts().items()):
-            table.add_row(name, str(count))
+        from builder.items import ItemStatus
+        from builder.stuck import failed_where_off, status_reasons
+
+        counts = store.status_counts()
+        reasons = status_reasons(settings, list(counts))
+        table = _table("Items", "status", "items", "what moves them on", right=("items",))
+        for name, count in sorted(counts.items()):
+            table.add_row(name, str(count), reasons[name])
         console.print(table)
+        failed = store.items_with_statuses([ItemStatus.FAILED])
+        for why, count in failed_where_off(settings, failed).items():
+            console.print(f"{count} failed item(s) kept failed: {why}")
         reviews = store.review_counts()
         console.print(
             "review queue: "

@@ -128,7 +128,9 @@ def retry_failed(spec: BuildSpec) -> int:
     for item in failed:
         failure = item.rejection
         stage = STAGES.get(failure.name) if failure is not None else None
-        if stage is not None and item.attempts < spec.settings.max_attempts:
+        # a stage that is off now (the judge, with the attack loop off) keeps its failures failed
+        on = stage is not None and takes(spec.settings, stage.name) is not None
+        if stage is not None and on and item.attempts < spec.settings.max_attempts:
             item.retry(stage.takes)
             retried.append(item)
     store.save_items(retried)
