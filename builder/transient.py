@@ -20,10 +20,14 @@ ATTEMPTS = 3
 DELAY_SECONDS = 2.0
 
 
+# OSErrors that a second try cannot fix: a missing or forbidden path is bad input.
+_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
+
 def transient(error: BaseException) -> bool:
-    """A fault of the connection or the database server, not a bug, bad input, or a fault that
-    has already been waited out (a SystemFault)."""
-    if isinstance(error, SystemFault):
+    """A fault of the connection or the database server, or a busy file; not a bug, bad input
+    (a missing or forbidden path), or a fault that has already been waited out (a SystemFault)."""
+    if isinstance(error, SystemFault | _NOT_TRANSIENT):
         return False
     return isinstance(error, OperationalError | ConnectionError | TimeoutError | OSError)
 

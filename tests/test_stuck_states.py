@@ -8,7 +8,7 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from builder import tasks
+from builder import pipeline, tasks
 from builder.cli import app
 from builder.items import ItemStatus
 from builder.settings import Settings
@@ -55,13 +55,21 @@ def test_every_status_has_a_stage_or_a_reason_in_every_configuration(tmp_path: P
     off = Settings(artifacts=tmp_path)
     on = off.model_copy(update={"attack": off.attack.model_validate(LOOP_ON)})
     for settings in (off, on):
-        taken = {tasks.takes(settings, stage) for stage in tasks.STAGES}
+        taken = {
+            pipeline.place(settings, stage.name).takes
+            for stage in pipeline.stages()
+            if stage.enabled(settings)
+        }
         reasons = status_reasons(settings, [status.value for status in ItemStatus])
         for status in ItemStatus:
             said = reasons[status.value]
             assert said.startswith("waits for the") == (status in taken), (status, said)
     untaken_off = {status for status in ItemStatus if reasons_of(off)[status.value].startswith("no stage")}
     assert untaken_off == {ItemStatus.ATTACKED, ItemStatus.ACCEPTED}  # the attack loop's own, only
+    assert "the attack loop is off" in reasons_of(off)[ItemStatus.ATTACKED.value]
+    assert not any(said.startswith("no stage") for said in reasons_of(on).values())
+    # a status left by a plug-in stage that is no longer installed is named, not a crash
+    assert status_reasons(on, ["gone_plugin"])["gone_plugin"].startswith("no stage of this pipeline")
 
 
 def reasons_of(settings: Settings) -> dict[str, str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from enum import StrEnum
 
-from sqlalchemy import Boolean, DateTime, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -207,3 +207,21 @@ class ReviewSessionRow(_Base):
     reviewer: Mapped[str] = mapped_column(String(128))
     csrf: Mapped[str] = mapped_column(String(64))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CalibrationRow(_Base):
+    __tablename__ = "judge_calibrations"
+    __table_args__ = (Index("ix_judge_calibrations_config_hash", "config_hash", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    judge: Mapped[str] = mapped_column(String(256))
+    judge_version: Mapped[str] = mapped_column(String(256))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(16))
+    label_set: Mapped[str] = mapped_column(String(256))
+    label_set_hash: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    kappa: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f1: Mapped[float] = mapped_column(Float)
+    report: Mapped[str] = mapped_column(Text)  # the whole JudgeCalibration, as JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
