@@ -21,7 +21,9 @@ DELAY_SECONDS = 2.0
 
 
 # OSErrors that a second try cannot fix: a missing or forbidden path is bad input.
-_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+_NOT_TRANSIENT = (
+    FileNotFoundError | PermissionError | IsADirectoryError | NotADirectoryError | FileExistsError
+)
 
 
 def transient(error: BaseException) -> bool:
