@@ -9,10 +9,15 @@ Goal: p95 <= 100 ms on 2 cores. The floor is measured first, the same way: `GET 
 (the login check and a small JSON answer, no queue work), so every figure also shows how far
 above the floor it is.
 
+With --restart-postgres it runs on a private PostgreSQL cluster of its own (initdb into a
+temporary folder, as user postgres) and restarts it (`pg_ctl restart -m fast`) halfway through
+the JSON phase: reviewers retry after the 503's Retry-After, and it reports the decisions lost
+and doubled and the seconds until the service came back (first 503 to the next answer).
+
 The database is emptied first: give it a database of its own.
 
     python bench/review.py [--database-url URL] [--items 10000] [--reviewers 8]
-                           [--decisions 1000] [--html-decisions 100]
+                           [--decisions 1000] [--html-decisions 100] [--restart-postgres]
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import httpx
 from sqlalchemy import create_engine, text
@@ -107,6 +114,18 @@ class Reviewer(threading.Thread):
         self.handed: list[str] = []
         self.accepted = 0
         self.errors: list[str] = []
+        self.unavailable: list[float] = []  # when a 503 came back
+        self.answered: list[float] = []  # when any other answer came back
+
+    def _send(self, client: httpx.Client, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request, repeated after the Retry-After of each 503 (a database restart)."""
+        while True:
+            response = client.request(method, path, **kwargs)
+            if response.status_code != 503:
+                self.answered.append(time.monotonic())
+                return response
+            self.unavailable.append(time.monotonic())
+            time.sleep(float(response.headers.get("retry-after", "1")))
 
     def run(self) -> None:
         with httpx.Client(base_url=self.url, timeout=60) as client:
@@ -121,21 +140,25 @@ class Reviewer(threading.Thread):
             for _ in range(self.decisions):
                 started = time.perf_counter()
                 if self.html:
-                    page = client.get("/review").text
+                    page = self._send(client, "GET", "/review").text
                     found = re.search(r'id="item-id">([0-9a-f]+)<', page)
                     item = found.group(1) if found else None
                 else:
-                    item = client.get("/api/next").json()["item_id"]
+                    item = self._send(client, "GET", "/api/next").json()["item_id"]
                 took = time.perf_counter()
                 self.next_seconds.append(took - started)
                 if item is None:
                     return
                 self.handed.append(item)
                 if self.html:
-                    response = client.post(f"/review/{item}", data={"action": "approve", "csrf": csrf})
+                    response = self._send(
+                        client, "POST", f"/review/{item}", data={"action": "approve", "csrf": csrf}
+                    )
                     ok = response.status_code == 303
                 else:
-                    response = client.post(
+                    response = self._send(
+                        client,
+                        "POST",
                         "/api/decide",
                         json={"item_id": item, "decision": "approve"},
                         headers={"x-csrf-token": csrf},
@@ -160,12 +183,21 @@ def run_floor(url: str, tokens: dict[str, str], requests: int) -> float:
 
 
 def run_phase(
-    url: str, tokens: dict[str, str], decisions: int, html: bool, floor_ms: float
+    url: str,
+    tokens: dict[str, str],
+    decisions: int,
+    html: bool,
+    floor_ms: float,
+    restart: Callable[[], float] | None = None,
 ) -> list[Reviewer]:
     reviewers = [Reviewer(url, name, token, decisions, html) for name, token in tokens.items()]
     started = time.perf_counter()
     for reviewer in reviewers:
         reviewer.start()
+    if restart is not None:
+        while sum(r.accepted for r in reviewers) < len(reviewers) * decisions // 2:
+            time.sleep(0.01)
+        print(f"restarting PostgreSQL halfway (pg_ctl restart -m fast: {restart():.2f} s)")
     for reviewer in reviewers:
         reviewer.join()
     elapsed = time.perf_counter() - started
@@ -189,8 +221,29 @@ def main() -> None:
     parser.add_argument("--floor-requests", type=int, default=50, help="per reviewer, trivial route")
     parser.add_argument("--port", type=int, default=8799)
     parser.add_argument("--workers", type=int, default=2, help="server processes")
+    parser.add_argument(
+        "--restart-postgres",
+        action="store_true",
+        help="run on a private cluster and restart it halfway through the JSON phase (needs root)",
+    )
     args = parser.parse_args()
+    cluster = None
+    if args.restart_postgres:
+        from tests.private_postgres import PrivatePostgres, missing_reason
 
+        if missing_reason():
+            raise SystemExit(f"--restart-postgres: {missing_reason()}")
+        cluster = PrivatePostgres()
+        cluster.start()
+        args.database_url = cluster.create_database("bench_review")
+    try:
+        run(args, cluster)
+    finally:
+        if cluster is not None:
+            cluster.remove()
+
+
+def run(args: argparse.Namespace, cluster: Any) -> None:
     engine = create_engine(args.database_url)
     with engine.begin() as connection:
         connection.execute(text("DROP SCHEMA public CASCADE"))
@@ -221,7 +274,9 @@ def main() -> None:
                     raise SystemExit("review server did not start") from None
                 time.sleep(0.2)
         floor_ms = run_floor(url, tokens, args.floor_requests)
-        phases = run_phase(url, tokens, args.decisions, html=False, floor_ms=floor_ms)
+        phases = run_phase(
+            url, tokens, args.decisions, html=False, floor_ms=floor_ms, restart=cluster and cluster.restart
+        )
         phases += run_phase(url, tokens, args.html_decisions, html=True, floor_ms=floor_ms)
     finally:
         server.terminate()
@@ -231,12 +286,23 @@ def main() -> None:
     accepted = sum(r.accepted for r in phases)
     log = store.decision_log()
     handed = Counter(item for r in phases for item in r.handed)
+    active = [row for row in log if not row.superseded]
     print(
-        f"consistency: {accepted} accepted, {len(log)} stored, lost {max(0, accepted - len(log))}, "
-        f"counted twice {len(log) - len({row.item_id for row in log})}, "
+        f"consistency: {accepted} accepted, {len(active)} stored, lost {max(0, accepted - len(active))}, "
+        f"counted twice {len(active) - len({row.item_id for row in active})}, "
         f"items handed to two reviewers {sum(1 for count in handed.values() if count > 1)}, "
         f"errors {sum(len(r.errors) for r in phases)}"
     )
+    if cluster is not None:
+        unavailable = sorted(t for r in phases for t in r.unavailable)
+        if unavailable:
+            back = min(t for r in phases for t in r.answered if t > unavailable[0])
+            print(
+                f"postgres restart: {len(unavailable)} answers were 503 (Retry-After); service came back "
+                f"{back - unavailable[0]:.2f} s after the first 503"
+            )
+        else:
+            print("postgres restart: no request met it (none answered 503)")
     store.close()
 
 

@@ -270,6 +270,10 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
     checks = sorted(
         {f"{v['name']}@{v['version']}" for entry in selection for v in entry["verdicts"] if v["passed"]}
     )
+    # `skipped` is absent from manifests written before it existed; there, an off check was "passed"
+    checks_off = Counter(
+        f"{v['name']}@{v['version']}" for entry in selection for v in entry["verdicts"] if v.get("skipped")
+    )
     typographic = any(name.startswith("typographic") for name in renderers)
     attack_loop = pipeline.tester_stages()
     attacks = sorted(
@@ -290,6 +294,9 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
         f"**Composer** (writes the prompt and the image descriptions): {counted(composers)}.",
         f"**Renderer** (draws the images): {counted(renderers)}.",
         f"**Checks the items passed**: {', '.join(f'`{c}`' for c in checks) or 'none recorded'}.",
+        f"**Checks that were off** (the items were not checked by them): {counted(checks_off)}."
+        if checks_off
+        else "**Checks that were off**: none.",
         f"**Attack loop**: tested with {', '.join(f'`{a}`' for a in attacks)}."
         if attacks
         else "**Attack loop: not tested against a model.** No target model was attacked and no judge "

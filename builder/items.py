@@ -82,6 +82,7 @@ class Verdict(BaseModel):
     name: str
     version: str
     passed: bool
+    skipped: bool = False  # the check was off: neither passed nor failed (`passed` is False)
     stage: str = ""  # the stage that gave it (a filter's verdict: "filters", its name: the filter's)
     score: float | None = None
     reason: str = ""  # a category, so reasons can be counted ("blank image")
@@ -91,12 +92,21 @@ class Verdict(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _stage_of_old_verdicts(cls, value: Any) -> Any:
+    def _upgrade_old_verdicts(cls, value: Any) -> Any:
+        if not isinstance(value, dict):
+            return value
         # Stored before verdicts named their stage (0.1.0): a verdict's name was its stage's,
         # except a filter's (which then groups with the rejections of filters and review).
-        if isinstance(value, dict) and not value.get("stage") and "name" in value:
-            return {**value, "stage": value["name"]}
+        if not value.get("stage") and "name" in value:
+            value = {**value, "stage": value["name"]}
+        # Stored before `skipped` existed: a check that was off was recorded as passed.
+        if value.get("reason") == "off" and "skipped" not in value:
+            value = {**value, "passed": False, "skipped": True}
         return value
+
+    @property
+    def failed(self) -> bool:
+        return not self.passed and not self.skipped
 
     @property
     def label(self) -> str:
@@ -149,7 +159,7 @@ class Item(BaseModel):
 
     @property
     def rejection(self) -> Verdict | None:
-        return next((verdict for verdict in self.verdicts if not verdict.passed), None)
+        return next((verdict for verdict in self.verdicts if verdict.failed), None)
 
     def reject(self, verdict: Verdict) -> None:
         self.verdicts.append(verdict)

@@ -9,7 +9,8 @@ plug-in) registers through the entry-point group `mirbench.stages` (entry name: 
 Everything else derives from the list: the flow runs the stages in this order, a stage takes
 what the enabled stage before it gives (so the queue takes what the judge accepted when the
 attack loop is on and what passed the filters when it is off), a failed item is retried from
-the status its failing stage takes, and reports group rejections by the stage that gave them.
+the status its failing stage takes (while that stage is on), and reports group rejections by
+the stage that gave them.
 """
 
 from __future__ import annotations
@@ -77,8 +78,8 @@ def tester_stages() -> frozenset[str]:
 
 def place(settings: Settings, name: str) -> Place:
     """Where stage `name` sits in a build with `settings`: it takes what the enabled stage
-    before it gives (a stage that is off too, so a failed item retried to it goes on to the
-    next stage that runs); items from its output onward are in play."""
+    before it gives (also for a stage that is off, which takes nothing: its failures stay
+    failed, see `tasks.retry_failed`); items from its output onward are in play."""
     pipeline = stages()
     position = names(pipeline).index(name)
     takes = START

@@ -123,6 +123,7 @@ class _Hub:
         self._token = token
         self.api = HfApi(token=token)
         self.settings = settings
+        self.waited = 0.0  # seconds this publish has slept on retries, against max_wait_seconds
 
     def call(self, what: str, step: Callable[[], T]) -> T:
         attempts = self.settings.max_retries + 1
@@ -131,9 +132,14 @@ class _Hub:
                 return step()
             except Exception as exc:
                 delay = _retry_delay(exc, attempt, self.settings.backoff_seconds)
-                if delay is None or attempt == attempts:
+                if delay is None:
                     raise PublishError(f"{what} on {self.repo} failed: {_describe(exc)}") from None
+                budget_left = self.settings.max_wait_seconds - self.waited
+                if attempt == attempts or delay > budget_left:
+                    storm = _storm(exc, attempt, delay, budget_left)
+                    raise PublishError(f"{what} on {self.repo} failed: {_describe(exc)}{storm}") from None
                 time.sleep(delay)
+                self.waited += delay
         raise AssertionError("unreachable")
 
     def manifest_bytes(self, revision: str) -> bytes | None:
@@ -186,6 +192,31 @@ def _retry_delay(error: Exception, attempt: int, base: float) -> float | None:
     if isinstance(exc, _transport_errors()):
         return backoff
     return None
+
+
+def _storm(error: Exception, attempts: int, delay: float, budget_left: float) -> str:
+    """For a Hub that keeps rate-limiting: that it did, for how long, and when to come back."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    exc = _cause(error)
+    if not (isinstance(exc, HfHubHTTPError) and exc.response is not None and exc.response.status_code == 429):
+        return ""
+    return (
+        f" (rate limited: still 429 after {attempts} tries; its Retry-After asks for {delay:.0f} s more, "
+        f"{max(budget_left, 0):.0f} s of publish.max_wait_seconds were left); nothing is lost, wait that "
+        "long before the rerun"
+    )
+
+
+def _online() -> None:
+    """HF_HUB_OFFLINE makes the Hub client refuse every call: say so before trying any."""
+    from huggingface_hub.constants import is_offline_mode
+
+    if is_offline_mode():
+        raise InputError(
+            "HF_HUB_OFFLINE is set, so the Hub client makes no network calls: unset it (or set "
+            "HF_HUB_OFFLINE=0) to publish, or use --dry-run to write what would be uploaded"
+        )
 
 
 def _transport_errors() -> tuple[type[BaseException], ...]:
@@ -319,6 +350,7 @@ def publish_version(
         return dry_run(folder, dry_run_folder, repo, version)
     from huggingface_hub import get_token
 
+    _online()
     token = get_token()
     if not token:
         raise InputError("no Hub token: set HF_TOKEN or run `hf auth login`")
@@ -327,6 +359,7 @@ def publish_version(
 
 def latest_hub_manifest(repo: str, token: str | None, settings: PublishSettings) -> dict[str, Any] | None:
     """The manifest at the highest `vX.Y.Z` tag of `repo` (a changelog's base), or None."""
+    _online()
     hub = _Hub(repo, token or "", settings)
     refs = hub.call("listing tags", lambda: hub.api.list_repo_refs(repo, repo_type="dataset"))
     versions = [ref.name[1:] for ref in refs.tags if re.fullmatch(r"v\d+\.\d+\.\d+.*", ref.name)]

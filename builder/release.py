@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import re
-import shutil
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
@@ -50,6 +49,7 @@ from builder.published import (
     write_mir_layout,
     write_parquet,
 )
+from builder.release_staging import remove_abandoned, staging_for, writing
 from builder.stats import StageStats
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 from builder.taxonomy import Taxonomy
@@ -259,7 +259,7 @@ def write_release(
     disable_progress_bar()  # our own bar covers the export
     shards = (len(items) + ROWS_PER_SHARD - 1) // ROWS_PER_SHARD
     advance = progress.track("release", len(items) * (2 if "mir" in layouts else 1))
-    (staging / "data").mkdir(parents=True)
+    (staging / "data").mkdir(parents=True, exist_ok=True)
 
     def rows() -> Iterable[list[dict[str, Any]]]:
         for shard in range(shards):
@@ -288,10 +288,6 @@ def write_release(
     (staging / "manifest.json").write_bytes(manifest_bytes)
     stats.count("released", len(items))
     return manifest_bytes
-
-
-def _staging_for(out: Path) -> Path:
-    return out.parent / f".{out.name}.partial"
 
 
 def move_into_place(staging: Path, out: Path) -> None:
@@ -356,7 +352,8 @@ def release_approved(
         verify_release(out, recorded.manifest_sha256)
         return _completed(version, out, recorded.items, recorded.manifest_sha256, stats)
     intent = store.release_intent(version)
-    staging = _staging_for(out)
+    staging = staging_for(out)
+    remove_abandoned(out.parent, [staging_for(Path(row.location)) for row in store.release_intents()])
     if intent is not None:
         if Path(intent.location) != out:
             raise InputError(
@@ -383,29 +380,24 @@ def release_approved(
     calibrations = latest_calibrations(
         store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
     )
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
-        with stats.timed():
-            manifest = write_release(
-                items,
-                taxonomy,
-                artifacts,
-                staging,
-                version,
-                config,
-                review,
-                layouts,
-                previous,
-                stats,
-                calibrations,
-            )
-            digest = hashlib.sha256(manifest).hexdigest()
-            _sync(staging)
-            store.record_release_intent(version, str(out), len(items), digest)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    move_into_place(staging, out)
+    with writing(staging), stats.timed():
+        manifest = write_release(
+            items,
+            taxonomy,
+            artifacts,
+            staging,
+            version,
+            config,
+            review,
+            layouts,
+            previous,
+            stats,
+            calibrations,
+        )
+        digest = hashlib.sha256(manifest).hexdigest()
+        _sync(staging)
+        store.record_release_intent(version, str(out), len(items), digest)
+        move_into_place(staging, out)
     store.record_release(version, str(out), len(items), digest)
     return ReleaseResult(version=version, location=out, items=len(items), manifest_sha256=digest, stats=stats)
 

@@ -220,6 +220,21 @@ class ReviewSettings(_Section):
         description="Rejection reasons offered on the review page (free text is always allowed).",
     )
     session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a login lasts.")
+    max_body_bytes: int = Field(
+        65536,
+        ge=1024,
+        le=64 * 1024 * 1024,
+        description="Largest request body the review app reads (413 above).",
+    )
+    login_failures_allowed: int = Field(
+        5,
+        ge=1,
+        le=1000,
+        description="Failed logins per client address within login_window_seconds before 429.",
+    )
+    login_window_seconds: float = Field(
+        300, gt=0, le=86400, description="The window failed logins are counted in (Retry-After waits it out)."
+    )
 
 
 class ReleaseSettings(_Section):
@@ -237,6 +252,13 @@ class PublishSettings(_Section):
     )
     max_retries: int = Field(5, ge=0, le=20, description="Retries per Hub call on 429, 5xx, dropped links.")
     backoff_seconds: float = Field(2.0, ge=0, description="First back-off; doubles per retry, jittered.")
+    max_wait_seconds: float = Field(
+        600,
+        ge=0,
+        le=86400,
+        description="Most a publish waits on retries in all (Retry-After included); past it, it stops "
+        "and a rerun resumes.",
+    )
 
 
 _CONFIG_FILE_ENV = "MIRBENCH_CONFIG"
@@ -286,6 +308,13 @@ class Settings(BaseSettings):
     artifacts: Path = Field(Path("artifacts"), description="Folder for run outputs.")
     database_url: SecretStr | None = Field(
         None, description="SQLAlchemy URL; default: SQLite file inside the artifacts folder."
+    )
+    database_wait_seconds: float = Field(
+        60,
+        ge=0,
+        le=3600,
+        description="How long a build waits for a database that stopped answering (a restart) "
+        "before it fails; reconnects are tried with back-off and reported.",
     )
     taxonomy: Path = Field(default_factory=lambda: bundled("taxonomy"))
     seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds")])

@@ -131,7 +131,10 @@ _SETTLED = (ItemStatus.QUEUED, ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatu
 
 def _retryable(item: Item, settings: Settings) -> bool:
     failure = item.rejection
-    return failure is not None and failure.stage in pipeline.names() and item.attempts < settings.max_attempts
+    # A stage that is off now (the judge, with the attack loop off) keeps its failures failed:
+    # `mirbench status` says why (builder/stuck.py).
+    running = {stage.name for stage in pipeline.stages() if stage.enabled(settings)}
+    return failure is not None and failure.stage in running and item.attempts < settings.max_attempts
 
 
 def remove_partial_files(artifacts: Path) -> int:
@@ -205,8 +208,11 @@ def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[
     """Run stage `name` over the items `ids` (one shard), save them, record the task's stats."""
     started = time.time()
     store = spec.workspace.store
-    stage = pipeline.stage(name).open(spec.workspace, pipeline.place(spec.settings, name))
-    items: list[Item] = store.get_items(ids)
+    place = pipeline.place(spec.settings, name)
+    stage = pipeline.stage(name).open(spec.workspace, place)
+    # A shard run again (a retried task, a task Dask moved off a dead worker) takes only what
+    # is still waiting: what its first run saved has moved on.
+    items: list[Item] = [item for item in store.get_items(ids) if item.status is place.takes]
     with spec.workspace.turn(*stage.backends):
         output = stage.run(items)
     stage.save(store, output.items)

@@ -74,7 +74,11 @@ class Workspace:
 
     @property
     def store(self) -> Store:
-        return self.once("store", lambda: Store(self.settings.resolved_database_url))
+        settings = self.settings
+        return self.once(
+            "store",
+            lambda: Store(settings.resolved_database_url, wait_seconds=settings.database_wait_seconds),
+        )
 
     @property
     def taxonomy(self) -> Taxonomy:

@@ -24,33 +24,15 @@ from builder.report import BuildReport
 from builder.settings import RunnerSettings, Settings, load_settings
 from builder.stats import StageStats
 from builder.tasks import BuildSpec
+from builder.transient import steady, transient_state
 from builder.workspace import close_all
-
-# OSErrors that a second try cannot fix: a missing or forbidden path is bad input.
-_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
-
-
-def _transient(task: Any, task_run: Any, state: Any) -> bool:
-    """Retry what a second try can fix (a dropped database connection, a busy file), not bugs
-    or bad input."""
-    try:
-        state.result()
-    except _NOT_TRANSIENT:
-        return False
-    except (ConnectionError, TimeoutError, OSError):
-        return True
-    except Exception as exc:
-        from sqlalchemy.exc import OperationalError
-
-        return isinstance(exc, OperationalError)
-    return False
 
 
 @task(
     task_run_name="{stage}-r{iteration}-s{shard}",
     retries=2,
     retry_delay_seconds=2,
-    retry_condition_fn=_transient,
+    retry_condition_fn=transient_state,
 )
 def run_stage(spec: BuildSpec, stage: str, iteration: int, shard: int, ids: list[str]) -> StageStats:
     return tasks.run_stage(spec, stage, iteration, shard, ids)
@@ -59,7 +41,7 @@ def run_stage(spec: BuildSpec, stage: str, iteration: int, shard: int, ids: list
 def _shards(spec: BuildSpec, stage: str, iteration: int, whole: bool = False) -> None:
     """Run `stage` over its waiting items, one task per shard, all shards at once (one task
     for the whole round when `whole`)."""
-    ids = tasks.pending(spec, stage, iteration)
+    ids = steady(tasks.pending, spec, stage, iteration)
     size = len(ids) if whole else spec.settings.shard_size
     futures = [
         run_stage.submit(spec, stage, iteration, number, ids[start : start + size])
@@ -72,13 +54,13 @@ def _shards(spec: BuildSpec, stage: str, iteration: int, whole: bool = False) ->
 
 @flow(name="mirbench-build")
 def build_flow(settings: Settings, limit: int | None = None) -> BuildReport:
-    spec = tasks.open_build(settings, limit)
-    tasks.retry_failed(spec)
+    spec = steady(tasks.open_build, settings, limit)
+    steady(tasks.retry_failed, spec)
     for iteration in range(1, settings.max_iterations + 1):
-        tasks.plan_round(spec, iteration)
+        steady(tasks.plan_round, spec, iteration)
         for stage in pipeline.stages():  # compose, render, dedup, filters, attack, judge, queue
             _shards(spec, stage.name, iteration, whole=stage.whole_round)
-    report = tasks.finish_build(spec)
+    report = steady(tasks.finish_build, spec)
     create_markdown_artifact(markdown=report.markdown(), key="build-funnel", description="Build funnel")
     return report
 

@@ -30,8 +30,11 @@ for _name in [
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
+from builder.items import Item  # noqa: E402
 from builder.settings import Settings, bundled  # noqa: E402
 from builder.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+from tests.private_postgres import PrivatePostgres  # noqa: E402
+from tests.private_postgres import missing_reason as private_postgres_missing  # noqa: E402
 from tests.servers import LlamaServer  # noqa: E402
 
 POSTGRES_URL = os.environ.get("MIRBENCH_TEST_POSTGRES_URL")
@@ -98,3 +101,30 @@ def taxonomy_copy(tmp_path: Path) -> Path:
     target = tmp_path / "taxonomy"
     shutil.copytree(bundled("taxonomy"), target)
     return target
+
+
+@pytest.fixture(scope="session")
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A PostgreSQL cluster of this test session's own (its own folder and port), which the
+    fault tests restart and stop; the shared server is never touched."""
+    reason = private_postgres_missing()
+    if reason:
+        pytest.skip(f"no private PostgreSQL cluster: {reason}")
+    cluster = PrivatePostgres()
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.remove()
+
+
+@pytest.fixture(scope="session")
+def uninterrupted_build(tmp_path_factory: pytest.TempPathFactory, prefect_api_url: str) -> list[Item]:
+    """The items of the fault tests' build when nothing goes wrong (SQLite, threads)."""
+    from flows.build import build
+    from tests.fault_support import LIMIT, build_settings
+    from tests.helpers import all_items
+
+    settings = build_settings(tmp_path_factory.mktemp("uninterrupted"))
+    build(settings=settings, limit=LIMIT)
+    return all_items(settings.resolved_database_url)

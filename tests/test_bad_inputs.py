@@ -503,6 +503,12 @@ CASES = [
         absent=("s3cret-pw",),
     ),
     Case(
+        "status-database-url-port-not-a-number",
+        ["status", "--database-url", "postgresql+psycopg://u:s3cret-pw@127.0.0.1:54x1/db"],
+        ["malformed database URL"],
+        absent=("s3cret-pw", "ValueError"),
+    ),
+    Case(
         "status-unknown-dialect",
         ["status", "--database-url", "oracle9://u:s3cret-pw@127.0.0.1/db"],
         ["database URL oracle9://u:***@127.0.0.1/db: unknown database"],

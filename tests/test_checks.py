@@ -15,7 +15,7 @@ from builder.embeddings import ClipEncoder
 from builder.filters import filter_items
 from builder.filters.alignment import AlignmentFilter
 from builder.filters.benign_alone import BenignAloneFilter, BenignAloneSettings
-from builder.items import Item, ItemStatus
+from builder.items import Item, ItemStatus, Verdict
 from builder.render import render_items
 from builder.render.typographic import TypographicRenderer
 from builder.store import Store
@@ -45,6 +45,9 @@ def test_checks_that_are_off_say_so(tmp_path: Path, store: Store) -> None:
     output = filter_items(items, [BenignAloneFilter(None), AlignmentFilter(None, tmp_path, 0.2)])
     assert all(item.status is ItemStatus.PASSED for item in items)
     assert [(v.name, v.reason) for v in items[0].verdicts] == [("benign_alone", "off"), ("alignment", "off")]
+    # neither passed nor failed: the item is not rejected by them, and nothing says they passed
+    assert all(v.skipped and not v.passed and not v.failed for v in items[0].verdicts)
+    assert items[0].rejection is None
     assert output.stats.outcomes[
         "check off: benign_alone: no classifier model configured (filters: benign_alone.model)"
     ] == len(items)
@@ -118,3 +121,11 @@ def test_benign_alone_asks_a_real_model_once_per_description(tmp_path: Path, sto
     filter_items(again, [replay])
     assert [_outcome(item) for item in again] == outcomes
     assert replay.client.requests_sent <= len(unanswered)  # none at all when every item was judged
+
+
+def test_an_off_check_stored_before_skipped_existed_loads_as_skipped() -> None:
+    stored = {"name": "alignment", "version": "1", "passed": True, "reason": "off", "detail": "no model"}
+    verdict = Verdict.model_validate(stored)
+    assert verdict.skipped and not verdict.passed and not verdict.failed
+    ran = Verdict.model_validate({"name": "structural", "version": "1", "passed": True, "reason": ""})
+    assert ran.passed and not ran.skipped

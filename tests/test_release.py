@@ -388,3 +388,41 @@ def test_release_cli_writes_the_mir_layout_and_completes(
     assert again.exit_code == 0 and "already released, verified" in again.output
     bad = runner.invoke(app, ["release", "--version", "2.0.1", "--out", "x", "--layout", "zip", *where])
     assert bad.exit_code == 2 and "unknown --layout zip" in bad.output
+
+
+def test_card_lists_checks_that_were_off_apart_from_those_passed(
+    release_settings: Settings, tmp_path: Path
+) -> None:
+    from builder.filters import filter_items
+    from builder.filters.benign_alone import BenignAloneFilter
+
+    items = _items("off")
+    store = approve(release_settings, items)
+    filter_items(items, [BenignAloneFilter(None)])  # no model: the check is off
+    for item in items:
+        item.verdicts.append(Verdict(name="structural", version="1", passed=True))
+    store.save_items(items)
+    store.close()
+    release(release_settings, "1.0.0", tmp_path / "rel")
+    _, body = _card(tmp_path / "rel")
+    passed = next(line for line in body.splitlines() if line.startswith("- **Checks the items passed**"))
+    off = next(line for line in body.splitlines() if line.startswith("- **Checks that were off**"))
+    assert "structural@1" in passed and "benign_alone" not in passed
+    assert "`benign_alone@" in off and "(4 items)" in off
+
+
+def test_a_staging_folder_left_by_a_release_killed_before_its_intent_is_removed_at_the_next_start(
+    release_settings: Settings, tmp_path: Path
+) -> None:
+    from builder.release_staging import staging_for, writing
+
+    approve(release_settings, _items("left")).close()
+    abandoned = staging_for(tmp_path / "0.9.0")
+    (abandoned / "data").mkdir(parents=True)
+    (abandoned / "data" / "half.parquet").write_bytes(b"PAR1")
+    busy = staging_for(tmp_path / "0.9.1")
+    with writing(busy):  # another release writing right now, beside ours: it stays
+        release(release_settings, "1.0.0", tmp_path / "1.0.0")
+        assert busy.is_dir()
+    assert not abandoned.exists()
+    assert (tmp_path / "1.0.0" / "manifest.json").is_file()

@@ -1,6 +1,6 @@
 """Two kinds of retry. Across builds: a failed item comes back while it has attempts left
 (`max_attempts`), then stays failed. Within a build: Prefect retries a stage's task only for a
-transient error (`_transient`), never for a bug or bad input. Real Prefect flows and tasks on the
+transient error (`transient_state`), never for a bug or bad input. Real Prefect flows and tasks on the
 session's Prefect server; the failing backend is the benign-alone check pointed at a closed port
 on 127.0.0.1."""
 
@@ -71,9 +71,10 @@ def test_a_failed_item_is_retried_while_attempts_are_left(tmp_path: Path) -> Non
 
 
 def test_the_stage_task_retries_on_transient_errors() -> None:
-    from flows.build import _transient, run_stage
+    from builder.transient import transient_state
+    from flows.build import run_stage
 
-    assert run_stage.retry_condition_fn is _transient and run_stage.retries >= 1
+    assert run_stage.retry_condition_fn is transient_state and run_stage.retries >= 1
 
 
 def _sqlalchemy(kind: type[Exception]) -> Callable[[], Exception]:
@@ -100,9 +101,9 @@ calls: Counter[str] = Counter()
 
 @pytest.mark.parametrize("kind", list(RAISES))
 def test_transient_errors_are_retried_and_others_are_not(kind: str) -> None:
-    from flows.build import _transient
+    from builder.transient import transient_state
 
-    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_transient)
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=transient_state)
     def fails(kind: str) -> None:
         calls[kind] += 1
         raise RAISES[kind]()
@@ -116,11 +117,11 @@ def test_transient_errors_are_retried_and_others_are_not(kind: str) -> None:
 
 
 def test_a_transient_error_that_clears_lets_the_task_finish() -> None:
-    from flows.build import _transient
+    from builder.transient import transient_state
 
     tries: list[int] = []
 
-    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=_transient)
+    @task(retries=2, retry_delay_seconds=0, retry_condition_fn=transient_state)
     def flaky() -> str:
         tries.append(1)
         if len(tries) == 1:

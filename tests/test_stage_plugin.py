@@ -59,6 +59,6 @@ def test_a_plugin_stage_runs_in_a_real_build(
     assert queued and all(item.relation == kept for item in queued)
     assert all(any(v.stage == "stamp" and v.passed for v in item.verdicts) for item in queued)
     assert stopped and all(item.relation == held_back for item in stopped)
-    assert {v.reason for item in stopped for v in item.verdicts if not v.passed} == {HELD_BACK}
+    assert {v.reason for item in stopped for v in item.verdicts if v.failed} == {HELD_BACK}
     funnel = {row.label: row.count for row in report.funnel}
     assert funnel[f"stamp: {HELD_BACK}"] == len(stopped)

@@ -17,9 +17,9 @@ from builder.cli.core import (
     TaxonomyOption,
     VerboseOption,
     command_settings,
+    existing_store,
     fail,
     given,
-    open_store,
     show_tracebacks,
     user_errors,
 )
@@ -28,11 +28,13 @@ from builder.cli.prefect_env import prefect_session
 from builder.compose import composers
 from builder.errors import InputError
 from builder.filters import filters
+from builder.items import ItemStatus
 from builder.judge import judges
 from builder.registry import BackendSettings, Registry
 from builder.render import renderers
 from builder.settings import Settings
 from builder.store import ReviewState, open_engine
+from builder.stuck import failed_where_off, status_reasons
 
 app = typer.Typer()
 
@@ -245,12 +247,19 @@ def build(
 def status(
     config: ConfigOption = None, artifacts: ArtifactsOption = None, database_url: DatabaseOption = None
 ) -> None:
-    """Summarise the store: items by status, the review queue, recent runs and releases."""
-    with open_store(config, artifacts, database_url) as store:
-        table = make_table("Items", "status", "items", right=("items",))
-        for name, count in sorted(store.status_counts().items()):
-            table.add_row(name, str(count))
+    """Summarise the store: items by status and what moves each on, the review queue, recent runs
+    and releases."""
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    with existing_store(settings) as store:
+        counts = store.status_counts()
+        reasons = status_reasons(settings, list(counts))
+        table = make_table("Items", "status", "items", "what moves them on", right=("items",))
+        for name, count in sorted(counts.items()):
+            table.add_row(name, str(count), reasons[name])
         console.print(table)
+        failed = store.items_with_statuses([ItemStatus.FAILED])
+        for why, count in failed_where_off(settings, failed).items():
+            console.print(f"{count} failed item(s) kept failed: {why}")
         reviews = store.review_counts()
         console.print(
             "review queue: "

@@ -15,7 +15,7 @@ from typer.core import TyperGroup
 
 from builder import __version__
 from builder.cli.display import console, errors
-from builder.errors import InputError
+from builder.errors import InputError, SystemFault
 from builder.settings import Settings, load_settings
 from builder.store import Store
 
@@ -24,7 +24,8 @@ _tracebacks: ContextVar[bool] = ContextVar("mirbench_tracebacks", default=False)
 
 
 class _CleanErrors(TyperGroup):
-    """Bad input ends as `error: ...` and exit 2; any other failure as one line and exit 1.
+    """Bad input ends as `error: ...` and exit 2; a system fault (full disk, database away) and
+    any other failure as one line and exit 1.
     Tracebacks only with -v/--verbose, for bug reports."""
 
     def invoke(self, ctx: typer.Context) -> Any:
@@ -33,6 +34,10 @@ class _CleanErrors(TyperGroup):
             return super().invoke(ctx)
         except InputError as error:
             fail(error)
+        except SystemFault as error:
+            # The machine, not the input: a full disk, a database that stays away. Exit 1, one line.
+            errors.print(f"[bold red]error:[/] {error}", highlight=False, markup=True, soft_wrap=True)
+            raise typer.Exit(code=1) from None
         except (typer.TyperException, typer.Exit, typer.Abort):
             raise
         except Exception as error:

@@ -48,6 +48,12 @@ class Filter(Backend):
             name=self.name, version=self.version, passed=passed, reason=reason, detail=detail, score=score
         )
 
+    def skipped(self, why: str) -> Verdict:
+        """The check is off (nothing configured to ask): neither passed nor failed."""
+        return Verdict(
+            name=self.name, version=self.version, passed=False, skipped=True, reason="off", detail=why
+        )
+
     def unavailable(self, reason: str, detail: str = "") -> Verdict:
         """The check could not judge (its model did not answer): the item fails and is retried."""
         return Verdict(
@@ -77,7 +83,7 @@ class FilterStage(Stage):
                 break
             if check.off_reason is not None:  # recorded on every item, so the funnel can say so
                 for item in alive:
-                    item.verdicts.append(check.verdict(True, "off", check.off_reason))
+                    item.verdicts.append(check.skipped(check.off_reason))
                 stats.count(f"{OFF}{check.name}: {check.off_reason}", len(alive))
                 continue
             survivors = []

@@ -21,6 +21,7 @@ import imagehash
 from PIL import Image
 from pydantic import Field
 
+from builder.errors import SystemFault, disk_full
 from builder.items import ImageSlot, Item, ItemStatus
 from builder.registry import Backend, BackendSettings, Registry
 from builder.stage import Place, Stage
@@ -119,10 +120,21 @@ def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
     relative = Path("images") / sha[:2] / f"{sha}.png"
     target = artifacts / relative
     if not target.exists():
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
+        temporary = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+        except OSError as error:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+            if disk_full(error):
+                raise SystemFault(
+                    f"{target.parent}: no space left on the device while rendering; the items of this "
+                    "shard stay unrendered: free some space and rerun"
+                ) from None
+            raise
         os.replace(temporary, target)
     return StoredImage(file=relative.as_posix(), sha256=sha, phash=str(imagehash.phash(image)))
 

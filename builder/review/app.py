@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import parse_qs, urlencode
+from urllib.parse import urlencode
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
@@ -27,6 +27,16 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from builder.items import Item
+from builder.review.guard import (
+    DATABASE_FAULTS,
+    BodyLimit,
+    LoginThrottle,
+    client_address,
+    database_away,
+    form_fields,
+    json_object,
+    same_token,
+)
 from builder.review.policy import Decision
 from builder.review.service import ReviewRefused, ReviewService, token_digest
 from builder.settings import Settings, load_settings
@@ -65,7 +75,8 @@ Session = Annotated[Reviewer, Depends(current_reviewer)]
 
 
 def create_app(settings: Settings) -> FastAPI:
-    store = Store(settings.resolved_database_url)
+    # No waiting for a database that is away: the request gets 503 and a retry hint instead.
+    store = Store(settings.resolved_database_url, wait_seconds=0)
     service = ReviewService(store, settings.review)
     images_root = (settings.artifacts / "images").resolve()
 
@@ -76,6 +87,10 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="mirbench review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.store = store
+    app.add_middleware(BodyLimit, limit=settings.review.max_body_bytes)
+    for fault in DATABASE_FAULTS:
+        app.add_exception_handler(fault, database_away)
+    throttle = LoginThrottle(settings.review.login_failures_allowed, settings.review.login_window_seconds)
 
     @app.exception_handler(LoginRequired)
     def _login_first(request: Request, _exc: LoginRequired) -> Response:
@@ -96,10 +111,8 @@ def create_app(settings: Settings) -> FastAPI:
         return response
 
     async def form(request: Request, reviewer: Reviewer) -> dict[str, str]:
-        fields = {
-            k: v[-1] for k, v in parse_qs((await request.body()).decode(), keep_blank_values=True).items()
-        }
-        if not secrets.compare_digest(fields.get("csrf", ""), reviewer.csrf):
+        fields = await form_fields(request)
+        if not same_token(fields.get("csrf", ""), reviewer.csrf):
             raise HTTPException(403, "missing or wrong CSRF token: reload the page")
         return fields
 
@@ -114,11 +127,14 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/login")
     async def login(request: Request) -> Response:
-        fields = parse_qs((await request.body()).decode())
-        token = (fields.get("token") or [""])[-1].strip()
+        address = client_address(request)
+        throttle.check(address)
+        token = (await form_fields(request)).get("token", "").strip()
         row = store.reviewer_by_token(token_digest(token)) if token else None
         if row is None:
+            throttle.failed(address)
             return page("login.html", status=401, reviewer=None, error="unknown token")
+        throttle.succeeded(address)
         session_token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         lifetime = timedelta(hours=settings.review.session_hours)
         store.open_session(token_digest(session_token), row.name, csrf, datetime.now(UTC) + lifetime)
@@ -270,14 +286,15 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/api/decide")
     async def api_decide(request: Request, reviewer: Session) -> Response:
-        if not secrets.compare_digest(request.headers.get("x-csrf-token", ""), reviewer.csrf):
+        if not same_token(request.headers.get("x-csrf-token", ""), reviewer.csrf):
             raise HTTPException(403, "missing or wrong X-CSRF-Token header")
-        body = await request.json()
+        body = await json_object(request)
+        item_id, reason = body.get("item_id"), body.get("reason")
+        if not isinstance(item_id, str) or not (reason is None or isinstance(reason, str)):
+            raise HTTPException(400, "item_id must be a string, reason a string or null")
         try:
             decision = Decision(body.get("decision"))
-            state = await run_in_threadpool(
-                service.vote, str(body.get("item_id")), reviewer.name, decision, body.get("reason")
-            )
+            state = await run_in_threadpool(service.vote, item_id, reviewer.name, decision, reason)
         except ValueError:
             raise HTTPException(400, "decision must be approve or reject") from None
         except ReviewRefused as error:
@@ -316,7 +333,7 @@ def _earlier_rounds(store: Store, item: Item) -> list[Round]:
             [
                 f"{v.name}: {v.reason}" + (f" ({v.detail})" if v.detail else "")
                 for v in other.verdicts
-                if not v.passed
+                if v.failed
             ],
         )
         for other in store.pair_rounds(item)

@@ -135,6 +135,6 @@ def _calibration(store: Store) -> list[Calibration]:
         human = "approved" if state is ReviewState.APPROVED else "rejected"
         for entry in store.reviews(state):
             for verdict in entry.item.verdicts:
-                if verdict.name != REVIEW_VERDICT:
+                if verdict.name != REVIEW_VERDICT and not verdict.skipped:
                     counts[verdict.name][f"{'passed' if verdict.passed else 'failed'}_{human}"] += 1
     return [Calibration(name, **cells) for name, cells in sorted(counts.items())]

@@ -4,6 +4,8 @@ schema, and the transaction helpers every part of the store writes through."""
 
 from __future__ import annotations
 
+import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,8 +18,13 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from builder import migrations
-from builder.errors import InputError
+from builder.errors import InputError, SystemFault
 from builder.store.schema import ItemRow
+
+_log = logging.getLogger("builder.store")
+# How long a store waits for a database that stopped answering before it fails (a restart takes
+# seconds); the review app waits not at all and answers 503 instead.
+DATABASE_WAIT_SECONDS = 60.0
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -46,7 +53,7 @@ def shown_url(url: str) -> str:
     """`url` as it may be shown: password hidden; unparseable URLs are not shown at all."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # a port that is not a number is a ValueError
         return "(an unparseable URL)"
 
 
@@ -67,10 +74,11 @@ def open_engine(url: str, *, must_exist: bool = False, folder_to_create: Path | 
     """
     shown = shown_url(url)
     try:
-        engine = create_engine(url)
+        # pre_ping: a pooled connection that a database restart cut is replaced, not used
+        engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))
     except (NoSuchModuleError, ImportError) as exc:  # NoSuchModuleError is an ArgumentError too
         raise InputError(f"database URL {shown}: unknown database or driver not installed ({exc})") from None
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # a port that is not a number is a ValueError
         raise InputError(
             "malformed database URL; expected dialect+driver://user:password@host:port/database"
         ) from None
@@ -93,6 +101,43 @@ def open_engine(url: str, *, must_exist: bool = False, folder_to_create: Path | 
     return engine
 
 
+def wait_for_reconnects(engine: Engine, url: str, seconds: float) -> None:
+    """From now on, a new connection to a database that does not answer (one that restarts) is
+    tried again with back-off for up to `seconds`, each wait reported on the `builder.store`
+    logger; past that, a SystemFault names the database and says the rerun resumes. Opening a
+    store does not wait: a wrong URL fails at once."""
+    if seconds <= 0 or engine.dialect.name == "sqlite":
+        return
+
+    @event.listens_for(engine, "do_connect")
+    def _connect(dialect: Any, _record: Any, cargs: list[Any], cparams: dict[str, Any]) -> Any:
+        started, pause, attempt = time.monotonic(), 0.25, 0
+        while True:
+            attempt += 1
+            try:
+                return dialect.connect(*cargs, **cparams)
+            except dialect.loaded_dbapi.OperationalError as exc:
+                waited = time.monotonic() - started
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                password = make_url(url).password
+                reason = reason.replace(str(password), "***") if password else reason
+                if waited + pause > seconds:
+                    raise SystemFault(
+                        f"the database at {shown_url(url)} did not answer for {waited:.0f} s ({reason}); "
+                        "nothing half-done was kept: rerun once it is back to resume"
+                    ) from None
+                _log.warning(
+                    "database at %s not answering (%s); reconnect %d in %.1f s (waiting up to %.0f s)",
+                    shown_url(url),
+                    reason,
+                    attempt,
+                    pause,
+                    seconds,
+                )
+                time.sleep(pause)
+                pause = min(pause * 2, 2.0)
+
+
 def _driver_reason(exc: DBAPIError, url: str) -> str:
     """The driver's first line, with the password taken out should the driver repeat it."""
     lines = str(exc.orig).strip().splitlines() or [type(exc.orig).__name__]
@@ -105,11 +150,21 @@ class StoreBase:
     """An open store: its engine, with the schema brought up to date, and the helpers to write
     in one transaction. Each part of the store (items, review, caches, ledger) extends it."""
 
-    def __init__(self, url: str, *, must_exist: bool = False, migrate: bool = True):
+    def __init__(
+        self,
+        url: str,
+        *,
+        must_exist: bool = False,
+        migrate: bool = True,
+        wait_seconds: float = DATABASE_WAIT_SECONDS,
+    ):
         """Open the store at `url` (see `open_engine`); unless `migrate` is False, bring its
-        schema up to date, creating it in an empty database unless `must_exist`."""
+        schema up to date, creating it in an empty database unless `must_exist`. Once open, a
+        database that stops answering is waited for up to `wait_seconds` (see
+        `wait_for_reconnects`)."""
         self.url = url
         self.engine: Engine = open_engine(url, must_exist=must_exist)
+        wait_for_reconnects(self.engine, url, wait_seconds)
         if self.engine.dialect.name == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
