@@ -22,6 +22,7 @@ from builder import __version__, progress
 from builder.attack import testers
 from builder.attack.summary import AttackSummary
 from builder.compose import composers
+from builder.cli_seeds import add_seed_commands
 from builder.errors import InputError
 from builder.judge import judges
 from builder.render import renderers
@@ -91,6 +92,7 @@ app.add_typer(review_app, name="review")
 app.add_typer(pool_app, name="pool")
 app.add_typer(db_app, name="db")
 app.add_typer(answers_app, name="answers")
+add_seed_commands(seeds_app)  # mirbench seeds import/merge/triage/curate/select
 
 # In a terminal rich fits tables to its width; piped into a log, wide lines read better than
 # lines folded at rich's default of 80 columns.

@@ -76,6 +76,19 @@ class Judgement(Verdict):
     held_out: bool = False
 
 
+class SeedOrigin(BaseModel):
+    """Where an item's seed came from: its seed set's version and its public source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed_set: str | None = None
+    source: str
+    source_id: str | None = None
+    revision: str | None = None
+    license: str
+    citation: str | None = None
+
+
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -85,6 +98,7 @@ class Provenance(BaseModel):
     model_ids: dict[str, str] = Field(default_factory=dict)
     config_hash: str
     run_id: str
+    seed: SeedOrigin | None = None
 
 
 class Item(BaseModel):

@@ -37,6 +37,7 @@ from pydantic_settings import (
 
 from builder.attack import testers
 from builder.compose import composers
+from builder.curation.config import CurationSettings
 from builder.errors import InputError, InputErrors
 from builder.filters import filters as filter_backends
 from builder.judge import judges
@@ -264,7 +265,7 @@ class Settings(BaseSettings):
         None, description="SQLAlchemy URL; default: SQLite file inside the artifacts folder."
     )
     taxonomy: Path = Field(default_factory=lambda: bundled("taxonomy"))
-    seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds")])
+    seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds") / "default"])
     relations: list[str] = Field(
         default_factory=list, description="Relation slugs to build; empty means all."
     )
@@ -294,6 +295,7 @@ class Settings(BaseSettings):
     attack: AttackSettings = Field(
         default_factory=AttackSettings, description="The attack loop (default: none, off)."
     )
+    curation: CurationSettings = CurationSettings()
 
     @classmethod
     def settings_customise_sources(
