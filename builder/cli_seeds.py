@@ -167,6 +167,7 @@ def select(
     out: Annotated[Path, typer.Option(help="Folder of the seed set (seeds.jsonl + manifest.json).")],
     total: Annotated[int | None, typer.Option(help="Fill small categories' shortfall from the others up to this.")] = None,
     version: Annotated[str | None, typer.Option(help="The set's version. [default: sha-<content hash>]")] = None,
+    max_chars: Annotated[int | None, typer.Option(min=1, help="Leave out seeds longer than this.")] = None,
     config: Config = None,
     artifacts: Artifacts = None,
     database_url: Database = None,
@@ -179,7 +180,7 @@ def select(
     categories = _categories(settings)
     with _store(settings) as seeds:
         profiles = source_profiles(settings.taxonomy, {row.source for row in seeds.seeds()}, set(categories))
-        chosen = write_seed_set(seeds, profiles, categories, out, per_category, total, version)
+        chosen = write_seed_set(seeds, profiles, categories, out, per_category, total, version, max_chars)
     console.print(f"seed set {chosen.version}: {chosen.total} seeds in {chosen.folder}")
     for category, by_source in chosen.counts.items():
         short = "" if sum(by_source.values()) >= per_category else f" (short of {per_category}: the sources hold no more)"

@@ -2,7 +2,8 @@
 
 Up to N seeds per category, stratified by source (taken in turn from each source that has
 seeds of the category, each source's seeds in a fixed pseudo-random order, so the choice does
-not follow file order and a rerun chooses alike). With `total`, the shortfall of categories
+not follow file order and a rerun chooses alike). With `max_chars`, longer seeds are left
+out (short questions stay at the level of the public sets' behaviour titles). With `total`, the shortfall of categories
 that have fewer than N accepted seeds is filled from the others, again in turn. The set is a
 folder: `seeds.jsonl` (what `mirbench build --seeds` reads) and `manifest.json` (version,
 counts per category x source, licences and citations, a content hash, and each seed's
@@ -91,10 +92,13 @@ def write_seed_set(
     per_category: int,
     total: int | None = None,
     version: str | None = None,
+    max_chars: int | None = None,
 ) -> SeedSet:
     accepted = seeds.seeds([SeedState.ACCEPTED])
     if not accepted:
         raise InputError("no accepted seeds to select from: import and triage first (`mirbench seeds triage`)")
+    if max_chars is not None:
+        accepted = [row for row in accepted if len(row.text) <= max_chars]
     chosen = stratified(accepted, categories, per_category, total)
     aliases: dict[str, list[SeedRow]] = defaultdict(list)
     for row in seeds.seeds([SeedState.ALIAS]):
@@ -110,6 +114,7 @@ def write_seed_set(
         "created_at": datetime.now(UTC).isoformat(),
         "per_category": per_category,
         "total": total,
+        "max_chars": max_chars,
         "seeds": len(chosen),
         "content_sha256": digest,
         "counts": counts,
