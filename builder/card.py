@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from builder import __version__
 from builder.attack.summary import AttackSummary
+from builder.curation.provenance import seed_sources_markdown
 
 ATTACK_STAGES = frozenset({"attack", "judge"})  # verdict names an attack loop would record
 CITATION = """@article{mirsafetybench2026,
@@ -374,6 +375,7 @@ reasons as feedback, up to a cap).
 
 ![items per cell](items_per_cell.png)
 
+{seed_sources_markdown(description.get("seed_sources") or [])}
 ## Names and ids
 
 - The rows, this card and the `mir/` layout use MIR-SafetyBench's published names (`Hate_Speech`,

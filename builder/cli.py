@@ -21,8 +21,8 @@ from typer.core import TyperGroup
 from builder import __version__, progress
 from builder.attack import testers
 from builder.attack.summary import AttackSummary
-from builder.compose import composers
 from builder.cli_seeds import add_seed_commands
+from builder.compose import composers
 from builder.errors import InputError
 from builder.judge import judges
 from builder.render import renderers
@@ -389,7 +389,10 @@ def build(
 
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with _user_errors():
-        load_inputs(settings, limit)
+        _, sample, _ = load_inputs(settings, limit)
+        if limit is not None:  # a demo or smoke run: say it is a sample of the seed set
+            total = len(load_inputs(settings, None)[1])
+            console.print(f"building {len(sample)} of {total} seeds (--limit), spread over the categories")
         if settings.renderer.backend == "retrieval":
             _check_pool(settings)
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()

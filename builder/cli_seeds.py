@@ -19,10 +19,16 @@ from builder.settings import Settings, load_settings
 
 console = Console()
 
-Config = Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file (also MIRBENCH_CONFIG).")]
+Config = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML config file (also MIRBENCH_CONFIG).")
+]
 Artifacts = Annotated[Path | None, typer.Option(help="Run outputs folder (also MIRBENCH_ARTIFACTS).")]
-Database = Annotated[str | None, typer.Option(help="SQLAlchemy URL of the store (also MIRBENCH_DATABASE_URL).")]
-TaxonomyFolder = Annotated[Path | None, typer.Option(help="Taxonomy folder (sources/ holds the source profiles).")]
+Database = Annotated[
+    str | None, typer.Option(help="SQLAlchemy URL of the store (also MIRBENCH_DATABASE_URL).")
+]
+TaxonomyFolder = Annotated[
+    Path | None, typer.Option(help="Taxonomy folder (sources/ holds the source profiles).")
+]
 
 
 def _settings(config: Path | None, **overrides: Any) -> Settings:
@@ -66,7 +72,9 @@ def sources(config: Config = None, taxonomy: TaxonomyFolder = None) -> None:
 
 def import_(
     source: Annotated[str, typer.Argument(help="A source profile's name (`mirbench seeds sources`).")],
-    path: Annotated[Path | None, typer.Option("--path", help="Read a local copy instead of the profile's origin.")] = None,
+    path: Annotated[
+        Path | None, typer.Option("--path", help="Read a local copy instead of the profile's origin.")
+    ] = None,
     config: Config = None,
     artifacts: Artifacts = None,
     database_url: Database = None,
@@ -104,23 +112,26 @@ def merge(
     with _store(settings) as seeds:
         workspace = Workspace.of(settings)
         report = merge_near_duplicates(seeds, workspace.text_vectors, threshold)
-    console.print(f"merge: {report.seeds} seeds compared, {report.new_aliases} new aliases ({report.aliases} in all)")
+    console.print(
+        f"merge: {report.seeds} seeds compared, {report.new_aliases} new aliases ({report.aliases} in all)"
+    )
 
 
 def triage(
     again: Annotated[bool, typer.Option(help="Triage again every seed people have not decided.")] = False,
-    base_url: Annotated[str | None, typer.Option(help="Triage model server (curation.triage.base_url).")] = None,
+    base_url: Annotated[
+        str | None, typer.Option(help="Triage model server (curation.triage.base_url).")
+    ] = None,
     model: Annotated[str | None, typer.Option(help="Triage model (curation.triage.model).")] = None,
     config: Config = None,
     artifacts: Artifacts = None,
     database_url: Database = None,
 ) -> None:
     """Sort seeds into the categories: the sources' label mappings, and a model when configured."""
+    from builder.curation.config import TriageModelSettings
     from builder.curation.triage import ModelTriage, source_profiles
     from builder.curation.triage import triage as run_triage
     from builder.taxonomy import load_taxonomy
-
-    from builder.curation.config import TriageModelSettings
 
     settings = _settings(config, artifacts=artifacts, database_url=database_url)
     if model:  # the command line names the model: the config file's other triage settings stay
@@ -129,7 +140,9 @@ def triage(
         settings.curation.triage = TriageModelSettings(**{**configured, **given})
     taxonomy = load_taxonomy(settings.taxonomy)
     with _store(settings) as seeds:
-        profiles = source_profiles(settings.taxonomy, {row.source for row in seeds.seeds()}, set(taxonomy.categories))
+        profiles = source_profiles(
+            settings.taxonomy, {row.source for row in seeds.seeds()}, set(taxonomy.categories)
+        )
         opinion = (
             ModelTriage.of(settings.curation, seeds.store, taxonomy, settings.taxonomy)
             if settings.curation.triage
@@ -165,8 +178,12 @@ def status(config: Config = None, artifacts: Artifacts = None, database_url: Dat
 def select(
     per_category: Annotated[int, typer.Option(min=1, help="Seeds per category (stratified by source).")],
     out: Annotated[Path, typer.Option(help="Folder of the seed set (seeds.jsonl + manifest.json).")],
-    total: Annotated[int | None, typer.Option(help="Fill small categories' shortfall from the others up to this.")] = None,
-    version: Annotated[str | None, typer.Option(help="The set's version. [default: sha-<content hash>]")] = None,
+    total: Annotated[
+        int | None, typer.Option(help="Fill small categories' shortfall from the others up to this.")
+    ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="The set's version. [default: sha-<content hash>]")
+    ] = None,
     max_chars: Annotated[int | None, typer.Option(min=1, help="Leave out seeds longer than this.")] = None,
     config: Config = None,
     artifacts: Artifacts = None,
@@ -183,11 +200,17 @@ def select(
         chosen = write_seed_set(seeds, profiles, categories, out, per_category, total, version, max_chars)
     console.print(f"seed set {chosen.version}: {chosen.total} seeds in {chosen.folder}")
     for category, by_source in chosen.counts.items():
-        short = "" if sum(by_source.values()) >= per_category else f" (short of {per_category}: the sources hold no more)"
+        short = (
+            ""
+            if sum(by_source.values()) >= per_category
+            else f" (short of {per_category}: the sources hold no more)"
+        )
         console.print(f"  {category}: " + ", ".join(f"{s} {n}" for s, n in sorted(by_source.items())) + short)
 
 
-curate_app = typer.Typer(help="Human curation of seeds (the seed queue; the review's rules).", no_args_is_help=True)
+curate_app = typer.Typer(
+    help="Human curation of seeds (the seed queue; the review's rules).", no_args_is_help=True
+)
 
 
 def _curation(settings: Settings, store: Any) -> Any:
@@ -243,7 +266,9 @@ def curate_accept(
     database_url: Database = None,
 ) -> None:
     """Accept seeds (optionally changing the category or key phrase)."""
-    _decide(seed_ids, reviewer, "approve", reason, category, key_phrase, override, config, artifacts, database_url)
+    _decide(
+        seed_ids, reviewer, "approve", reason, category, key_phrase, override, config, artifacts, database_url
+    )
 
 
 @curate_app.command("reject")

@@ -38,6 +38,7 @@ from pydantic import BaseModel
 
 from builder import __version__, progress
 from builder.attack.summary import summarize
+from builder.curation.provenance import seed_sources
 from builder.errors import InputError, InputErrors
 from builder.items import Item
 from builder.stats import StageStats
@@ -330,6 +331,7 @@ def _description(
             "relations": {slug: r.published_name for slug, r in sorted(taxonomy.relations.items())},
         },
         "cells": [{"category": c, "relation": r, "items": n} for (c, r), n in sorted(cells.items())],
+        "seed_sources": seed_sources(items),
         "taxonomy_hash": taxonomy.content_hash,
         "config": portable(config, known),
         "review": review.model_dump(),

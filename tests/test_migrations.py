@@ -12,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from typer.testing import CliRunner
 
+import builder.curation.tables  # noqa: F401  (the seed tables live on the store's declarative base)
 from builder import migrations
 from builder.cli import app
 from builder.items import ItemStatus

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 
@@ -101,7 +101,9 @@ class SeedCuration:
             own = [d.id for d in active if d.reviewer == reviewer and d.kind == DecisionKind.VOTE]
             state = ReviewState(_review_state(row.state))
             if not self.policy.may_vote(state):
-                raise ReviewRefused(f"{seed_id} is already {row.state}; only an admin can change it, with a reason")
+                raise ReviewRefused(
+                    f"{seed_id} is already {row.state}; only an admin can change it, with a reason"
+                )
             cast = [_cast(d) for d in active if d.id not in own]
             cast.append(CastDecision(reviewer, decision, DecisionKind.VOTE, reason, self.clock()))
             tx.supersede(own)
@@ -151,7 +153,9 @@ class SeedCuration:
             .order_by(DecisionRow.id.desc())
             .limit(1)
         )
-        tx.session.add(SeedVoteEditRow(decision_id=decision, category=edit.category, key_phrase=edit.key_phrase))
+        tx.session.add(
+            SeedVoteEditRow(decision_id=decision, category=edit.category, key_phrase=edit.key_phrase)
+        )
         tx.session.flush()
 
     def _apply(self, tx: ReviewTransaction, row: SeedRow, outcome: Outcome) -> SeedState:
@@ -172,7 +176,9 @@ class SeedCuration:
                 if seed.category is None:
                     raise ReviewRefused(f"{row.id}: accepting a seed without a category: choose one")
         seed.state = state.value
-        seed.decided_by = ", ".join(outcome.deciders) if state not in (SeedState.PENDING, SeedState.DISPUTED) else None
+        seed.decided_by = (
+            ", ".join(outcome.deciders) if state not in (SeedState.PENDING, SeedState.DISPUTED) else None
+        )
         tx.session.flush()
         return state
 
@@ -185,7 +191,11 @@ class SeedCuration:
             .where(DecisionRow.item_id == seed_id, DecisionRow.superseded.is_(False))
             .order_by(DecisionRow.id)
         ).all()
-        latest = {reviewer: SeedEdit(category, phrase) for reviewer, category, phrase in rows if reviewer in deciders}
+        latest = {
+            reviewer: SeedEdit(category, phrase)
+            for reviewer, category, phrase in rows
+            if reviewer in deciders
+        }
         return list(latest.values())
 
     @staticmethod

@@ -2,9 +2,10 @@
 
 Up to N seeds per category, stratified by source (taken in turn from each source that has
 seeds of the category, each source's seeds in a fixed pseudo-random order, so the choice does
-not follow file order and a rerun chooses alike). With `max_chars`, longer seeds are left
-out (short questions stay at the level of the public sets' behaviour titles). With `total`, the shortfall of categories
-that have fewer than N accepted seeds is filled from the others, again in turn. The set is a
+not follow file order and a rerun chooses alike). With `max_chars`, longer seeds are left out
+(short questions stay at the level of the public sets' behaviour titles). With `total`, the
+shortfall of categories that have fewer than N accepted seeds is filled from the others, again
+in turn. The set is a
 folder: `seeds.jsonl` (what `mirbench build --seeds` reads) and `manifest.json` (version,
 counts per category x source, licences and citations, a content hash, and each seed's
 provenance with its aliases).
@@ -47,7 +48,9 @@ def _order(row: SeedRow) -> str:
     return hashlib.sha256(row.id.encode()).hexdigest()
 
 
-def stratified(rows: list[SeedRow], categories: list[str], per_category: int, total: int | None) -> list[SeedRow]:
+def stratified(
+    rows: list[SeedRow], categories: list[str], per_category: int, total: int | None
+) -> list[SeedRow]:
     """Up to `per_category` rows per category, in turn over sources; then up to `total`."""
     queues: dict[str, dict[str, list[SeedRow]]] = {c: defaultdict(list) for c in categories}
     for row in sorted(rows, key=_order):
@@ -96,7 +99,9 @@ def write_seed_set(
 ) -> SeedSet:
     accepted = seeds.seeds([SeedState.ACCEPTED])
     if not accepted:
-        raise InputError("no accepted seeds to select from: import and triage first (`mirbench seeds triage`)")
+        raise InputError(
+            "no accepted seeds to select from: import and triage first (`mirbench seeds triage`)"
+        )
     if max_chars is not None:
         accepted = [row for row in accepted if len(row.text) <= max_chars]
     chosen = stratified(accepted, categories, per_category, total)
@@ -106,9 +111,13 @@ def write_seed_set(
     records = [_seed_record(row, profiles[row.source]) for row in chosen]
     if version is None:  # named by what it holds: the same selection, the same version
         version = "sha-" + hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:12]
-    body = "".join(json.dumps({**r, "seed_set": version}, ensure_ascii=False) + "\n" for r in records).encode()
+    body = "".join(
+        json.dumps({**r, "seed_set": version}, ensure_ascii=False) + "\n" for r in records
+    ).encode()
     digest = hashlib.sha256(body).hexdigest()
-    counts: dict[str, dict[str, int]] = {c: dict(Counter(r.source for r in chosen if r.category == c)) for c in categories}
+    counts: dict[str, dict[str, int]] = {
+        c: dict(Counter(r.source for r in chosen if r.category == c)) for c in categories
+    }
     manifest = {
         "version": version,
         "created_at": datetime.now(UTC).isoformat(),
@@ -118,7 +127,11 @@ def write_seed_set(
         "seeds": len(chosen),
         "content_sha256": digest,
         "counts": counts,
-        "shortfall": {c: per_category - sum(counts[c].values()) for c in categories if sum(counts[c].values()) < per_category},
+        "shortfall": {
+            c: per_category - sum(counts[c].values())
+            for c in categories
+            if sum(counts[c].values()) < per_category
+        },
         "sources": {
             name: {
                 "display_name": p.display_name,
@@ -167,7 +180,9 @@ def _provenance(row: SeedRow, aliases: list[SeedRow]) -> dict[str, Any]:
             "confidence": row.llm_confidence,
             "decided_by": row.decided_by,
         },
-        "aliases": [{"source": a.source, "source_id": a.source_id, "similarity": a.alias_similarity} for a in aliases],
+        "aliases": [
+            {"source": a.source, "source_id": a.source_id, "similarity": a.alias_similarity} for a in aliases
+        ],
     }
 
 

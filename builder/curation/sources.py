@@ -25,6 +25,16 @@ from builder.yamlfile import line_of, read_yaml, validation_errors
 OUT_OF_SCOPE = "out_of_scope"
 Format = Literal["jsonl", "csv", "parquet", "datasets", "yaml", "text"]
 _LOADERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
+# A local copy given with --path is read in the format its suffix names (else the profile's).
+_SUFFIXES: dict[str, Format] = {
+    ".jsonl": "jsonl",
+    ".json": "jsonl",
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".txt": "text",
+    ".yaml": "yaml",
+    ".yml": "yaml",
+}
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
 
 
@@ -172,7 +182,9 @@ def read_source(profile: SourceProfile, path: Path, local: Path | None = None) -
     rows = [
         SourceRow(
             number,
-            None if profile.fields.id is None or record[profile.fields.id] is None else str(record[profile.fields.id]),
+            None
+            if profile.fields.id is None or record[profile.fields.id] is None
+            else str(record[profile.fields.id]),
             record[profile.fields.text],
             [label for name in profile.fields.labels for label in _labels(record[name])],
         )
@@ -203,7 +215,9 @@ def _dataset(profile: SourceProfile, path: Path, local: Path | None) -> tuple[An
         location = f"{origin.hub}@{origin.revision}"
         try:
             return (
-                datasets.load_dataset(origin.hub, origin.config, split=origin.split, revision=origin.revision),
+                datasets.load_dataset(
+                    origin.hub, origin.config, split=origin.split, revision=origin.revision
+                ),
                 location,
             )
         except Exception as exc:  # the Hub client's errors differ by version: report the reason
@@ -214,16 +228,17 @@ def _dataset(profile: SourceProfile, path: Path, local: Path | None) -> tuple[An
     target = Path(local) if local is not None else (path.parent / str(origin.path)).resolve()
     if not target.exists():
         raise InputError("no such file or folder (the source's data)", path=target)
+    kind = _SUFFIXES.get(target.suffix.lower(), profile.format) if local is not None else profile.format
     try:
-        if profile.format == "datasets":
+        if kind == "datasets":
             loaded = datasets.load_from_disk(str(target))
             return (loaded[origin.split] if isinstance(loaded, datasets.DatasetDict) else loaded), str(target)
-        if profile.format == "yaml":
+        if kind == "yaml":
             return _yaml_dataset(target, origin.records_key), str(target)
         files = sorted(str(p) for p in target.iterdir() if p.is_file()) if target.is_dir() else [str(target)]
         options: dict[str, Any] = {"field": origin.records_key} if origin.records_key else {}
         return (
-            datasets.load_dataset(_LOADERS[profile.format], data_files=files, split="train", **options),
+            datasets.load_dataset(_LOADERS[kind], data_files=files, split="train", **options),
             str(target),
         )
     except InputError:
@@ -233,7 +248,7 @@ def _dataset(profile: SourceProfile, path: Path, local: Path | None) -> tuple[An
         cause = exc.__cause__ or exc.__context__
         if cause is not None and str(cause):
             reason += f" ({str(cause).splitlines()[0][:200]})"
-        raise InputError(f"cannot read as {profile.format}: {reason}", path=target) from None
+        raise InputError(f"cannot read as {kind}: {reason}", path=target) from None
 
 
 def _yaml_dataset(path: Path, records_key: str | None) -> Any:

@@ -90,7 +90,9 @@ class ModelTriage:
         self.described = [taxonomy.categories[slug] for slug in self.categories]
 
     @classmethod
-    def of(cls, settings: CurationSettings, cache: ResponseCache, taxonomy: Taxonomy, root: Path) -> ModelTriage:
+    def of(
+        cls, settings: CurationSettings, cache: ResponseCache, taxonomy: Taxonomy, root: Path
+    ) -> ModelTriage:
         assert settings.triage is not None
         return cls(LLMClient(settings.triage, cache=cache), root / "prompts", taxonomy)
 
@@ -133,17 +135,23 @@ def triage(
     again: bool = False,
 ) -> TriageReport:
     """Triage every imported seed (with `again`: every seed not decided by people)."""
-    states = [SeedState.IMPORTED] + ([SeedState.ACCEPTED, SeedState.OUT_OF_SCOPE, SeedState.PENDING] if again else [])
+    states = [SeedState.IMPORTED] + (
+        [SeedState.ACCEPTED, SeedState.OUT_OF_SCOPE, SeedState.PENDING] if again else []
+    )
     rows = [row for row in seeds.seeds(states) if again is False or row.decided_by in (None, TRIAGE_DECIDER)]
     report = TriageReport(seeds=len(rows))
-    opinions: list[LLMOpinion | LLMFailure | None] = list(model.opinions(rows)) if model and rows else [None] * len(rows)
+    opinions: list[LLMOpinion | LLMFailure | None] = (
+        list(model.opinions(rows)) if model and rows else [None] * len(rows)
+    )
     changes = []
     for row, opinion in zip(rows, opinions, strict=True):
         mapped = profiles[row.source].map_labels(row.text, json.loads(row.labels))
         change: dict[str, Any] = {"id": row.id, "mapped_category": mapped}
         if isinstance(opinion, LLMFailure):
             report.llm_failures += 1
-            change.update(llm_category=None, llm_confidence=None, llm_reason=f"{opinion.kind}: {opinion.detail}"[:300])
+            change.update(
+                llm_category=None, llm_confidence=None, llm_reason=f"{opinion.kind}: {opinion.detail}"[:300]
+            )
             state, category = SeedState.PENDING, mapped if mapped != OUT_OF_SCOPE else None
         elif opinion is not None:
             change.update(
@@ -155,9 +163,15 @@ def triage(
             )
             state, category = _decide(mapped, opinion, settings.min_confidence, report)
         else:
-            state = {None: SeedState.PENDING, OUT_OF_SCOPE: SeedState.OUT_OF_SCOPE}.get(mapped, SeedState.ACCEPTED)
+            state = {None: SeedState.PENDING, OUT_OF_SCOPE: SeedState.OUT_OF_SCOPE}.get(
+                mapped, SeedState.ACCEPTED
+            )
             category = mapped if mapped != OUT_OF_SCOPE else None
-        change.update(state=state.value, category=category, decided_by=None if state is SeedState.PENDING else TRIAGE_DECIDER)
+        change.update(
+            state=state.value,
+            category=category,
+            decided_by=None if state is SeedState.PENDING else TRIAGE_DECIDER,
+        )
         report.decided[state.value] = report.decided.get(state.value, 0) + 1
         changes.append(change)
     seeds.update_many(changes)

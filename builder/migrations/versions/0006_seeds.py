@@ -42,4 +42,3 @@ def upgrade() -> None:
         sa.Column("category", sa.String(64), nullable=True),
         sa.Column("key_phrase", sa.Text, nullable=True),
     )
-
