@@ -126,6 +126,7 @@ def triage(
     config: Config = None,
     artifacts: Artifacts = None,
     database_url: Database = None,
+    taxonomy: TaxonomyFolder = None,
 ) -> None:
     """Sort seeds into the categories: the sources' label mappings, and a model when configured."""
     from builder.curation.config import TriageModelSettings
@@ -133,7 +134,7 @@ def triage(
     from builder.curation.triage import triage as run_triage
     from builder.taxonomy import load_taxonomy
 
-    settings = _settings(config, artifacts=artifacts, database_url=database_url)
+    settings = _settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     if model:  # the command line names the model: the config file's other triage settings stay
         given = {"model": model, **({"base_url": base_url} if base_url else {})}
         configured = settings.curation.triage.model_dump() if settings.curation.triage else {}
@@ -185,19 +186,23 @@ def select(
         str | None, typer.Option(help="The set's version. [default: sha-<content hash>]")
     ] = None,
     max_chars: Annotated[int | None, typer.Option(min=1, help="Leave out seeds longer than this.")] = None,
+    source: Annotated[list[str] | None, typer.Option(help="Only seeds of this source (repeatable).")] = None,
     config: Config = None,
     artifacts: Artifacts = None,
     database_url: Database = None,
+    taxonomy: TaxonomyFolder = None,
 ) -> None:
     """Write a versioned seed set from the accepted seeds; `mirbench build --seeds OUT` reads it."""
     from builder.curation.select import write_seed_set
     from builder.curation.triage import source_profiles
 
-    settings = _settings(config, artifacts=artifacts, database_url=database_url)
+    settings = _settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     categories = _categories(settings)
     with _store(settings) as seeds:
         profiles = source_profiles(settings.taxonomy, {row.source for row in seeds.seeds()}, set(categories))
-        chosen = write_seed_set(seeds, profiles, categories, out, per_category, total, version, max_chars)
+        chosen = write_seed_set(
+            seeds, profiles, categories, out, per_category, total, version, max_chars, source
+        )
     console.print(f"seed set {chosen.version}: {chosen.total} seeds in {chosen.folder}")
     for category, by_source in chosen.counts.items():
         short = (
@@ -205,7 +210,11 @@ def select(
             if sum(by_source.values()) >= per_category
             else f" (short of {per_category}: the sources hold no more)"
         )
-        console.print(f"  {category}: " + ", ".join(f"{s} {n}" for s, n in sorted(by_source.items())) + short)
+        console.print(
+            f"  {category}: "
+            + (", ".join(f"{s} {n}" for s, n in sorted(by_source.items())) or "none")
+            + short
+        )
 
 
 curate_app = typer.Typer(

@@ -96,11 +96,14 @@ def write_seed_set(
     total: int | None = None,
     version: str | None = None,
     max_chars: int | None = None,
+    sources: list[str] | None = None,
 ) -> SeedSet:
-    accepted = seeds.seeds([SeedState.ACCEPTED])
+    accepted = seeds.seeds([SeedState.ACCEPTED], sources)
     if not accepted:
         raise InputError(
-            "no accepted seeds to select from: import and triage first (`mirbench seeds triage`)"
+            "no accepted seeds to select from"
+            + (f" of source(s) {', '.join(sources)}" if sources else "")
+            + ": import and triage first (`mirbench seeds triage`)"
         )
     if max_chars is not None:
         accepted = [row for row in accepted if len(row.text) <= max_chars]
@@ -124,6 +127,7 @@ def write_seed_set(
         "per_category": per_category,
         "total": total,
         "max_chars": max_chars,
+        "only_sources": sources,
         "seeds": len(chosen),
         "content_sha256": digest,
         "counts": counts,
