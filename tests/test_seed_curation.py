@@ -200,13 +200,22 @@ def test_triage_by_mapping(imported) -> None:
     assert report.seeds == len(expected) and report.both_opinions == 0 and report.agreement is None
 
 
-def test_llm_triage_on_a_real_llama_cpp_server(imported, llama: LlamaServer, taxonomy: Taxonomy) -> None:
+def test_llm_triage_on_a_real_llama_cpp_server(
+    tmp_path: Path, sources: dict[str, Path], llama: LlamaServer, taxonomy: Taxonomy
+) -> None:
     """Mechanics, not quality: SmolLM2-135M answers in the schema (or fails cleanly), the
     opinions are stored, disagreement goes to people, and a rerun replays the cached answers."""
-    seeds, profiles = imported
+    seeds = SeedStore(Store(f"sqlite:///{tmp_path / 'store.db'}"))
+    _import(seeds, sources, taxonomy, "team")  # two seeds keep the small model's turn short
+    profiles = source_profiles(sources["taxonomy"], {"team"}, set(taxonomy.categories))
     settings = CurationSettings(
         triage=TriageModelSettings(
-            base_url=llama.base_url, model="smollm2", max_retries=2, backoff_base=0.05
+            base_url=llama.base_url,
+            model="smollm2",
+            max_retries=1,
+            backoff_base=0.05,
+            max_tokens=200,
+            structured_output="json_object",  # llama.cpp's own; auto would try json_schema first
         ),
         min_confidence=0.0,
     )
@@ -231,6 +240,7 @@ def test_llm_triage_on_a_real_llama_cpp_server(imported, llama: LlamaServer, tax
     assert [o.category for o in opinions if not isinstance(o, LLMFailure)] == [
         r.llm_category for r in answered
     ]
+    seeds.store.close()
 
 
 def test_curation_over_http_and_the_cli(
@@ -305,6 +315,8 @@ def test_curation_over_http_and_the_cli(
             "discredit a public figure",
         )
         assert decided.decided_by == "ada, bob"
+        rerun = runner.invoke(app, ["seeds", "curate", "accept", pending.id, "--reviewer", "ada", *base[:2]])
+        assert rerun.exit_code == 0 and f"{pending.id}: accepted" in rerun.output  # a repeat counts once
         trail = client.get(f"/seeds/{pending.id}")
         assert trail.text.count("approve") >= 2 and "ada" in trail.text
         refused = client.post(

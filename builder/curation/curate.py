@@ -101,6 +101,8 @@ class SeedCuration:
             own = [d.id for d in active if d.reviewer == reviewer and d.kind == DecisionKind.VOTE]
             state = ReviewState(_review_state(row.state))
             if not self.policy.may_vote(state):
+                if any(d.id in own and d.decision == decision.value for d in active):
+                    return SeedState(row.state)  # a repeat (a rerun of a killed command): already counted
                 raise ReviewRefused(
                     f"{seed_id} is already {row.state}; only an admin can change it, with a reason"
                 )
