@@ -4,8 +4,8 @@ The seeds are the bundled public sets' behaviours (AdvBench, HarmBench, StrongRE
 template questions to reach the total, and planted paraphrases of the public behaviours (a
 verb, a noun or a phrase swapped, as a person rewording a benchmark would). Prints seeds/s per
 step and the near-duplicate recall on the planted paraphrases (a paraphrase counts as found when
-it is recorded as an alias of its original's cluster), and how many template questions were
-merged although they differ (an indication of false merges).
+it and its original end in one cluster: one recorded as the other's alias, or both as aliases of
+a third), and how many template questions were merged (they differ in one or two words).
 
     python bench/seeds.py [--total 10000] [--paraphrases 1000] [--similarity 0.9]
 """
@@ -213,9 +213,8 @@ def main() -> None:
 
         stored = {row.source_id: row for row in seeds.seeds()}
         root = {sid: (row.alias_of or row.id) for sid, row in stored.items()}
-        found = sum(
-            stored[p].state == SeedState.ALIAS and stored[p].alias_of == root[o] for p, o in planted.items()
-        )
+        # Found: the paraphrase and its original end in one cluster (whichever came first).
+        found = sum(root[p] == root[o] for p, o in planted.items())
         templates = [row for sid, row in stored.items() if sid.startswith("t")]
         merged_templates = sum(row.state == SeedState.ALIAS for row in templates)
 
