@@ -167,13 +167,11 @@ PROFILE = {
 def main() -> None:
     import yaml
 
-    from builder.curation.config import CurationSettings
     from builder.curation.importer import import_source, load_source
     from builder.curation.merge import merge_near_duplicates
-    from builder.curation.seedstore import SeedStore
-    from builder.curation.tables import SeedState
     from builder.curation.triage import source_profiles, triage
-    from builder.settings import Settings, bundled
+    from builder.settings import CurationSettings, Settings, bundled
+    from builder.store import SeedState
     from builder.taxonomy import load_taxonomy
     from builder.workspace import Workspace
 
@@ -196,22 +194,22 @@ def main() -> None:
         settings = Settings(artifacts=work / "artifacts", taxonomy=taxonomy_root)
         settings.artifacts.mkdir()
         workspace = Workspace.of(settings)
-        seeds = SeedStore(workspace.store)
+        store = workspace.store
         categories = set(load_taxonomy(taxonomy_root).categories)
         workspace.text_vectors(["warm up the text model"])  # model load and ONNX export are not merging
 
         timings = {}
         started = time.perf_counter()
-        report = import_source(seeds, load_source(taxonomy_root, "bench", categories), settings.limits)
+        report = import_source(store, load_source(taxonomy_root, "bench", categories), settings.limits)
         timings["import"] = time.perf_counter() - started
         started = time.perf_counter()
-        merged = merge_near_duplicates(seeds, workspace.text_vectors, options.similarity)
+        merged = merge_near_duplicates(store, workspace.text_vectors, options.similarity)
         timings["merge"] = time.perf_counter() - started
         started = time.perf_counter()
-        triaged = triage(seeds, source_profiles(taxonomy_root, {"bench"}, categories), settings.curation)
+        triaged = triage(store, source_profiles(taxonomy_root, {"bench"}, categories), settings.curation)
         timings["triage (mapping)"] = time.perf_counter() - started
 
-        stored = {row.source_id: row for row in seeds.seeds()}
+        stored = {row.source_id: row for row in store.seed_candidates()}
         root = {sid: (row.alias_of or row.id) for sid, row in stored.items()}
         # Found: the paraphrase and its original end in one cluster (whichever came first).
         found = sum(root[p] == root[o] for p, o in planted.items())

@@ -16,12 +16,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from builder.curation.seedstore import SeedStore
 from builder.curation.sources import LoadedSource, SourceRow, load_profile, profile_path, read_source
-from builder.curation.tables import SEED_ID_PREFIX, SeedState
 from builder.errors import InputError, InputErrors
 from builder.limits import InputLimits
 from builder.records import control_character
+from builder.store import SEED_ID_PREFIX, SeedState, Store
 
 
 @dataclass(frozen=True)
@@ -52,10 +51,10 @@ def load_source(
 
 
 def import_source(
-    seeds: SeedStore, loaded: LoadedSource, limits: InputLimits, now: datetime | None = None
+    store: Store, loaded: LoadedSource, limits: InputLimits, now: datetime | None = None
 ) -> ImportReport:
     profile = loaded.profile
-    known = seeds.known_source_ids(profile.name)
+    known = store.known_seed_source_ids(profile.name)
     now = now or datetime.now(UTC)
     errors: list[InputError] = []
     fresh: dict[str, dict[str, object]] = {}
@@ -86,7 +85,7 @@ def import_source(
         }
     if errors:
         raise InputErrors(errors[:50])
-    seeds.add(list(fresh.values()))
+    store.add_seeds(list(fresh.values()))
     return ImportReport(
         profile.name, loaded.revision, loaded.location, len(loaded.rows), len(fresh), already, repeated
     )

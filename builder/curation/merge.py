@@ -10,9 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builder.curation.seedstore import SeedStore
-from builder.curation.tables import SeedState
 from builder.dedup import DedupIndex, Entry
+from builder.store import SeedState, Store
 
 
 @dataclass(frozen=True)
@@ -23,9 +22,9 @@ class MergeReport:
 
 
 def merge_near_duplicates(
-    seeds: SeedStore, text_vectors: Callable[[list[str]], np.ndarray], similarity: float
+    store: Store, text_vectors: Callable[[list[str]], np.ndarray], similarity: float
 ) -> MergeReport:
-    rows = [row for row in seeds.seeds() if row.state != SeedState.ALIAS]
+    rows = [row for row in store.seed_candidates() if row.state != SeedState.ALIAS]
     index = DedupIndex()  # in memory: the seeds are few next to items, and re-read each run
     vectors = text_vectors([row.text for row in rows]) if rows else np.zeros((0, 0), np.float32)
     changes: list[dict[str, object]] = []
@@ -43,5 +42,5 @@ def merge_near_duplicates(
                 "state": SeedState.ALIAS.value,
             }
         )
-    seeds.update_many(changes)
-    return MergeReport(len(rows), len(changes), seeds.state_counts().get(SeedState.ALIAS.value, 0))
+    store.update_seeds(changes)
+    return MergeReport(len(rows), len(changes), store.seed_state_counts().get(SeedState.ALIAS.value, 0))

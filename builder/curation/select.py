@@ -23,10 +23,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from builder.curation.seedstore import SeedStore
 from builder.curation.sources import SourceProfile
-from builder.curation.tables import SeedRow, SeedState
 from builder.errors import InputError
+from builder.store import SeedRow, SeedState, Store
 
 SEEDS_FILE = "seeds.jsonl"
 MANIFEST_FILE = "manifest.json"
@@ -88,7 +87,7 @@ def _fair(sources: dict[str, list[SeedRow]], chosen: list[SeedRow]) -> SeedRow |
 
 
 def write_seed_set(
-    seeds: SeedStore,
+    store: Store,
     profiles: dict[str, SourceProfile],
     categories: list[str],
     out: Path,
@@ -98,7 +97,7 @@ def write_seed_set(
     max_chars: int | None = None,
     sources: list[str] | None = None,
 ) -> SeedSet:
-    accepted = seeds.seeds([SeedState.ACCEPTED], sources)
+    accepted = store.seed_candidates([SeedState.ACCEPTED], sources)
     if not accepted:
         raise InputError(
             "no accepted seeds to select from"
@@ -109,7 +108,7 @@ def write_seed_set(
         accepted = [row for row in accepted if len(row.text) <= max_chars]
     chosen = stratified(accepted, categories, per_category, total)
     aliases: dict[str, list[SeedRow]] = defaultdict(list)
-    for row in seeds.seeds([SeedState.ALIAS]):
+    for row in store.seed_candidates([SeedState.ALIAS]):
         aliases[row.alias_of or ""].append(row)
     records = [_seed_record(row, profiles[row.source]) for row in chosen]
     if version is None:  # named by what it holds: the same selection, the same version

@@ -21,12 +21,11 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
-from builder.curation.config import CurationSettings
-from builder.curation.seedstore import SeedStore
 from builder.curation.sources import OUT_OF_SCOPE, SourceProfile, load_profile, profile_path
-from builder.curation.tables import SeedRow, SeedState
 from builder.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
 from builder.prompts import PromptSet
+from builder.settings import CurationSettings
+from builder.store import SeedRow, SeedState, Store
 from builder.taxonomy import Taxonomy
 from builder.text import contains_phrase
 
@@ -128,7 +127,7 @@ def source_profiles(taxonomy_root: Path, names: set[str], categories: set[str]) 
 
 
 def triage(
-    seeds: SeedStore,
+    store: Store,
     profiles: dict[str, SourceProfile],
     settings: CurationSettings,
     model: ModelTriage | None = None,
@@ -138,7 +137,11 @@ def triage(
     states = [SeedState.IMPORTED] + (
         [SeedState.ACCEPTED, SeedState.OUT_OF_SCOPE, SeedState.PENDING] if again else []
     )
-    rows = [row for row in seeds.seeds(states) if again is False or row.decided_by in (None, TRIAGE_DECIDER)]
+    rows = [
+        row
+        for row in store.seed_candidates(states)
+        if again is False or row.decided_by in (None, TRIAGE_DECIDER)
+    ]
     report = TriageReport(seeds=len(rows))
     opinions: list[LLMOpinion | LLMFailure | None] = (
         list(model.opinions(rows)) if model and rows else [None] * len(rows)
@@ -174,7 +177,7 @@ def triage(
         )
         report.decided[state.value] = report.decided.get(state.value, 0) + 1
         changes.append(change)
-    seeds.update_many(changes)
+    store.update_seeds(changes)
     return report
 
 

@@ -1,5 +1,5 @@
 """The review app's seed queue: curate seeds from public datasets under the review's rules
-(the same logins, votes required, leases and audit trail; `builder.curation.curate`)."""
+(the same logins, votes required, leases and audit trail; `builder.review.seed_queue`)."""
 
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose session
 # type is the app's own dependency, handed in at run time.
@@ -11,13 +11,11 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from builder.curation.curate import SeedCuration, SeedEdit
-from builder.curation.seedstore import SeedStore
-from builder.curation.tables import SeedState
 from builder.review.policy import Decision
+from builder.review.seed_queue import SeedCuration, SeedEdit
 from builder.review.service import ReviewRefused
 from builder.settings import Settings
-from builder.store import Store
+from builder.store import SeedState, Store
 from builder.taxonomy import load_taxonomy
 
 
@@ -33,7 +31,6 @@ def add_seed_routes(
     `/api/seeds/next`, `/api/seeds/decide` for scripts."""
     taxonomy = load_taxonomy(settings.taxonomy)
     curation = SeedCuration(store, settings.review, taxonomy)
-    seeds = SeedStore(store)
     categories = sorted(taxonomy.categories)
 
     def decide(seed_id: str, reviewer: str, fields: dict[str, Any]) -> SeedState:
@@ -49,7 +46,7 @@ def add_seed_routes(
     @app.get("/seeds", response_class=HTMLResponse)
     def seeds_next(reviewer: session, category: str = "") -> HTMLResponse:
         seed = curation.next_seed(reviewer.name, category or None)
-        pending = seeds.state_counts().get(SeedState.PENDING.value, 0)
+        pending = store.seed_state_counts().get(SeedState.PENDING.value, 0)
         labels = json.loads(seed.labels) if seed else []
         return page(
             "seeds.html", reviewer=reviewer, seed=seed, labels=labels, categories=categories, pending=pending
@@ -69,7 +66,7 @@ def add_seed_routes(
 
     @app.get("/seeds/{seed_id}", response_class=HTMLResponse)
     def seed_page(seed_id: str, reviewer: session) -> HTMLResponse:
-        seed = seeds.seed(seed_id)
+        seed = store.seed_candidate(seed_id)
         if seed is None:
             raise HTTPException(404, "no such seed")
         log = store.decision_log([seed_id])

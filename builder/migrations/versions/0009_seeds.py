@@ -1,13 +1,14 @@
 """Seed curation: imported seeds with provenance, triage and curation state; reviewers' edits.
 
-Revision ID: 0006_seeds
+Revision ID: 0009
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006_seeds"
-down_revision = "0005"
+revision = "0009"
+# TEMPORARY: "0008" once issue 21's migrations 0007 and 0008 land (relinked at merge).
+down_revision = "0006"
 
 
 def upgrade() -> None:

@@ -1,5 +1,5 @@
-"""Queries on the seed tables (`builder.curation.tables`), over the store's engine. The store
-persists; the curation modules decide."""
+"""Seeds imported for curation in the store (`seed_candidates`): adding them, reading them by
+state and source, and writing what import, merge and triage decided (builder/curation/)."""
 
 from __future__ import annotations
 
@@ -9,27 +9,23 @@ from typing import Any
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from builder.curation.tables import SeedRow, SeedState
-from builder.store import Store
+from builder.store.engine import StoreBase
+from builder.store.schema import SeedRow, SeedState
 
 
-class SeedStore:
-    def __init__(self, store: Store):
-        self.store = store
-        self.engine = store.engine
-
-    def known_source_ids(self, source: str) -> set[str]:
+class SeedStore(StoreBase):
+    def known_seed_source_ids(self, source: str) -> set[str]:
         with Session(self.engine) as session:
             return set(session.scalars(select(SeedRow.source_id).where(SeedRow.source == source)))
 
-    def add(self, rows: Sequence[dict[str, Any]]) -> None:
+    def add_seeds(self, rows: Sequence[dict[str, Any]]) -> None:
         """Insert new seeds in one transaction: an import lands whole or not at all."""
         if not rows:
             return
-        with Session(self.engine) as session, session.begin():
+        with self._session() as session:
             session.execute(SeedRow.__table__.insert(), list(rows))
 
-    def seeds(
+    def seed_candidates(
         self, states: Iterable[SeedState] | None = None, sources: Iterable[str] | None = None
     ) -> list[SeedRow]:
         """Seeds in import order (then id), optionally only those in `states` / from `sources`."""
@@ -43,20 +39,20 @@ class SeedStore:
             session.expunge_all()
             return rows
 
-    def seed(self, seed_id: str) -> SeedRow | None:
+    def seed_candidate(self, seed_id: str) -> SeedRow | None:
         with Session(self.engine, expire_on_commit=False) as session:
             row = session.get(SeedRow, seed_id)
             if row is not None:
                 session.expunge(row)
             return row
 
-    def update_many(self, values: Sequence[dict[str, Any]]) -> None:
+    def update_seeds(self, values: Sequence[dict[str, Any]]) -> None:
         """Per-seed column updates (each dict holds `id` and the new values), in one transaction."""
-        with Session(self.engine) as session, session.begin():
+        with self._session() as session:
             for row in values:
                 changes = {key: value for key, value in row.items() if key != "id"}
                 session.execute(update(SeedRow).where(SeedRow.id == row["id"]).values(**changes))
 
-    def state_counts(self) -> dict[str, int]:
+    def seed_state_counts(self) -> dict[str, int]:
         with Session(self.engine) as session:
             return dict(session.execute(select(SeedRow.state, func.count()).group_by(SeedRow.state)).all())

@@ -18,11 +18,19 @@ from typing import Any
 
 from sqlalchemy import select
 
-from builder.curation.tables import SeedRow, SeedState, SeedVoteEditRow
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy
 from builder.review.service import ReviewRefused
 from builder.settings import ReviewSettings
-from builder.store import DecisionRow, LeaseRow, ReviewState, ReviewTransaction, Store
+from builder.store import (
+    DecisionRow,
+    LeaseRow,
+    ReviewState,
+    ReviewTransaction,
+    SeedRow,
+    SeedState,
+    SeedVoteEditRow,
+    Store,
+)
 from builder.taxonomy import Taxonomy
 from builder.text import contains_phrase
 
