@@ -43,10 +43,10 @@ CONTEXTS = [
 
 def replicated_seeds(target: Path, total: int) -> int:
     from builder.seeds import load_seeds
-    from builder.settings import bundled
+    from builder.settings import Settings, bundled
     from builder.taxonomy import load_taxonomy
 
-    seeds = load_seeds([bundled("seeds")], load_taxonomy(bundled("taxonomy")))
+    seeds = load_seeds(Settings().seeds, load_taxonomy(bundled("taxonomy")))
     with target.open("w") as out:
         for n, seed in enumerate(itertools.islice(itertools.cycle(seeds), total)):
             copy = n // len(seeds)  # the k-th copy of every seed gets the k-th context

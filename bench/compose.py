@@ -24,13 +24,13 @@ from builder.compose import CompositionJob, CompositionRequest
 from builder.compose.openai import LLMComposer, draft_schema
 from builder.llm import JSONRequest, LLMClient, LLMSettings
 from builder.seeds import load_seeds
-from builder.settings import bundled
+from builder.settings import Settings, bundled
 from builder.taxonomy import load_taxonomy
 
 
 def jobs(count: int) -> list[CompositionJob]:
     taxonomy = load_taxonomy(bundled("taxonomy"))
-    seeds = load_seeds([bundled("seeds")], taxonomy)
+    seeds = load_seeds(Settings().seeds, taxonomy)
     relations = sorted(taxonomy.relations)
     picked = []
     for n in range(count):

@@ -16,6 +16,7 @@ from pydantic import BaseModel
 
 from builder import __version__, pipeline
 from builder.attack.summary import AttackSummary
+from builder.curation.provenance import seed_sources_markdown
 
 CITATION = """@article{mirsafetybench2026,
   title   = {MIR-SafetyBench: Multi-Image Reasoning Safety Benchmark for Multimodal Large Language Models},
@@ -381,6 +382,7 @@ reasons as feedback, up to a cap).
 
 ![items per cell](items_per_cell.png)
 
+{seed_sources_markdown(description.get("seed_sources") or [])}
 ## Names and ids
 
 - The rows, this card and the `mir/` layout use MIR-SafetyBench's published names (`Hate_Speech`,

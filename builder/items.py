@@ -123,6 +123,19 @@ class Judgement(Verdict):
     config_hash: str | None = None  # the judge's config hash: finds its calibration
 
 
+class SeedOrigin(BaseModel):
+    """Where an item's seed came from: its seed set's version and its public source."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    seed_set: str | None = None
+    source: str
+    source_id: str | None = None
+    revision: str | None = None
+    license: str
+    citation: str | None = None
+
+
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -132,6 +145,7 @@ class Provenance(BaseModel):
     model_ids: dict[str, str] = Field(default_factory=dict)
     config_hash: str
     run_id: str
+    seed: SeedOrigin | None = None
 
 
 class Item(BaseModel):

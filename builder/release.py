@@ -38,6 +38,7 @@ from pydantic import BaseModel
 from builder import __version__, progress
 from builder.attack.summary import CalibrationSummary, summarize
 from builder.calibration.records import latest_calibrations
+from builder.curation.provenance import seed_sources
 from builder.errors import InputError, InputErrors
 from builder.items import Item
 from builder.published import (
@@ -211,6 +212,7 @@ def _description(
             "relations": {slug: r.published_name for slug, r in sorted(taxonomy.relations.items())},
         },
         "cells": [{"category": c, "relation": r, "items": n} for (c, r), n in sorted(cells.items())],
+        "seed_sources": seed_sources(items),
         "taxonomy_hash": taxonomy.content_hash,
         "config": portable(config, known),
         "review": review.model_dump(),

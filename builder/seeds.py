@@ -13,6 +13,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from builder.errors import InputError, InputErrors
+from builder.items import SeedOrigin
 from builder.limits import InputLimits
 from builder.records import RECORD_SUFFIXES, control_character, read_records
 from builder.taxonomy import Taxonomy
@@ -32,6 +33,11 @@ class Seed(BaseModel):
     key_phrase: str | None = None
     source: str = "unspecified"
     license: str = "unspecified"
+    # Provenance of a curated seed (`mirbench seeds select` writes them; items record them).
+    source_id: str | None = None
+    revision: str | None = None
+    citation: str | None = None
+    seed_set: str | None = None
 
     @field_validator("*")
     @classmethod
@@ -61,6 +67,17 @@ class Seed(BaseModel):
     @property
     def key_phrase_derived(self) -> bool:
         return self.key_phrase is None
+
+    @property
+    def origin(self) -> SeedOrigin:
+        return SeedOrigin(
+            seed_set=self.seed_set,
+            source=self.source,
+            source_id=self.source_id,
+            revision=self.revision,
+            license=self.license,
+            citation=self.citation,
+        )
 
 
 def seed_files(paths: Iterable[Path]) -> list[Path]:

@@ -42,6 +42,7 @@ from pydantic_settings import (
 
 from builder.errors import InputError, InputErrors
 from builder.limits import InputLimits
+from builder.llm import LLMSettings
 from builder.registry import BackendSettings, Registry
 from builder.yamlfile import line_of, match_depth, read_yaml
 
@@ -261,6 +262,27 @@ class PublishSettings(_Section):
     )
 
 
+class TriageModelSettings(_Section, LLMSettings):
+    """The model that gives seed triage its second opinion (any OpenAI-compatible server)."""
+
+    temperature: float = Field(0.0, ge=0, le=2)
+    max_tokens: int = Field(256, ge=16)
+
+
+class CurationSettings(_Section):
+    """Seed curation (`mirbench seeds ...`, builder/curation/)."""
+
+    near_duplicate_similarity: float = Field(
+        0.9, gt=0, le=1, description="Cosine (MiniLM) at or above which two seeds are one behaviour."
+    )
+    min_confidence: float = Field(
+        0.7, ge=0, le=1, description="Below this, the model's triage goes to human curation."
+    )
+    triage: TriageModelSettings | None = Field(
+        None, description="The triage model; none: the label mapping decides, people see the rest."
+    )
+
+
 _CONFIG_FILE_ENV = "MIRBENCH_CONFIG"
 _ENV_PREFIX = "MIRBENCH_"
 
@@ -317,7 +339,7 @@ class Settings(BaseSettings):
         "before it fails; reconnects are tried with back-off and reported.",
     )
     taxonomy: Path = Field(default_factory=lambda: bundled("taxonomy"))
-    seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds")])
+    seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds") / "default"])
     relations: list[str] = Field(
         default_factory=list, description="Relation slugs to build; empty means all."
     )
@@ -346,6 +368,9 @@ class Settings(BaseSettings):
     publish: PublishSettings = PublishSettings()
     attack: AttackSettings = Field(
         default_factory=AttackSettings, description="The attack loop (default: none, off)."
+    )
+    curation: CurationSettings = Field(
+        default_factory=CurationSettings, description="Seed curation (`mirbench seeds ...`)."
     )
 
     @classmethod

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from builder.cli import app
 from builder.seeds import load_seeds
-from builder.settings import bundled
+from builder.settings import Settings
 from builder.taxonomy import Taxonomy
 from tests.conftest import POSTGRES_URL
 
@@ -44,7 +44,7 @@ def test_build_help_names_its_settings() -> None:
 
 def test_taxonomy_and_seeds_validate(taxonomy: Taxonomy) -> None:
     assert f"{len(taxonomy.relations)} relations" in runner.invoke(app, ["taxonomy", "validate"]).output
-    seeds = len(load_seeds([bundled("seeds")], taxonomy))
+    seeds = len(load_seeds(Settings().seeds, taxonomy))
     assert f"seeds OK: {seeds} seeds" in runner.invoke(app, ["seeds", "validate"]).output
     listed = runner.invoke(app, ["taxonomy", "list"], terminal_width=200).output
     for entry in [*taxonomy.relations.values(), *taxonomy.categories.values()]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -16,7 +17,6 @@ from builder.limits import InputLimits
 from builder.seeds import load_seeds
 from builder.settings import bundled
 from builder.taxonomy import Taxonomy
-from builder.text import contains_phrase
 
 
 def _write(path: Path, *lines: str) -> Path:
@@ -35,14 +35,24 @@ def _problems(path: Path, taxonomy: Taxonomy) -> str:
     return str(caught.value)
 
 
-def test_shipped_seeds_cover_every_category(taxonomy: Taxonomy) -> None:
-    seeds = load_seeds([bundled("seeds")], taxonomy)
-    per_category = Counter(seed.category for seed in seeds)
-    assert set(per_category) == set(taxonomy.categories)
-    assert all(8 <= count <= 12 for count in per_category.values())
+def test_shipped_seed_set_is_curated_public_and_licensed(taxonomy: Taxonomy) -> None:
+    folder = bundled("seeds") / "default"
+    seeds = load_seeds([folder], taxonomy)
+    manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
+    assert len(seeds) == manifest["seeds"] >= 600
+    assert hashlib.sha256((folder / "seeds.jsonl").read_bytes()).hexdigest() == manifest["content_sha256"]
+    counted = Counter((seed.category, seed.source) for seed in seeds)
+    assert counted == Counter(
+        {(c, s): n for c, by_source in manifest["counts"].items() for s, n in by_source.items()}
+    )
+    assert set(manifest["counts"]) == set(taxonomy.categories)
+    for category, missing in manifest["shortfall"].items():  # said, not hidden
+        assert sum(counted[(category, s)] for s in manifest["sources"]) == manifest["per_category"] - missing
     for seed in seeds:
-        assert seed.key_phrase and contains_phrase(seed.query, seed.key_phrase)
-        assert len(seed.query) < 120 and seed.source and seed.license != "unspecified"
+        source = manifest["sources"][seed.source]
+        assert seed.seed_set == manifest["version"] and seed.license == source["license"] != "unspecified"
+        assert seed.citation == source["citation"] and seed.source_id and seed.revision
+        assert len(seed.query) <= manifest["max_chars"]
 
 
 def test_malformed_json_names_file_and_line(tmp_path: Path, taxonomy: Taxonomy) -> None:

@@ -206,7 +206,10 @@ def build(
 
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with user_errors():
-        load_inputs(settings, limit)
+        _, sample, _ = load_inputs(settings, limit)
+        if limit is not None:  # a demo or smoke run: say it is a sample of the seed set
+            total = len(load_inputs(settings, None)[1])
+            console.print(f"building {len(sample)} of {total} seeds (--limit), spread over the categories")
         for note in preflight(settings):
             console.print(f"[yellow]note:[/] {note}")
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()

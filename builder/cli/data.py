@@ -1,5 +1,5 @@
-"""The data commands: `mirbench taxonomy`, `seeds` (check the inputs), `pool` (index an image
-pool), `db` (the store's schema) and `answers` (testers' stored answers)."""
+"""The data commands: `mirbench taxonomy` (check the taxonomy), `pool` (index an image pool),
+`db` (the store's schema) and `answers` (testers' stored answers). `seeds` is its own module."""
 
 from __future__ import annotations
 
@@ -22,7 +22,6 @@ from builder.cli.display import console, make_table, progress_bars
 taxonomy_app = typer.Typer(
     help="Inspect and check the taxonomy (categories, relations).", no_args_is_help=True
 )
-seeds_app = typer.Typer(help="Check seed files.", no_args_is_help=True)
 pool_app = typer.Typer(help="Image pools for the retrieval renderer.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
 answers_app = typer.Typer(
@@ -30,7 +29,6 @@ answers_app = typer.Typer(
 )
 app = typer.Typer()
 app.add_typer(taxonomy_app, name="taxonomy")
-app.add_typer(seeds_app, name="seeds")
 app.add_typer(pool_app, name="pool")
 app.add_typer(db_app, name="db")
 app.add_typer(answers_app, name="answers")
@@ -73,34 +71,6 @@ def taxonomy_validate(config: ConfigOption = None, taxonomy: TaxonomyOption = No
         f"taxonomy OK: {len(loaded.categories)} categories, {len(loaded.relations)} "
         f"relations ({settings.taxonomy})"
     )
-
-
-@seeds_app.command("validate")
-def seeds_validate(
-    paths: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Seed files or folders. [default: the configured seeds]", show_default=False),
-    ] = None,
-    config: ConfigOption = None,
-    taxonomy: TaxonomyOption = None,
-) -> None:
-    """Check seed files (JSONL or CSV); report all problems with file:line."""
-    settings = command_settings(config, taxonomy=taxonomy, seeds=paths)
-    from builder.seeds import load_seeds
-    from builder.taxonomy import load_taxonomy
-
-    with user_errors():
-        loaded = load_seeds(settings.seeds, load_taxonomy(settings.taxonomy), settings.limits)
-    per_category: dict[str, int] = {}
-    for seed in loaded:
-        per_category[seed.category] = per_category.get(seed.category, 0) + 1
-    console.print(
-        f"seeds OK: {len(loaded)} seeds; "
-        + ", ".join(f"{name} {count}" for name, count in sorted(per_category.items()))
-    )
-    unlicensed = sum(1 for seed in loaded if seed.license == "unspecified")
-    if unlicensed:
-        console.print(f"[yellow]note:[/] {unlicensed} seed(s) have no license field")
 
 
 @pool_app.command("index")

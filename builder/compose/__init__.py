@@ -146,6 +146,7 @@ class ComposeStage(Stage):
                 model_ids={"composer": draft.model_id} if isinstance(draft, Draft) and draft.model_id else {},
                 config_hash=self.config_hash,
                 run_id=self.run_id,
+                seed=self.seeds[item.seed_id].origin,
             )
             if isinstance(draft, CompositionFailure):
                 if draft.refused:

@@ -256,6 +256,10 @@ def create_app(settings: Settings) -> FastAPI:
 
         return page("stats.html", reviewer=reviewer, report=review_stats(store))
 
+    from builder.review.seed_pages import add_seed_routes
+
+    add_seed_routes(app, store, settings, page, form, Session)
+
     # --- images ------------------------------------------------------------------------
 
     @app.get("/images/{sha256}")

@@ -11,7 +11,8 @@ persists; it does not decide.
 - `review`: the review queue, reviewers and sessions, `ReviewTransaction` (pair locks, votes,
   leases);
 - `caches`: rendered images, text embeddings, model responses, testers' answers;
-- `ledger`: runs, task records, releases and release intents.
+- `ledger`: runs, task records, releases and release intents;
+- `seeds`: seeds imported from public sources for curation (builder/curation/ decides).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from builder.store.ledger import LedgerStore
 from builder.store.review import PairMember, ReviewEntry, ReviewStore, ReviewTransaction
 from builder.store.schema import (
     BULK_APPROVAL_REASON,
+    SEED_ID_PREFIX,
     AnswerRow,
     DecisionRow,
     EmbeddingRow,
@@ -37,12 +39,16 @@ from builder.store.schema import (
     ReviewSessionRow,
     ReviewState,
     RunRow,
+    SeedRow,
+    SeedState,
+    SeedVoteEditRow,
     TaskRecordRow,
     _Base,
 )
+from builder.store.seeds import SeedStore
 
 
-class Store(ItemStore, ReviewStore, CacheStore, LedgerStore):
+class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore):
     """The store at a database URL (see `StoreBase.__init__`); close it, or use it in a `with`."""
 
     def __enter__(self) -> Store:
@@ -54,6 +60,7 @@ class Store(ItemStore, ReviewStore, CacheStore, LedgerStore):
 
 __all__ = [
     "BULK_APPROVAL_REASON",
+    "SEED_ID_PREFIX",
     "AnswerCache",
     "AnswerRow",
     "Candidate",
@@ -73,6 +80,9 @@ __all__ = [
     "ReviewTransaction",
     "ReviewerRow",
     "RunRow",
+    "SeedRow",
+    "SeedState",
+    "SeedVoteEditRow",
     "Store",
     "TaskRecordRow",
     "_Base",

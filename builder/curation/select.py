@@ -1,0 +1,202 @@
+"""`mirbench seeds select`: a versioned seed set from the accepted seeds.
+
+Up to N seeds per category, stratified by source (taken in turn from each source that has
+seeds of the category, each source's seeds in a fixed pseudo-random order, so the choice does
+not follow file order and a rerun chooses alike). With `max_chars`, longer seeds are left out
+(short questions stay at the level of the public sets' behaviour titles). With `total`, the
+shortfall of categories that have fewer than N accepted seeds is filled from the others, again
+in turn. The set is a
+folder: `seeds.jsonl` (what `mirbench build --seeds` reads) and `manifest.json` (version,
+counts per category x source, licences and citations, a content hash, and each seed's
+provenance with its aliases).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from builder.curation.sources import SourceProfile
+from builder.errors import InputError
+from builder.store import SeedRow, SeedState, Store
+
+SEEDS_FILE = "seeds.jsonl"
+MANIFEST_FILE = "manifest.json"
+
+
+@dataclass(frozen=True)
+class SeedSet:
+    version: str
+    folder: Path
+    counts: dict[str, dict[str, int]]  # category -> source -> seeds
+    content_sha256: str
+
+    @property
+    def total(self) -> int:
+        return sum(sum(by_source.values()) for by_source in self.counts.values())
+
+
+def _order(row: SeedRow) -> str:
+    return hashlib.sha256(row.id.encode()).hexdigest()
+
+
+def stratified(
+    rows: list[SeedRow], categories: list[str], per_category: int, total: int | None
+) -> list[SeedRow]:
+    """Up to `per_category` rows per category, in turn over sources; then up to `total`."""
+    queues: dict[str, dict[str, list[SeedRow]]] = {c: defaultdict(list) for c in categories}
+    for row in sorted(rows, key=_order):
+        if row.category in queues:
+            queues[row.category][row.source].append(row)
+
+    chosen: dict[str, list[SeedRow]] = {c: [] for c in categories}
+    for category in categories:
+        while len(chosen[category]) < per_category and (row := _fair(queues[category], chosen[category])):
+            chosen[category].append(row)
+    picked = sum(len(rows) for rows in chosen.values())
+    while total is not None and picked < total:
+        progressed = False
+        for category in sorted(categories, key=lambda c: (len(chosen[c]), c)):
+            if picked >= total:
+                break
+            row = _fair(queues[category], chosen[category])
+            if row is not None:
+                chosen[category].append(row)
+                picked += 1
+                progressed = True
+        if not progressed:
+            break
+    return [row for category in categories for row in chosen[category]]
+
+
+def _fair(sources: dict[str, list[SeedRow]], chosen: list[SeedRow]) -> SeedRow | None:
+    """The next row from the source least represented in `chosen` so far (ties by name)."""
+    taken = Counter(row.source for row in chosen)
+    open_sources = [source for source, rows in sources.items() if rows]
+    if not open_sources:
+        return None
+    source = min(open_sources, key=lambda s: (taken[s], s))
+    return sources[source].pop(0)
+
+
+def write_seed_set(
+    store: Store,
+    profiles: dict[str, SourceProfile],
+    categories: list[str],
+    out: Path,
+    per_category: int,
+    total: int | None = None,
+    version: str | None = None,
+    max_chars: int | None = None,
+    sources: list[str] | None = None,
+) -> SeedSet:
+    accepted = store.seed_candidates([SeedState.ACCEPTED], sources)
+    if not accepted:
+        raise InputError(
+            "no accepted seeds to select from"
+            + (f" of source(s) {', '.join(sources)}" if sources else "")
+            + ": import and triage first (`mirbench seeds triage`)"
+        )
+    if max_chars is not None:
+        accepted = [row for row in accepted if len(row.text) <= max_chars]
+    chosen = stratified(accepted, categories, per_category, total)
+    aliases: dict[str, list[SeedRow]] = defaultdict(list)
+    for row in store.seed_candidates([SeedState.ALIAS]):
+        aliases[row.alias_of or ""].append(row)
+    records = [_seed_record(row, profiles[row.source]) for row in chosen]
+    if version is None:  # named by what it holds: the same selection, the same version
+        version = "sha-" + hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:12]
+    body = "".join(
+        json.dumps({**r, "seed_set": version}, ensure_ascii=False) + "\n" for r in records
+    ).encode()
+    digest = hashlib.sha256(body).hexdigest()
+    counts: dict[str, dict[str, int]] = {
+        c: dict(Counter(r.source for r in chosen if r.category == c)) for c in categories
+    }
+    manifest = {
+        "version": version,
+        "created_at": datetime.now(UTC).isoformat(),
+        "per_category": per_category,
+        "total": total,
+        "max_chars": max_chars,
+        "only_sources": sources,
+        "seeds": len(chosen),
+        "content_sha256": digest,
+        "counts": counts,
+        "shortfall": {
+            c: per_category - sum(counts[c].values())
+            for c in categories
+            if sum(counts[c].values()) < per_category
+        },
+        "sources": {
+            name: {
+                "display_name": p.display_name,
+                "license": p.license,
+                "citation": p.citation,
+                "homepage": p.homepage,
+                "seeds": sum(counts[c].get(name, 0) for c in categories),
+            }
+            for name, p in sorted(profiles.items())
+            if any(counts[c].get(name) for c in categories)
+        },
+        "provenance": [_provenance(row, aliases.get(row.id, [])) for row in chosen],
+    }
+    _write_folder(out, body, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    return SeedSet(version, out, counts, digest)
+
+
+def _seed_record(row: SeedRow, profile: SourceProfile) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "id": row.id,
+        "category": row.category,
+        "query": row.text,
+        "source": row.source,
+        "source_id": row.source_id,
+        "revision": row.revision,
+        "license": row.license,
+        "citation": profile.citation,
+    }
+    if row.key_phrase:
+        record["key_phrase"] = row.key_phrase
+    return record
+
+
+def _provenance(row: SeedRow, aliases: list[SeedRow]) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "source": row.source,
+        "source_id": row.source_id,
+        "revision": row.revision,
+        "license": row.license,
+        "labels": json.loads(row.labels),
+        "imported_at": row.imported_at.isoformat(),
+        "triage": {
+            "mapped": row.mapped_category,
+            "model": row.llm_category,
+            "confidence": row.llm_confidence,
+            "decided_by": row.decided_by,
+        },
+        "aliases": [
+            {"source": a.source, "source_id": a.source_id, "similarity": a.alias_similarity} for a in aliases
+        ],
+    }
+
+
+def _write_folder(out: Path, seeds: bytes, manifest: str) -> None:
+    """Write the set next to `out` and move it into place, so a reader never sees half a set."""
+    out = Path(out)
+    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    (staging / SEEDS_FILE).write_bytes(seeds)
+    (staging / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(staging, out)

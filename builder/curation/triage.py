@@ -1,0 +1,197 @@
+"""Triage: two opinions per seed, then a decision.
+
+(a) the mapping in the source's profile, from the source's own labels (or its text) to a
+    category or `out_of_scope`;
+(b) a model through the OpenAI-compatible client: structured output (a category or
+    `out_of_scope`, a confidence, a short reason and a key phrase copied from the seed), cached
+    in the store by (model, template version, request) like the composer's answers.
+
+A seed is decided when the opinions agree with enough confidence (accepted in the category, or
+out of scope); otherwise it goes to human curation. Without a triage model, the mapping decides
+and the seeds it cannot map go to people.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from builder.curation.sources import OUT_OF_SCOPE, SourceProfile, load_profile, profile_path
+from builder.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
+from builder.prompts import PromptSet
+from builder.settings import CurationSettings
+from builder.store import SeedRow, SeedState, Store
+from builder.taxonomy import Taxonomy
+from builder.text import contains_phrase
+
+TRIAGE_DECIDER = "triage"
+
+
+class LLMOpinion(BaseModel):
+    category: str
+    confidence: float = Field(ge=0, le=1)
+    reason: str = ""
+    key_phrase: str | None = None
+
+
+@dataclass
+class TriageReport:
+    seeds: int = 0
+    both_opinions: int = 0
+    agreed: int = 0
+    llm_failures: int = 0
+    decided: dict[str, int] = field(default_factory=dict)  # new state -> seeds
+
+    @property
+    def agreement(self) -> float | None:
+        return self.agreed / self.both_opinions if self.both_opinions else None
+
+
+def opinion_schema(categories: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "properties": {
+            "category": {"type": "string", "enum": [*categories, OUT_OF_SCOPE]},
+            "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+            "reason": {"type": "string", "maxLength": 300},
+            "key_phrase": {"type": "string", "maxLength": 120},
+        },
+        "required": ["category", "confidence", "reason", "key_phrase"],
+    }
+
+
+def _validate(value: Any, text: str, categories: set[str]) -> LLMOpinion:
+    try:
+        opinion = LLMOpinion.model_validate(value)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ValueError(f"answer does not match the schema: {error['loc']}: {error['msg']}") from None
+    if opinion.category not in categories | {OUT_OF_SCOPE}:
+        raise ValueError(f"unknown category {opinion.category!r}")
+    phrase = (opinion.key_phrase or "").strip()
+    # A key phrase the seed does not contain cannot guard anything: people derive one instead.
+    kept = phrase if phrase and contains_phrase(text, phrase) else None
+    return opinion.model_copy(update={"key_phrase": kept, "reason": opinion.reason.strip()[:300]})
+
+
+class ModelTriage:
+    """Opinion (b), one request per seed, answers cached by the store."""
+
+    def __init__(self, client: LLMClient, prompts: Path, taxonomy: Taxonomy):
+        self.client = client
+        self.prompts = PromptSet(prompts, "triage", "triage.system.jinja", "triage.user.jinja")
+        self.categories = sorted(taxonomy.categories)
+        self.described = [taxonomy.categories[slug] for slug in self.categories]
+
+    @classmethod
+    def of(
+        cls, settings: CurationSettings, cache: ResponseCache, taxonomy: Taxonomy, root: Path
+    ) -> ModelTriage:
+        assert settings.triage is not None
+        return cls(LLMClient(settings.triage, cache=cache), root / "prompts", taxonomy)
+
+    def opinions(
+        self, rows: list[SeedRow], on_done: Callable[[], None] | None = None
+    ) -> list[LLMOpinion | LLMFailure]:
+        known = set(self.categories)
+        requests = [
+            JSONRequest(
+                messages=[
+                    {"role": "system", "content": self.prompts.render("triage.system.jinja").strip()},
+                    {
+                        "role": "user",
+                        "content": self.prompts.render(
+                            "triage.user.jinja", categories=self.described, text=row.text
+                        ).strip(),
+                    },
+                ],
+                schema=opinion_schema(self.categories),
+                validate=lambda value, text=row.text: _validate(value, text, known),
+                template_version=self.prompts.version,
+            )
+            for row in rows
+        ]
+        return [
+            answer if isinstance(answer, LLMFailure) else answer.value
+            for answer in self.client.run(requests, on_done)
+        ]
+
+
+def source_profiles(taxonomy_root: Path, names: set[str], categories: set[str]) -> dict[str, SourceProfile]:
+    return {name: load_profile(profile_path(taxonomy_root, name), categories) for name in sorted(names)}
+
+
+def triage(
+    store: Store,
+    profiles: dict[str, SourceProfile],
+    settings: CurationSettings,
+    model: ModelTriage | None = None,
+    again: bool = False,
+) -> TriageReport:
+    """Triage every imported seed (with `again`: every seed not decided by people)."""
+    states = [SeedState.IMPORTED] + (
+        [SeedState.ACCEPTED, SeedState.OUT_OF_SCOPE, SeedState.PENDING] if again else []
+    )
+    rows = [
+        row
+        for row in store.seed_candidates(states)
+        if again is False or row.decided_by in (None, TRIAGE_DECIDER)
+    ]
+    report = TriageReport(seeds=len(rows))
+    opinions: list[LLMOpinion | LLMFailure | None] = (
+        list(model.opinions(rows)) if model and rows else [None] * len(rows)
+    )
+    changes = []
+    for row, opinion in zip(rows, opinions, strict=True):
+        mapped = profiles[row.source].map_labels(row.text, json.loads(row.labels))
+        change: dict[str, Any] = {"id": row.id, "mapped_category": mapped}
+        if isinstance(opinion, LLMFailure):
+            report.llm_failures += 1
+            change.update(
+                llm_category=None, llm_confidence=None, llm_reason=f"{opinion.kind}: {opinion.detail}"[:300]
+            )
+            state, category = SeedState.PENDING, mapped if mapped != OUT_OF_SCOPE else None
+        elif opinion is not None:
+            change.update(
+                llm_category=opinion.category,
+                llm_confidence=opinion.confidence,
+                llm_reason=opinion.reason,
+                llm_model=model.client.model if model else None,
+                key_phrase=row.key_phrase or opinion.key_phrase,
+            )
+            state, category = _decide(mapped, opinion, settings.min_confidence, report)
+        else:
+            state = {None: SeedState.PENDING, OUT_OF_SCOPE: SeedState.OUT_OF_SCOPE}.get(
+                mapped, SeedState.ACCEPTED
+            )
+            category = mapped if mapped != OUT_OF_SCOPE else None
+        change.update(
+            state=state.value,
+            category=category,
+            decided_by=None if state is SeedState.PENDING else TRIAGE_DECIDER,
+        )
+        report.decided[state.value] = report.decided.get(state.value, 0) + 1
+        changes.append(change)
+    store.update_seeds(changes)
+    return report
+
+
+def _decide(
+    mapped: str | None, opinion: LLMOpinion, min_confidence: float, report: TriageReport
+) -> tuple[SeedState, str | None]:
+    proposal = opinion.category if opinion.category != OUT_OF_SCOPE else mapped
+    proposal = None if proposal == OUT_OF_SCOPE else proposal
+    if mapped is None:
+        return SeedState.PENDING, proposal
+    report.both_opinions += 1
+    if mapped != opinion.category:
+        return SeedState.PENDING, proposal
+    report.agreed += 1
+    if opinion.confidence < min_confidence:
+        return SeedState.PENDING, proposal
+    return (SeedState.OUT_OF_SCOPE, None) if mapped == OUT_OF_SCOPE else (SeedState.ACCEPTED, mapped)
