@@ -342,6 +342,14 @@ def build(
     judge_model: Annotated[
         str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
     ] = None,
+    allow_failures: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failures",
+            help="Exit 0 even when some of this run's candidates failed (schedules that accept "
+            "partial failure); the failures are still listed.",
+        ),
+    ] = False,
     verbose: Annotated[
         bool, typer.Option("--verbose", "-v", help="Show Prefect's logs, and a traceback on a crash.")
     ] = False,
@@ -349,7 +357,8 @@ def build(
     """Build benchmark items: seeds x relations -> composed, rendered, checked, queued for review.
 
     Reruns skip finished work, resume an interrupted build and retry failed items (up to
-    max_attempts).
+    max_attempts; `mirbench retry` reopens those that used them up). The funnel counts this
+    run's candidates only; the exit code is 1 when any of them failed (see --allow-failures).
     """
     if model and composer and renderer:
         _fail(
@@ -403,21 +412,15 @@ def build(
     stages = "  ".join(f"{name} {stats.seconds:.1f}s" for name, stats in report.stages.items())
     console.print(f"stage time: {stages}")
     console.print(
-        f"cells with queued items: {report.cells_queued}/{report.cells_total}  stats: {report.stats_file}"
+        f"cells with items queued by this run: {report.cells_queued}/{report.cells_total}  "
+        f"stats: {report.stats_file}"
     )
+    console.print("store total (every run): " + ", ".join(f"{k} {v}" for k, v in sorted(report.store_total.items())))
     if report.attack is not None:
         _print_attack(report.attack)
+    from builder.cli_items import end_of_build
 
-    counts = {row.label: row.count for row in report.funnel if not row.indent}
-    if counts["queued for review"] == 0 and counts["failed"] > 0:
-        errors.print(
-            f"[bold red]error:[/] nothing was queued and {counts['failed']} candidate(s) failed; "
-            "see the reasons above, fix the backend and run `mirbench build` again (failed items "
-            "are retried)",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=1)
+    end_of_build(report, allow_failures)
 
 
 def _print_attack(summary: AttackSummary) -> None:
@@ -456,13 +459,18 @@ def _print_attack(summary: AttackSummary) -> None:
 def status(
     config: ConfigOption = None, artifacts: ArtifactsOption = None, database_url: DatabaseOption = None
 ) -> None:
-    """Summarise the store: items by status, the review queue, recent runs and releases."""
+    """Summarise the store: items by status (approved apart from queued), the top failure
+    reasons by stage, the review queue, recent runs and releases."""
+    from builder.cli_items import print_failure_reasons
+    from builder.run_scope import exclusive_status_counts
+
     store = _open_store(config, artifacts, database_url)
     try:
         table = _table("Items", "status", "items", right=("items",))
-        for name, count in sorted(store.status_counts().items()):
+        for name, count in sorted(exclusive_status_counts(store).items()):
             table.add_row(name, str(count))
         console.print(table)
+        print_failure_reasons(store)
         reviews = store.review_counts()
         console.print(
             "review queue: "
@@ -928,16 +936,22 @@ def answers_purge(
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Delete every stored tester answer. Judgements (classes, scores) stay on the items, so
-    reports keep their numbers; a later build asks the testers again where it needs answers."""
-    if not yes and not typer.confirm("Delete every stored tester answer?"):
+    """Delete every stored tester answer and every judge's rationale (which may quote one).
+    Each judgement keeps its class, so reports and cards keep their numbers; a later build asks
+    the testers again where it needs answers."""
+    if not yes and not typer.confirm("Delete every stored tester answer and judge rationale?"):
         raise typer.Exit(code=1)
+    from builder.answers import purge
+
     store = _open_store(config, artifacts, database_url)
     try:
-        deleted = store.purge_answers()
+        purged = purge(store)
     finally:
         store.close()
-    console.print(f"deleted {deleted} answer(s)")
+    console.print(
+        f"deleted {purged.answers} answer(s); cleared {purged.rationales} judge rationale(s) (classes "
+        f"kept) and {purged.judge_responses} cached judge response(s)"
+    )
 
 
 @app.command()
@@ -1071,6 +1085,15 @@ def publish(
     )
     if result.gated is None and result.action != "already published":
         errors.print("warning: the Hub did not accept gated access; set it by hand in the repo settings")
+
+
+# Command modules of this app (they import the shared options above).
+from builder import cli_answers, cli_items  # noqa: E402
+
+app.add_typer(cli_items.items_app, name="items")
+app.command()(cli_items.retry)
+answers_app.command("list")(cli_answers.answers_list)
+answers_app.command("show")(cli_answers.answers_show)
 
 
 def run() -> None:

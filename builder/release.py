@@ -41,6 +41,7 @@ from builder.attack.summary import summarize
 from builder.errors import InputError, InputErrors
 from builder.items import Item
 from builder.stats import StageStats
+from builder.run_scope import build_configs
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 from builder.taxonomy import Taxonomy
 
@@ -460,6 +461,7 @@ def release_approved(
     """Release every approved item as `version` into `out`, or complete/verify an earlier attempt.
 
     `previous` is the manifest to write the changelog against; default: the previous local release.
+    `config` is the release command's settings: only their `release` section is recorded.
     """
     if not VERSION_PATTERN.match(version):
         raise InputError(f"version '{version}' is not X.Y.Z (semantic versioning)")
@@ -498,6 +500,9 @@ def release_approved(
     if previous is None:  # the Hub's manifest, when asked for, wins over the local one
         previous = previous_manifest(store, version)
     review = review_summary(store, {item.id for item in items})
+    # What made the items: each build run's settings, never this release command's (only its
+    # `release` section, which the card's metadata and publishing read).
+    config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with stats.timed():

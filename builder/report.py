@@ -6,6 +6,7 @@ build is complete whatever process ran its tasks, and a killed run keeps the sta
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -13,11 +14,16 @@ from typing import Any
 from pydantic import BaseModel
 
 from builder.attack.summary import AttackSummary, summarize
+from builder.failures import FailureGroup, exhausted, failure_groups
 from builder.filters import OFF
-from builder.items import ItemStatus
+from builder.items import Item, ItemStatus
 from builder.judge.policy import REJECTED as ATTACK_POLICY_REJECTED
 from builder.stats import StageStats
+from builder.run_scope import exclusive_status, exclusive_status_counts, review_states, touched_ids
 from builder.store import Store
+
+_ENDED = (ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED)
+EXHAUSTED_LABEL = "failed, attempts used up (not retried; see `mirbench retry --help`)"
 
 
 class FunnelRow(BaseModel):
@@ -35,7 +41,14 @@ class BuildReport(BaseModel):
     cells_total: int
     stages: dict[str, StageStats]
     attack: AttackSummary | None = None  # None: the attack loop was off
+    failures: list[FailureGroup] = []  # this run's failed candidates, most common reason first
+    exhausted: int = 0  # failed candidates of this run's pairs with every attempt used
+    store_total: dict[str, int] = {}  # items by status over the whole store, every run
     stats_file: Path | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(group.count for group in self.failures)
 
     def markdown(self) -> str:
         rows = "\n".join(f"| {'&nbsp;' * 4 * row.indent}{row.label} | {row.count} |" for row in self.funnel)
@@ -62,16 +75,27 @@ def merged_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, StageStats]:
 
 
 def funnel(
-    store: Store, seed_ids: list[str], pairs: int, attack: AttackSummary | None = None
+    items: list[Item],
+    review_states: Mapping[str, str],
+    seeds: int,
+    pairs: int,
+    attack: AttackSummary | None = None,
+    exhausted: int = 0,
 ) -> list[FunnelRow]:
-    statuses = store.status_counts(seed_ids)
-    reasons = store.reason_counts(seed_ids)
-    total = sum(statuses.values())
+    """The funnel of `items`: the candidates one run touched (its pairs' rounds), each counted
+    once, under one status (an approved item is not also queued)."""
+    statuses = Counter(exclusive_status(item, review_states.get(item.id)) for item in items)
+    reasons = Counter(
+        f"{verdict.name}: {verdict.reason}"
+        for item in items
+        if item.status in _ENDED and (verdict := item.rejection) is not None
+    )
+    total = len(items)
     policy_rejected = reasons.pop(f"attack: {ATTACK_POLICY_REJECTED}", 0)
     failures = {k: v for k, v in reasons.items() if k.startswith(("compose:", "render:"))}
     attack_failures = {k: v for k, v in reasons.items() if k.startswith(("attack:", "judge:"))}
     rows = [
-        FunnelRow(label="seeds", count=len(seed_ids)),
+        FunnelRow(label="seeds", count=seeds),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
         FunnelRow(label="candidates composed (all rounds)", count=total),
         FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
@@ -82,6 +106,7 @@ def funnel(
             if not k.endswith("model refused")
         ),
         *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(attack_failures.items())),
+        FunnelRow(label=EXHAUSTED_LABEL, count=exhausted),
         FunnelRow(label="rendered", count=total - sum(failures.values())),
     ]
     duplicates = {k: v for k, v in reasons.items() if k.startswith("dedup:")}
@@ -120,31 +145,46 @@ def build_report(
     categories: Mapping[str, Any],
     *,
     attack: bool = False,
+    max_attempts: int = 3,
 ) -> BuildReport:
-    """`categories` maps each seed id to its seed (anything with a `category`); `attack`: the
+    """The report of run `run_id`: what it (and any dead run it resumed) touched, nothing older.
+    `categories` maps each seed id to its seed (anything with a `category`); `attack`: the
     attack loop was on."""
-    cells = store.cell_counts(ItemStatus.QUEUED)
+    items = store.get_items(touched_ids(store, run_id))
+    states = review_states(store, [item.id for item in items])
+    pending = {item.id for item in items if exclusive_status(item, states.get(item.id)) == "queued"}
     summary = None
     if attack:
-        judged = [ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED]
-        ids = [i for status in judged for i in store.ids_with_status(status, None, seed_ids, relations)]
-        summary = summarize(store.get_items(ids))
+        judged = (ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED)
+        summary = summarize(item for item in items if item.status in judged)
+    stuck = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, seed_ids, relations))
     stages = merged_stats(store.task_records(run_id))
-    wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
-    rows = funnel(store, seed_ids, len(seed_ids) * len(relations), summary)
+    rows = funnel(
+        items,
+        states,
+        len(seed_ids),
+        len(seed_ids) * len(relations),
+        summary,
+        sum(exhausted(item, max_attempts) for item in stuck),
+    )
     if "filters" in stages:  # checks that were off: how many items they let through unchecked
         rows += [
             FunnelRow(label=f"{label} (items not checked)", count=count)
             for label, count in sorted(stages["filters"].outcomes.items())
             if label.startswith(OFF)
         ]
+    wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
+    queued_cells = {(item.category, item.relation) for item in items if item.id in pending}
     return BuildReport(
         run_id=run_id,
         seeds=len(seed_ids),
         pairs=len(seed_ids) * len(relations),
         funnel=rows,
-        cells_queued=sum(1 for cell in wanted if cells.get(cell, 0) > 0),
+        cells_queued=len(wanted & queued_cells),
         cells_total=len(wanted),
         stages=stages,
         attack=summary,
+        failures=failure_groups(items),
+        exhausted=sum(exhausted(item, max_attempts) for item in stuck),
+        store_total=exclusive_status_counts(store),
     )

@@ -27,6 +27,7 @@ from builder.queue import QueueStage
 from builder.release import Layout, ReleaseResult, release_approved
 from builder.render import RenderStage
 from builder.report import BuildReport, build_report
+from builder.run_scope import record_touched
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
 from builder.stage import Stage
@@ -132,6 +133,7 @@ def retry_failed(spec: BuildSpec) -> int:
             item.retry(stage.takes)
             retried.append(item)
     store.save_items(retried)
+    record_touched(store, spec.run_id, [item.id for item in retried])
     return len(retried)
 
 
@@ -165,6 +167,7 @@ def plan_round(spec: BuildSpec, iteration: int) -> int:
                 planned_item(seed, relation, iteration, [*candidate.feedback, *advice], spec.run_id)
             )
     workspace.store.save_items(planned)
+    record_touched(workspace.store, spec.run_id, [item.id for item in planned])
     return len(planned)
 
 
@@ -231,6 +234,7 @@ def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[
     with spec.workspace.turn(*stage.backends):
         output = stage.run(items)
     stage.save(store, output.items)
+    record_touched(store, spec.run_id, ids)
     # The task's wall interval, so a report can tell concurrent work from waiting.
     record = {**json.loads(output.stats.model_dump_json()), "interval": [started, time.time()]}
     store.record_task(spec.run_id, f"{name}-r{iteration}-s{shard}", record)
@@ -246,6 +250,7 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         spec.relations,
         workspace.seeds,
         attack=spec.settings.attack.enabled,
+        max_attempts=spec.settings.max_attempts,
     )
     run_dir = workspace.artifacts / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)

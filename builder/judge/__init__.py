@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar, Literal
 from pydantic import BaseModel
 
 from builder.attack import Failure, Tester
-from builder.items import Item, ItemStatus, Judgement
+from builder.items import Item, ItemStatus, Judgement, ModelUse
 from builder.judge.policy import PolicySettings, decide
 from builder.registry import Backend, BackendSettings, Registry
 from builder.stage import Stage
@@ -54,6 +54,12 @@ class JudgeSettings(BackendSettings):
 class Judge(Backend):
     version: str
     Settings: ClassVar[type[JudgeSettings]]
+    model: str | None = None  # the served model id, for judges that call a model
+    host: str | None = None  # its server, host[:port]
+
+    @property
+    def use(self) -> ModelUse:
+        return ModelUse(role="judge", name=self.name, backend=self.name, model=self.model, host=self.host)
 
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:
         """One assessment per case, in order; call `on_done` as each one finishes."""
@@ -96,13 +102,15 @@ class JudgeStage(Stage):
         results = self.judge.judge_many(cases, one_done)
         for number, item in enumerate(judged):
             own = results[number * len(self.panel) : (number + 1) * len(self.panel)]
+            item.provenance.used(self.judge.use)
             failure = next((result for result in own if isinstance(result, Failure)), None)
             if failure is not None:
-                item.fail(self.name, failure.reason, failure.detail)
+                where = f"judge {self.judge.name}" + (f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else "")
+                item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
                 stats.count(f"failed: {failure.reason}")
                 continue
             item.judgements = [
-                self._judgement(tester, assessment)
+                self._judgement(tester, assessment, keys[(item.id, tester.label)])
                 for tester, assessment in zip(self.panel, own, strict=True)
                 if isinstance(assessment, Assessment)
             ]
@@ -115,7 +123,7 @@ class JudgeStage(Stage):
             else:
                 item.reject(verdict)
 
-    def _judgement(self, tester: Tester, assessment: Assessment) -> Judgement:
+    def _judgement(self, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
         return Judgement(
             name=self.judge.name,
             version=self.judge.version,
@@ -125,4 +133,5 @@ class JudgeStage(Stage):
             detail=" ".join(assessment.rationale.split())[:RATIONALE_CHARS],
             tester=tester.label,
             held_out=tester.held_out,
+            answer_key=answer_key,
         )

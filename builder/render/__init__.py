@@ -21,7 +21,7 @@ import imagehash
 from PIL import Image
 from pydantic import Field
 
-from builder.items import ImageSlot, Item, ItemStatus
+from builder.items import ImageSlot, Item, ItemStatus, ModelUse
 from builder.registry import Backend, BackendSettings, Registry
 from builder.stage import Stage
 from builder.stats import StageOutput, StageStats
@@ -182,6 +182,7 @@ class RenderStage(Stage):
                 slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
                 slot.drawn_text = renderer.drawn_text(slot)
             item.provenance.renderer = signature
+            item.provenance.used(ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature))
             item.status = ItemStatus.RENDERED
         self.cache.cache_renders(
             [
