@@ -106,7 +106,7 @@ def test_build_break_find_fix_retry_release(tmp_path: Path, database_url: str) -
         assert listed.exit_code == 0, listed.output
         failed_ids = re.findall(r"\b[0-9a-f]{16}\b", listed.output)
         assert len(set(failed_ids)) == 2 and "connection" in listed.output and "attempts used up" in listed.output
-        shown = runner.invoke(app, ["items", "show", failed_ids[0], *store_options])
+        shown = runner.invoke(app, ["items", "show", failed_ids[0], "--config", str(broken), *store_options])
         assert shown.exit_code == 0, shown.output
         text = " ".join(shown.output.split())
         assert "tester tester-a (openai, model tester-a at" in text and f"127.0.0.1:{dead_port}" in text
