@@ -151,7 +151,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--base-url", help="use this server instead of starting the tiny LLaVA one")
     parser.add_argument("--model", default="tiny-llava")
-    parser.add_argument("--judgements", type=int, default=8, help="llm judge requests per judgement (0: skip)")
+    parser.add_argument(
+        "--judgements", type=int, default=8, help="llm judge requests per judgement (0: skip)"
+    )
     args = parser.parse_args()
 
     process, base_url = (None, args.base_url) if args.base_url else _start_server()

@@ -340,7 +340,9 @@ def _attack_models(selection: list[dict[str, Any]]) -> tuple[dict[str, str], str
         if use["role"] == "tester":
             testers.setdefault(use["name"], set()).add(_model(use))
         elif use["role"] == "judge":
-            judges.add(f"the `{use['backend']}` judge" + (f" (model {_model(use)})" if use.get("model") else ""))
+            judges.add(
+                f"the `{use['backend']}` judge" + (f" (model {_model(use)})" if use.get("model") else "")
+            )
     named = {label: ", ".join(sorted(models)) for label, models in testers.items()}
     return named, "; ".join(sorted(judges)) or None
 

@@ -415,7 +415,9 @@ def build(
         f"cells with items queued by this run: {report.cells_queued}/{report.cells_total}  "
         f"stats: {report.stats_file}"
     )
-    console.print("store total (every run): " + ", ".join(f"{k} {v}" for k, v in sorted(report.store_total.items())))
+    console.print(
+        "store total (every run): " + ", ".join(f"{k} {v}" for k, v in sorted(report.store_total.items()))
+    )
     if report.attack is not None:
         _print_attack(report.attack)
     from builder.cli_items import end_of_build

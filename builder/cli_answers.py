@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from builder.answers import answers_of
-from builder.cli import ArtifactsOption, ConfigOption, DatabaseOption, _open_store, _table, _user_errors, console
+from builder.cli import (
+    ArtifactsOption,
+    ConfigOption,
+    DatabaseOption,
+    _open_store,
+    _table,
+    _user_errors,
+    console,
+)
 from builder.items import ItemStatus
 
 WARNING = "[yellow]Content warning:[/] answers of tester models to harmful requests follow."
@@ -17,7 +25,9 @@ EXCERPT = 120
 
 
 def answers_list(
-    relation: Annotated[str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)] = None,
+    relation: Annotated[
+        str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)
+    ] = None,
     limit: Annotated[int, typer.Option(help="Show at most N items.")] = 50,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
@@ -71,4 +81,6 @@ def answers_show(
             markup=False,
             highlight=False,
         )
-        console.print("(answer purged)" if answer.text is None else answer.text, markup=False, highlight=False)
+        console.print(
+            "(answer purged)" if answer.text is None else answer.text, markup=False, highlight=False
+        )

@@ -28,7 +28,9 @@ from builder.report import BuildReport
 from builder.run_scope import exclusive_status, review_states, runs_of
 from builder.store import Store
 
-items_app = typer.Typer(help="Items in the store: list them with their failures, show one.", no_args_is_help=True)
+items_app = typer.Typer(
+    help="Items in the store: list them with their failures, show one.", no_args_is_help=True
+)
 TOP_REASONS = 3
 LIST_COMMAND = "mirbench items list --status failed"
 STATUSES = [*(status.value for status in ItemStatus), "approved"]
@@ -83,7 +85,9 @@ def _matching(
 ) -> tuple[list[Item], dict[str, str]]:
     if status is not None and status not in STATUSES:
         raise InputError(f"unknown --status {status!r}; known: {', '.join(STATUSES)}")
-    wanted = [ItemStatus.QUEUED] if status == "approved" else [ItemStatus(status)] if status else list(ItemStatus)
+    wanted = (
+        [ItemStatus.QUEUED] if status == "approved" else [ItemStatus(status)] if status else list(ItemStatus)
+    )
     items = store.items_with_statuses(wanted)
     states = review_states(store, [item.id for item in items])
     found = []
@@ -104,11 +108,19 @@ StatusOption = Annotated[
 ]
 StageOption = Annotated[
     str | None,
-    typer.Option("--stage", help="Only items failed or rejected at this stage (compose, attack, ...).", show_default=False),
+    typer.Option(
+        "--stage",
+        help="Only items failed or rejected at this stage (compose, attack, ...).",
+        show_default=False,
+    ),
 ]
 ReasonOption = Annotated[
     str | None,
-    typer.Option("--reason", help="Only items failed or rejected for this reason (connection, ...).", show_default=False),
+    typer.Option(
+        "--reason",
+        help="Only items failed or rejected for this reason (connection, ...).",
+        show_default=False,
+    ),
 ]
 
 
@@ -117,7 +129,9 @@ def items_list(
     status: StatusOption = None,
     stage: StageOption = None,
     reason: ReasonOption = None,
-    relation: Annotated[str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)] = None,
+    relation: Annotated[
+        str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)
+    ] = None,
     limit: Annotated[int, typer.Option(help="Show at most N items.")] = 100,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
@@ -136,7 +150,11 @@ def items_list(
         "id", "category", "relation", "round", "status", "attempts", "stage: reason", "message",
     )  # fmt: skip
     for item in found[:limit]:
-        verdict = item.rejection if item.status in (ItemStatus.FAILED, ItemStatus.REJECTED, ItemStatus.REFUSED) else None
+        verdict = (
+            item.rejection
+            if item.status in (ItemStatus.FAILED, ItemStatus.REJECTED, ItemStatus.REFUSED)
+            else None
+        )
         state = exclusive_status(item, states.get(item.id))
         if exhausted(item, settings.max_attempts):
             state += " (attempts used up)"
@@ -175,7 +193,9 @@ def items_show(
     finally:
         store.close()
     print_ = console.print
-    print_(f"[bold]{item.id}[/]  {item.category} / {item.relation}  round {item.iteration}  seed {item.seed_id}")
+    print_(
+        f"[bold]{item.id}[/]  {item.category} / {item.relation}  round {item.iteration}  seed {item.seed_id}"
+    )
     print_(f"status: {exclusive_status(item, state)}" + (f" (review: {state})" if state else ""))
     print_(f"attempts: {item.attempts} of max_attempts {settings.max_attempts}", highlight=False)
     print_(f"prompt: {item.revised_prompt}", markup=False, highlight=False)
@@ -212,7 +232,9 @@ def items_show(
                 markup=False,
             )
             print_(f"judge's rationale: {answer.rationale or '(purged)'}", markup=False, highlight=False)
-            print_(answer.text if answer.text is not None else "(answer purged)", markup=False, highlight=False)
+            print_(
+                answer.text if answer.text is not None else "(answer purged)", markup=False, highlight=False
+            )
 
 
 def retry(
@@ -239,7 +261,8 @@ def retry(
                 odd = [item.id for item in chosen if not exhausted(item, settings.max_attempts)]
                 if odd:
                     raise InputError(
-                        f"not failed with its attempts used up (a build retries it by itself): {', '.join(odd)}"
+                        "not failed with its attempts used up (a build retries it by itself): "
+                        + ", ".join(odd)
                     )
             else:
                 found, _ = _matching(store, ItemStatus.FAILED.value, stage, reason, None)

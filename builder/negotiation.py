@@ -40,11 +40,11 @@ class StoredFormats:
             return None
         return row.structured_output  # type: ignore[return-value]
 
-    def learn_format(self, base_url: str, model: str, structured_output: StructuredOutput, reason: str) -> None:
+    def learn_format(self, base_url: str, model: str, output: StructuredOutput, reason: str) -> None:
         row = {
             "base_url": base_url,
             "model": model,
-            "structured_output": structured_output,
+            "structured_output": output,
             "reason": reason,
             "learned_at": datetime.now(UTC),
         }

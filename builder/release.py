@@ -40,8 +40,8 @@ from builder import __version__, progress
 from builder.attack.summary import summarize
 from builder.errors import InputError, InputErrors
 from builder.items import Item
-from builder.stats import StageStats
 from builder.run_scope import build_configs
+from builder.stats import StageStats
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 from builder.taxonomy import Taxonomy
 

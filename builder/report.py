@@ -18,8 +18,8 @@ from builder.failures import FailureGroup, exhausted, failure_groups
 from builder.filters import OFF
 from builder.items import Item, ItemStatus
 from builder.judge.policy import REJECTED as ATTACK_POLICY_REJECTED
-from builder.stats import StageStats
 from builder.run_scope import exclusive_status, exclusive_status_counts, review_states, touched_ids
+from builder.stats import StageStats
 from builder.store import Store
 
 _ENDED = (ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED)

@@ -101,11 +101,26 @@ def test_build_break_find_fix_retry_release(tmp_path: Path, database_url: str) -
         # 3. Find why: the failed items list and one item in full name the tester, its host and
         # the message.
         listed = runner.invoke(
-            app, ["items", "list", "--status", "failed", "--stage", "attack", "--config", str(broken), *store_options]
+            app,
+            [
+                "items",
+                "list",
+                "--status",
+                "failed",
+                "--stage",
+                "attack",
+                "--config",
+                str(broken),
+                *store_options,
+            ],
         )
         assert listed.exit_code == 0, listed.output
         failed_ids = re.findall(r"\b[0-9a-f]{16}\b", listed.output)
-        assert len(set(failed_ids)) == 2 and "connection" in listed.output and "attempts used up" in listed.output
+        assert (
+            len(set(failed_ids)) == 2
+            and "connection" in listed.output
+            and "attempts used up" in listed.output
+        )
         shown = runner.invoke(app, ["items", "show", failed_ids[0], "--config", str(broken), *store_options])
         assert shown.exit_code == 0, shown.output
         text = " ".join(shown.output.split())
@@ -176,9 +191,13 @@ def _review_page_and_purge(
     with ReviewServer(settings) as served:
         client = served.client(token)
         page = client.get(f"/items/{item_id}").text
-        answers = page[page.index('<details id="answers">') : page.index("</details>", page.index('id="answers"'))]
+        answers = page[
+            page.index('<details id="answers">') : page.index("</details>", page.index('id="answers"'))
+        ]
         assert "Content warning" in answers.split("</summary>")[0]
-        assert "&lt;script&gt;alert(&#34;answer&#34;)&lt;/script&gt; &amp; &lt;b&gt;steps&lt;/b&gt;" in answers
+        assert (
+            "&lt;script&gt;alert(&#34;answer&#34;)&lt;/script&gt; &amp; &lt;b&gt;steps&lt;/b&gt;" in answers
+        )
         assert "<script>alert" not in page and "&lt;i&gt;carries it out&lt;/i&gt;" in answers
         assert "unsafe" in answers
 

@@ -23,8 +23,8 @@ from builder.compose import (
     composers,
 )
 from builder.items import ImageSlot
-from builder.negotiation import StoredFormats
 from builder.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings, RefusalError, looks_like_refusal
+from builder.negotiation import StoredFormats
 from builder.prompts import PromptSet
 from builder.taxonomy import Relation
 

@@ -105,7 +105,9 @@ class JudgeStage(Stage):
             item.provenance.used(self.judge.use)
             failure = next((result for result in own if isinstance(result, Failure)), None)
             if failure is not None:
-                where = f"judge {self.judge.name}" + (f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else "")
+                where = f"judge {self.judge.name}" + (
+                    f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else ""
+                )
                 item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
                 stats.count(f"failed: {failure.reason}")
                 continue

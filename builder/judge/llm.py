@@ -11,8 +11,8 @@ from pydantic import Field, ValidationError, model_validator
 
 from builder.attack import Failure
 from builder.judge import ANSWER_CLASSES, Assessment, Case, Judge, JudgeSettings, judges
-from builder.negotiation import StoredFormats
 from builder.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings
+from builder.negotiation import StoredFormats
 from builder.prompts import PromptSet
 from builder.taxonomy import Taxonomy
 

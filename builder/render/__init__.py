@@ -182,7 +182,9 @@ class RenderStage(Stage):
                 slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
                 slot.drawn_text = renderer.drawn_text(slot)
             item.provenance.renderer = signature
-            item.provenance.used(ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature))
+            item.provenance.used(
+                ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature)
+            )
             item.status = ItemStatus.RENDERED
         self.cache.cache_renders(
             [
