@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from builder.answers import answers_of
 from builder.cli import (
@@ -50,8 +51,11 @@ def answers_list(
         for answer in answers:
             text = "(purged)" if answer.text is None else answer.text[:EXCERPT]
             tester = answer.tester + (" (held out)" if answer.held_out else "")
-            table.add_row(item.id, tester, answer.answer_class, answer.rationale or "(purged)", text)
-    console.print(table, markup=False)
+            # Text(): model output is shown as is, never read as rich markup
+            table.add_row(
+                item.id, tester, answer.answer_class, Text(answer.rationale or "(purged)"), Text(text)
+            )
+    console.print(table)
     console.print("one item in full: `mirbench answers show ID`")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from builder.cli import (
     ArtifactsOption,
@@ -39,7 +40,7 @@ STATUSES = [*(status.value for status in ItemStatus), "approved"]
 def _print_groups(groups: list[FailureGroup], title: str) -> None:
     table = _table(title, "stage", "reason", "items", "example item", "message", right=("items",))
     for group in groups:
-        table.add_row(group.stage, group.reason, str(group.count), group.item_id, group.message)
+        table.add_row(group.stage, group.reason, str(group.count), group.item_id, Text(group.message))
     console.print(table)
 
 
@@ -165,8 +166,8 @@ def items_list(
             str(item.iteration),
             state,
             str(item.attempts),
-            f"{verdict.name}: {verdict.reason}" if verdict else "",
-            verdict.detail if verdict else "",
+            Text(f"{verdict.name}: {verdict.reason}" if verdict else ""),
+            Text(verdict.detail if verdict else ""),
         )
     console.print(table)
 
@@ -202,11 +203,15 @@ def items_show(
     print_(f"original question: {item.original_question}", markup=False, highlight=False)
     slots = _table("Slots", "#", "role", "description", "keywords", "image sha256")
     for number, slot in enumerate(item.slots, start=1):
-        slots.add_row(str(number), slot.role, slot.description, ", ".join(slot.keywords), slot.sha256 or "")
+        slots.add_row(
+            str(number), slot.role, Text(slot.description), Text(", ".join(slot.keywords)), slot.sha256 or ""
+        )
     print_(slots)
     verdicts = _table("Verdicts", "check", "passed", "reason", "detail")
     for verdict in item.verdicts:
-        verdicts.add_row(verdict.label, "yes" if verdict.passed else "no", verdict.reason, verdict.detail)
+        verdicts.add_row(
+            verdict.label, "yes" if verdict.passed else "no", verdict.reason, Text(verdict.detail)
+        )
     print_(verdicts)
     for number, failure in enumerate(attempts(item), start=1):
         print_(
