@@ -157,7 +157,8 @@ def build_report(
     if attack:
         judged = (ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED)
         summary = summarize(item for item in items if item.status in judged)
-    stuck = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, seed_ids, relations))
+    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, seed_ids, relations))
+    stuck = sum(exhausted(item, max_attempts) for item in failed)
     stages = merged_stats(store.task_records(run_id))
     rows = funnel(
         items,
@@ -165,7 +166,7 @@ def build_report(
         len(seed_ids),
         len(seed_ids) * len(relations),
         summary,
-        sum(exhausted(item, max_attempts) for item in stuck),
+        stuck,
     )
     if "filters" in stages:  # checks that were off: how many items they let through unchecked
         rows += [
@@ -185,6 +186,6 @@ def build_report(
         stages=stages,
         attack=summary,
         failures=failure_groups(items),
-        exhausted=sum(exhausted(item, max_attempts) for item in stuck),
+        exhausted=stuck,
         store_total=exclusive_status_counts(store),
     )
