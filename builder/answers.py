@@ -11,11 +11,9 @@ cached responses (which hold the rationales).
 from __future__ import annotations
 
 from pydantic import BaseModel
-from sqlalchemy import delete
-from sqlalchemy.orm import Session
 
 from builder.items import Item, ItemStatus
-from builder.store import ResponseRow, Store
+from builder.store import Store
 
 RATIONALE_IN_ADVICE = ". Judge: "  # the attack policy ends its advice with the rationale after this
 
@@ -68,11 +66,8 @@ def purge(store: Store) -> Purged:
         if item.model_dump_json() != before:
             changed.append(item)
     store.save_items(changed)
-    with Session(store.engine) as session, session.begin():
-        responses = session.execute(
-            delete(ResponseRow).where(ResponseRow.model.in_(sorted(m for m in judge_models if m)))
-        ).rowcount
-    return Purged(answers=answers, rationales=cleared, judge_responses=responses or 0)
+    responses = store.purge_responses(sorted(m for m in judge_models if m))
+    return Purged(answers=answers, rationales=cleared, judge_responses=responses)
 
 
 def _unquoted(line: str, rationales: set[str]) -> str:

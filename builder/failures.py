@@ -2,8 +2,7 @@
 with one full message, every attempt of an item in order, and which items used up their tries.
 
 A failure is a verdict with `version == "error"` (a backend error after its retries); its
-`name` is the stage and `reason` the kind of error, both structured fields, never parsed back
-from a message.
+`stage` and `reason` (the kind of error) are structured fields, never parsed back from a message.
 """
 
 from __future__ import annotations
@@ -49,12 +48,12 @@ def failure_groups(items: Iterable[Item]) -> list[FailureGroup]:
         failure = current_failure(item)
         if failure is None:
             continue
-        key = (failure.name, failure.reason)
+        key = (failure.stage, failure.reason)
         if key in groups:
             groups[key].count += 1
         else:
             groups[key] = FailureGroup(
-                stage=failure.name,
+                stage=failure.stage,
                 reason=failure.reason,
                 count=1,
                 item_id=item.id,

@@ -1,7 +1,13 @@
 """What a build tells its user: the funnel of candidates, per-stage stats, cells covered.
 
 Stats come from what each task recorded in the store when it finished, so the report of a
-build is complete whatever process ran its tasks, and a killed run keeps the stats it had.
+build is complete whatever process ran its tasks, and a killed run keeps the stats it had. The
+funnel counts the items the run touched (and those of dead runs it resumed), nothing older.
+
+The funnel groups rejections by the fields of the verdict that ended each item (`stage`,
+`name`, `reason`), along the pipeline: what failed before dedup, dedup's duplicates, what a
+stage of the attack loop failed or its policy rejected, and the rest (filters, review and any
+stage added later).
 """
 
 from __future__ import annotations
@@ -13,12 +19,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from builder import pipeline
 from builder.attack.summary import AttackSummary, summarize
+from builder.calibration.records import calibrated
+from builder.dedup import DedupStage
 from builder.failures import FailureGroup, exhausted, failure_groups
 from builder.filters import OFF
-from builder.items import Item, ItemStatus
-from builder.judge.policy import REJECTED as ATTACK_POLICY_REJECTED
-from builder.run_scope import exclusive_status, exclusive_status_counts, review_states, touched_ids
+from builder.items import Item, ItemStatus, Verdict
+from builder.run_scope import exclusive_status, exclusive_status_counts
 from builder.stats import StageStats
 from builder.store import Store
 
@@ -74,6 +82,15 @@ def merged_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, StageStats]:
     return merged
 
 
+def rejections(items: Iterable[Item]) -> list[tuple[ItemStatus, Verdict]]:
+    """The status and the ending verdict of every rejected, failed or refused item."""
+    return [
+        (item.status, item.rejection)
+        for item in items
+        if item.status in _ENDED and item.rejection is not None
+    ]
+
+
 def funnel(
     items: list[Item],
     review_states: Mapping[str, str],
@@ -85,42 +102,45 @@ def funnel(
     """The funnel of `items`: the candidates one run touched (its pairs' rounds), each counted
     once, under one status (an approved item is not also queued)."""
     statuses = Counter(exclusive_status(item, review_states.get(item.id)) for item in items)
-    reasons = Counter(
-        f"{verdict.name}: {verdict.reason}"
-        for item in items
-        if item.status in _ENDED and (verdict := item.rejection) is not None
-    )
     total = len(items)
-    policy_rejected = reasons.pop(f"attack: {ATTACK_POLICY_REJECTED}", 0)
-    failures = {k: v for k, v in reasons.items() if k.startswith(("compose:", "render:"))}
-    attack_failures = {k: v for k, v in reasons.items() if k.startswith(("attack:", "judge:"))}
+    order = pipeline.names()
+    before_dedup = set(order[: order.index(DedupStage.name)])
+    attack_loop = pipeline.tester_stages()
+    early: Counter[str] = Counter()  # before dedup: failed while composing or rendering
+    refused = 0  # by the composer model
+    attack_failures: Counter[str] = Counter()
+    policy_rejected = 0
+    duplicates: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for status, verdict in rejections(items):
+        label = f"{verdict.name}: {verdict.reason}"
+        if verdict.stage in before_dedup and status is ItemStatus.REFUSED:
+            refused += 1
+        elif verdict.stage in before_dedup:
+            early[label] += 1
+        elif verdict.stage in attack_loop and status is ItemStatus.REJECTED:
+            policy_rejected += 1
+        elif verdict.stage in attack_loop:
+            attack_failures[label] += 1
+        elif verdict.stage == DedupStage.name:
+            duplicates[verdict.reason] += 1
+        else:
+            rejected[label] += 1
     rows = [
         FunnelRow(label="seeds", count=seeds),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
         FunnelRow(label="candidates composed (all rounds)", count=total),
         FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
         FunnelRow(label="failed", count=statuses.get(ItemStatus.FAILED.value, 0)),
-        *(
-            FunnelRow(label=k, count=v, indent=1)
-            for k, v in sorted(failures.items())
-            if not k.endswith("model refused")
-        ),
+        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(early.items())),
         *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(attack_failures.items())),
         FunnelRow(label=EXHAUSTED_LABEL, count=exhausted),
-        FunnelRow(label="rendered", count=total - sum(failures.values())),
+        FunnelRow(label="rendered", count=total - sum(early.values()) - refused),
+        FunnelRow(label="duplicates", count=sum(duplicates.values())),
+        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(duplicates.items())),
+        FunnelRow(label="rejected by filter or review", count=sum(rejected.values())),
+        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())),
     ]
-    duplicates = {k: v for k, v in reasons.items() if k.startswith("dedup:")}
-    rows.append(FunnelRow(label="duplicates", count=sum(duplicates.values())))
-    rows += [
-        FunnelRow(label=k.removeprefix("dedup: "), count=v, indent=1) for k, v in sorted(duplicates.items())
-    ]
-    rejected = {
-        k: v
-        for k, v in reasons.items()
-        if not k.startswith(("dedup:", "compose:", "render:", "attack:", "judge:"))
-    }
-    rows.append(FunnelRow(label="rejected by filter or review", count=sum(rejected.values())))
-    rows += [FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())]
     if attack is None:
         untested = statuses.get(ItemStatus.QUEUED.value, 0)
         rows.append(FunnelRow(label="not tested against a model (attack: none)", count=untested))
@@ -150,13 +170,13 @@ def build_report(
     """The report of run `run_id`: what it (and any dead run it resumed) touched, nothing older.
     `categories` maps each seed id to its seed (anything with a `category`); `attack`: the
     attack loop was on."""
-    items = store.get_items(touched_ids(store, run_id))
-    states = review_states(store, [item.id for item in items])
+    items = store.get_items(store.touched_ids(run_id))
+    states = store.review_states([item.id for item in items])
     pending = {item.id for item in items if exclusive_status(item, states.get(item.id)) == "queued"}
     summary = None
     if attack:
         judged = (ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED)
-        summary = summarize(item for item in items if item.status in judged)
+        summary = calibrated(summarize(item for item in items if item.status in judged), store)
     failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, seed_ids, relations))
     stuck = sum(exhausted(item, max_attempts) for item in failed)
     stages = merged_stats(store.task_records(run_id))

@@ -6,14 +6,14 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot
-from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for
+from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for, pool_records
 from builder.render import (
     RenderCache,
     Rendered,
@@ -129,6 +129,18 @@ class RetrievalRenderer(Renderer):
             max_reuse=settings.max_reuse,
             clip=_clip(settings),
         )
+
+    @classmethod
+    def preflight(cls, settings: Any) -> list[str]:
+        """The configured image pool exists and its captions parse (images are screened at indexing)."""
+        renderer = settings.renderer
+        pool_records(
+            renderer.pool_path,
+            renderer.pool_image_column,
+            renderer.pool_text_column,
+            settings.limits.max_record_chars,
+        )
+        return []
 
     def signature(self) -> str:
         clip = f"/clip={self.clip.model_name}" if self.clip else ""

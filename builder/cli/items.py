@@ -1,8 +1,5 @@
 """`mirbench items list|show` and `mirbench retry`: every failure findable, and retried on purpose.
-
-Also the closing lines of `mirbench build` (this run's failures, its exit code) and the failure
-reasons `mirbench status` adds.
-"""
+Model output and failure messages are shown as text, never read as rich markup."""
 
 from __future__ import annotations
 
@@ -11,74 +8,29 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from builder.cli import (
+from builder import pipeline
+from builder.answers import answers_of
+from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
     DatabaseOption,
-    _existing_store,
-    _settings,
-    _table,
-    _user_errors,
-    console,
-    errors,
+    command_settings,
+    existing_store,
+    user_errors,
 )
+from builder.cli.display import LIST_FAILED, console, make_table
 from builder.errors import InputError
-from builder.failures import FailureGroup, attempts, current_failure, exhausted, failure_groups, summary
+from builder.failures import attempts, current_failure, exhausted
 from builder.items import Item, ItemStatus
-from builder.report import BuildReport
-from builder.run_scope import exclusive_status, review_states, runs_of
+from builder.run_scope import exclusive_status
 from builder.store import Store
 
 items_app = typer.Typer(
     help="Items in the store: list them with their failures, show one.", no_args_is_help=True
 )
-TOP_REASONS = 3
-LIST_COMMAND = "mirbench items list --status failed"
+app = typer.Typer()
+app.add_typer(items_app, name="items")
 STATUSES = [*(status.value for status in ItemStatus), "approved"]
-
-
-def _print_groups(groups: list[FailureGroup], title: str) -> None:
-    table = _table(title, "stage", "reason", "items", "example item", "message", right=("items",))
-    for group in groups:
-        table.add_row(group.stage, group.reason, str(group.count), group.item_id, Text(group.message))
-    console.print(table)
-
-
-def end_of_build(report: BuildReport, allow_failures: bool) -> None:
-    """The last lines of `mirbench build`: the most common failures of this run in full, the
-    command that lists the rest, then the exit code this run earned."""
-    if report.exhausted:
-        console.print(
-            f"[yellow]note:[/] {report.exhausted} failed candidate(s) of this build's pairs used up their "
-            f"attempts and are not retried: fix the cause, then `mirbench retry` (see `{LIST_COMMAND}`)"
-        )
-    if not report.failures:
-        return
-    _print_groups(report.failures[:TOP_REASONS], f"Most common failures of run {report.run_id}")
-    rest = len(report.failures) - TOP_REASONS
-    console.print(
-        f"list {'the other ' + str(rest) + ' reason(s) and ' if rest > 0 else ''}every failed item: "
-        f"`{LIST_COMMAND}`; one item in full: `mirbench items show ID`"
-    )
-    line = f"{report.failed} of this run's candidate(s) failed ({summary(report.failures)})"
-    if allow_failures:
-        errors.print(f"warning: {line}; exit 0 (--allow-failures)", highlight=False, soft_wrap=True)
-        return
-    errors.print(
-        f"[bold red]error:[/] {line}; fix the cause and run `mirbench build` again (failed items are "
-        "retried), or pass --allow-failures to accept partial failure",
-        highlight=False,
-        soft_wrap=True,
-    )
-    raise typer.Exit(code=1)
-
-
-def print_failure_reasons(store: Store) -> None:
-    """`mirbench status`: the most common failure reasons in the store, by stage."""
-    groups = failure_groups(store.items_with_statuses([ItemStatus.FAILED]))
-    if groups:
-        _print_groups(groups[: TOP_REASONS * 3], "Failed items: top reasons by stage")
-        console.print(f"every failed item: `{LIST_COMMAND}`")
 
 
 def _matching(
@@ -90,14 +42,14 @@ def _matching(
         [ItemStatus.QUEUED] if status == "approved" else [ItemStatus(status)] if status else list(ItemStatus)
     )
     items = store.items_with_statuses(wanted)
-    states = review_states(store, [item.id for item in items])
+    states = store.review_states([item.id for item in items])
     found = []
     for item in items:
         verdict = current_failure(item) or (item.rejection if item.status is not ItemStatus.QUEUED else None)
         if (
             (status is None or exclusive_status(item, states.get(item.id)) == status)
             and (relation is None or item.relation == relation)
-            and (stage is None or (verdict is not None and verdict.name == stage))
+            and (stage is None or (verdict is not None and verdict.stage == stage))
             and (reason is None or (verdict is not None and verdict.reason == reason))
         ):
             found.append(item)
@@ -139,14 +91,10 @@ def items_list(
     database_url: DatabaseOption = None,
 ) -> None:
     """List items with their status, attempts and why they failed or were rejected."""
-    settings = _settings(config, artifacts=artifacts, database_url=database_url)
-    store = _existing_store(settings)
-    try:
-        with _user_errors():
-            found, states = _matching(store, status, stage, reason, relation)
-    finally:
-        store.close()
-    table = _table(
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    with existing_store(settings) as store, user_errors():
+        found, states = _matching(store, status, stage, reason, relation)
+    table = make_table(
         f"Items ({len(found)}{f', first {limit}' if len(found) > limit else ''})",
         "id", "category", "relation", "round", "status", "attempts", "stage: reason", "message",
     )  # fmt: skip
@@ -181,18 +129,13 @@ def items_show(
 ) -> None:
     """Everything about one item: slots, verdicts, every failed attempt (backend, host, message),
     provenance, and the testers' answers with the judge's class and rationale unless purged."""
-    from builder.answers import answers_of
-
-    settings = _settings(config, artifacts=artifacts, database_url=database_url)
-    store = _existing_store(settings)
-    try:
-        with _user_errors():
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    with existing_store(settings) as store:
+        with user_errors():
             (item,) = store.get_items([item_id])
-        state = review_states(store, [item.id]).get(item.id)
-        runs = runs_of(store, [item.id]).get(item.id, [])
+        state = store.review_states([item.id]).get(item.id)
+        runs = store.runs_of([item.id]).get(item.id, [])
         answers = answers_of(store, item)
-    finally:
-        store.close()
     print_ = console.print
     print_(
         f"[bold]{item.id}[/]  {item.category} / {item.relation}  round {item.iteration}  seed {item.seed_id}"
@@ -201,13 +144,13 @@ def items_show(
     print_(f"attempts: {item.attempts} of max_attempts {settings.max_attempts}", highlight=False)
     print_(f"prompt: {item.revised_prompt}", markup=False, highlight=False)
     print_(f"original question: {item.original_question}", markup=False, highlight=False)
-    slots = _table("Slots", "#", "role", "description", "keywords", "image sha256")
+    slots = make_table("Slots", "#", "role", "description", "keywords", "image sha256")
     for number, slot in enumerate(item.slots, start=1):
         slots.add_row(
             str(number), slot.role, Text(slot.description), Text(", ".join(slot.keywords)), slot.sha256 or ""
         )
     print_(slots)
-    verdicts = _table("Verdicts", "check", "passed", "reason", "detail")
+    verdicts = make_table("Verdicts", "check", "passed", "reason", "detail")
     for verdict in item.verdicts:
         verdicts.add_row(
             verdict.label, "yes" if verdict.passed else "no", verdict.reason, Text(verdict.detail)
@@ -215,14 +158,14 @@ def items_show(
     print_(verdicts)
     for number, failure in enumerate(attempts(item), start=1):
         print_(
-            f"failed attempt {number}: {failure.name}: {failure.reason}: {failure.detail}",
+            f"failed attempt {number}: {failure.stage}: {failure.reason}: {failure.detail}",
             markup=False,
             highlight=False,
             soft_wrap=True,
         )
     if item.feedback:
         print_("feedback this round was written against: " + "; ".join(item.feedback), markup=False)
-    models = _table("Models that touched it", "role", "name", "backend", "model", "host", "held out")
+    models = make_table("Models that touched it", "role", "name", "backend", "model", "host", "held out")
     for use in item.provenance.models:
         held = "" if use.held_out is None else "yes" if use.held_out else "no"
         models.add_row(use.role, use.name, use.backend, use.model or "", use.host or "", held)
@@ -242,6 +185,7 @@ def items_show(
             )
 
 
+@app.command()
 def retry(
     ids: Annotated[list[str] | None, typer.Argument(help="Item ids to reopen.", show_default=False)] = None,
     stage: StageOption = None,
@@ -255,34 +199,28 @@ def retry(
     All of them, those of --stage/--reason, or the IDS given: the next `mirbench build` of their
     pairs tries each once more.
     """
-    from builder.tasks import STAGES
-
-    settings = _settings(config, artifacts=artifacts, database_url=database_url)
-    store = _existing_store(settings)
-    try:
-        with _user_errors():
-            if ids:
-                chosen = [item for item in store.get_items(ids) if _still(item, stage, reason)]
-                odd = [item.id for item in chosen if not exhausted(item, settings.max_attempts)]
-                if odd:
-                    raise InputError(
-                        "not failed with its attempts used up (a build retries it by itself): "
-                        + ", ".join(odd)
-                    )
-            else:
-                found, _ = _matching(store, ItemStatus.FAILED.value, stage, reason, None)
-                chosen = [item for item in found if exhausted(item, settings.max_attempts)]
-            if not chosen:
-                raise InputError(f"no failed item with its attempts used up matches; see `{LIST_COMMAND}`")
-            for item in chosen:
-                failure = current_failure(item)
-                assert failure is not None
-                if failure.name not in STAGES:
-                    raise InputError(f"{item.id}: failed at {failure.name!r}, which no build stage retries")
-                item.retry(STAGES[failure.name].takes)
-            store.save_items(chosen)
-    finally:
-        store.close()
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    stages = pipeline.names()
+    with existing_store(settings) as store, user_errors():
+        if ids:
+            chosen = [item for item in store.get_items(ids) if _still(item, stage, reason)]
+            odd = [item.id for item in chosen if not exhausted(item, settings.max_attempts)]
+            if odd:
+                raise InputError(
+                    "not failed with its attempts used up (a build retries it by itself): " + ", ".join(odd)
+                )
+        else:
+            found, _ = _matching(store, ItemStatus.FAILED.value, stage, reason, None)
+            chosen = [item for item in found if exhausted(item, settings.max_attempts)]
+        if not chosen:
+            raise InputError(f"no failed item with its attempts used up matches; see `{LIST_FAILED}`")
+        for item in chosen:
+            failure = current_failure(item)
+            assert failure is not None
+            if failure.stage not in stages:
+                raise InputError(f"{item.id}: failed at {failure.stage!r}, which no build stage retries")
+            item.retry(pipeline.place(settings, failure.stage).takes)
+        store.save_items(chosen)
     console.print(
         f"reopened {len(chosen)} item(s), their earlier attempts kept; run `mirbench build` (with "
         "their seeds and relations) to try each once more"
@@ -293,4 +231,4 @@ def _still(item: Item, stage: str | None, reason: str | None) -> bool:
     failure = current_failure(item)
     if failure is None:
         return True  # reported as not exhausted
-    return (stage is None or failure.name == stage) and (reason is None or failure.reason == reason)
+    return (stage is None or failure.stage == stage) and (reason is None or failure.reason == reason)

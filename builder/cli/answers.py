@@ -1,6 +1,7 @@
-"""`mirbench answers list|show`: the testers' answers with the judge's class and rationale, for
-reviewers at a terminal (the review page shows the same, collapsed). Text is printed as is,
-never interpreted as markup."""
+"""`mirbench answers list|show|purge`: the testers' answers from the attack loop (kept in the
+store, never released) with the judge's class and rationale, for reviewers at a terminal (the
+review page shows the same, collapsed), and their purge. Text is printed as is, never
+interpreted as markup."""
 
 from __future__ import annotations
 
@@ -9,22 +10,21 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from builder.answers import answers_of
-from builder.cli import (
-    ArtifactsOption,
-    ConfigOption,
-    DatabaseOption,
-    _open_store,
-    _table,
-    _user_errors,
-    console,
-)
+from builder.answers import answers_of, purge
+from builder.cli.core import ArtifactsOption, ConfigOption, DatabaseOption, open_store, user_errors
+from builder.cli.display import console, make_table
 from builder.items import ItemStatus
 
+answers_app = typer.Typer(
+    help="Testers' answers from the attack loop (kept in the store, never released).", no_args_is_help=True
+)
+app = typer.Typer()
+app.add_typer(answers_app, name="answers")
 WARNING = "[yellow]Content warning:[/] answers of tester models to harmful requests follow."
 EXCERPT = 120
 
 
+@answers_app.command("list")
 def answers_list(
     relation: Annotated[
         str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)
@@ -35,18 +35,15 @@ def answers_list(
     database_url: DatabaseOption = None,
 ) -> None:
     """Judged items: each tester's class, the judge's rationale and the start of the answer."""
-    store = _open_store(config, artifacts, database_url)
-    try:
+    with open_store(config, artifacts, database_url) as store:
         items = [
             item
             for item in store.items_with_statuses(list(ItemStatus))
             if item.judgements and (relation is None or item.relation == relation)
         ][:limit]
         shown = [(item, answers_of(store, item)) for item in items]
-    finally:
-        store.close()
     console.print(WARNING)
-    table = _table("Answers", "item", "tester", "class", "judge's rationale", "answer (start)")
+    table = make_table("Answers", "item", "tester", "class", "judge's rationale", "answer (start)")
     for item, answers in shown:
         for answer in answers:
             text = "(purged)" if answer.text is None else answer.text[:EXCERPT]
@@ -59,6 +56,7 @@ def answers_list(
     console.print("one item in full: `mirbench answers show ID`")
 
 
+@answers_app.command("show")
 def answers_show(
     item_id: Annotated[str, typer.Argument(help="The item's id.")],
     config: ConfigOption = None,
@@ -66,13 +64,9 @@ def answers_show(
     database_url: DatabaseOption = None,
 ) -> None:
     """One item's prompt and every tester's full answer, with the judge's class and rationale."""
-    store = _open_store(config, artifacts, database_url)
-    try:
-        with _user_errors():
-            (item,) = store.get_items([item_id])
-            answers = answers_of(store, item)
-    finally:
-        store.close()
+    with open_store(config, artifacts, database_url) as store, user_errors():
+        (item,) = store.get_items([item_id])
+        answers = answers_of(store, item)
     console.print(WARNING)
     console.print(f"{item.id} ({item.category} / {item.relation}, round {item.iteration})", markup=False)
     console.print(f"prompt: {item.revised_prompt}", markup=False, highlight=False)
@@ -88,3 +82,23 @@ def answers_show(
         console.print(
             "(answer purged)" if answer.text is None else answer.text, markup=False, highlight=False
         )
+
+
+@answers_app.command("purge")
+def answers_purge(
+    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Delete every stored tester answer and every judge's rationale (which may quote one).
+    Each judgement keeps its class, so reports and cards keep their numbers; a later build asks
+    the testers again where it needs answers."""
+    if not yes and not typer.confirm("Delete every stored tester answer and judge rationale?"):
+        raise typer.Exit(code=1)
+    with open_store(config, artifacts, database_url) as store:
+        purged = purge(store)
+    console.print(
+        f"deleted {purged.answers} answer(s); cleared {purged.rationales} judge rationale(s) (classes "
+        f"kept) and {purged.judge_responses} cached judge response(s)"
+    )

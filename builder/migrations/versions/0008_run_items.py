@@ -1,13 +1,13 @@
 """The items each build run touched (planned, retried, ran a stage on): run-scoped reports.
 
-Revision ID: 0009_run_items
+Revision ID: 0008
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009_run_items"
-down_revision = "0008_negotiation"
+revision = "0008"
+down_revision = "0007"
 
 
 def upgrade() -> None:

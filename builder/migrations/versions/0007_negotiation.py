@@ -1,13 +1,13 @@
 """Structured-output formats a server rejected, remembered per (base URL, model).
 
-Revision ID: 0008_negotiation
+Revision ID: 0007
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008_negotiation"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 
 
 def upgrade() -> None:
