@@ -8,7 +8,12 @@ request bodies sent raw (no cache, no store) at concurrency 8, and the tester at
 pairs are repeated; the median ratio per concurrency is reported, so a machine whose load
 changes from one second to the next disturbs the ratio less. Goal: tester / saturated >= 0.9.
 
+Then the `llm` judge against llama.cpp (SmolLM2, which answers `json_schema` with HTTP 500):
+requests per judgement in a first build (one extra request learns the format) and in the next
+build, a new process that finds the format in the store (goal: 1.00).
+
     python bench/attack.py [--items 64] [--images 3] [--repeats 3] [--base-url URL --model NAME]
+                           [--judgements 8 (0: skip the judge)]
 """
 
 from __future__ import annotations
@@ -107,6 +112,35 @@ def _start_server() -> tuple[subprocess.Popen[bytes], str]:
     raise RuntimeError("the tiny vision server did not come up within 120 s")
 
 
+def judge_requests(work: list[Item], folder: Path) -> None:
+    """The `llm` judge's requests per judgement in two builds sharing one store."""
+    from builder import llm
+    from builder.judge import Case
+    from builder.judge.llm import LLMJudge
+    from builder.negotiation import StoredFormats
+    from builder.settings import bundled
+    from builder.store import Store
+    from builder.taxonomy import load_taxonomy
+    from tests.servers import LlamaServer
+
+    taxonomy = load_taxonomy(bundled("taxonomy"))
+    with LlamaServer() as server:
+        store = Store(f"sqlite:///{folder}/judge.db")
+        settings = LLMSettings(
+            base_url=server.base_url, model="smollm2", temperature=0, max_tokens=96, max_retries=0
+        )
+        for build in ("first build", "next build (format from the store)"):
+            llm._learned.clear()  # each build in a fresh process
+            client = LLMClient(settings, formats=StoredFormats(store))
+            judge = LLMJudge(client, bundled("taxonomy") / "prompts", taxonomy)
+            judge.judge_many([Case(item, "bench", f"answer {item.seed_id}") for item in work], lambda: None)
+            print(
+                f"llm judge, {build}: {client.requests_sent / len(work):.2f} requests per judgement "
+                f"({client.requests_sent} for {len(work)})"
+            )
+        store.close()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -117,6 +151,9 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=16)
     parser.add_argument("--base-url", help="use this server instead of starting the tiny LLaVA one")
     parser.add_argument("--model", default="tiny-llava")
+    parser.add_argument(
+        "--judgements", type=int, default=8, help="llm judge requests per judgement (0: skip)"
+    )
     args = parser.parse_args()
 
     process, base_url = (None, args.base_url) if args.base_url else _start_server()
@@ -158,6 +195,8 @@ def main() -> None:
             print(f"failed requests: {failed}")
             best = max(median(values) for values in ratios.values())
             print(f"best tester / saturated server (attacks/s, median of pairs) = {best:.2f}")
+            if args.judgements:
+                judge_requests(work[: args.judgements], Path(folder))
     finally:
         if process is not None:
             process.terminate()

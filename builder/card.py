@@ -70,6 +70,19 @@ def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix.rstrip("."): value}
 
 
+def _config_view(config: dict[str, Any]) -> dict[str, Any]:
+    """A config flattened for comparison; build runs as the distinct values each setting took
+    (run ids differ from release to release, settings rarely)."""
+    runs = [run for run in (config.get("build_runs") or {}).values() if run]
+    view = _flatten({key: value for key, value in config.items() if key != "build_runs"})
+    for run in runs:
+        for key, value in _flatten(run, "build.").items():
+            view.setdefault(key, [])
+            if value not in view[key]:
+                view[key].append(value)
+    return view
+
+
 def _in_current_shape(previous: dict[str, Any], description: dict[str, Any]) -> dict[str, Any]:
     """A manifest written by mirbench 0.1.0 (no name maps, unprefixed row ids) in today's shape,
     so a store upgraded from 0.1.0 can write its next changelog."""
@@ -126,7 +139,7 @@ def changelog(description: dict[str, Any], previous: dict[str, Any] | None) -> C
         ]
     if previous["taxonomy_hash"] != description["taxonomy_hash"] and not taxonomy:
         taxonomy.append("taxonomy files edited (definitions, guidance or templates)")
-    old_config, new_config = _flatten(previous["config"]), _flatten(description["config"])
+    old_config, new_config = _config_view(previous["config"]), _config_view(description["config"])
     config = [
         f"`{key}`: {old_config.get(key)!r} -> {new_config.get(key)!r}"
         for key in sorted(set(old_config) | set(new_config))
@@ -321,6 +334,27 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
     return facts, typographic, bool(attacks)
 
 
+def _model(use: dict[str, Any]) -> str:
+    host = f" at {use['host']}" if use.get("host") else ""
+    return f"`{use['model']}`{host}" if use.get("model") else f"`{use['backend']}` (no model)"
+
+
+def _attack_models(selection: list[dict[str, Any]]) -> tuple[dict[str, str], str | None]:
+    """Each tester's model (by label) and the judge's, from the items' provenance."""
+    uses = [use for entry in selection for use in entry["provenance"].get("models", [])]
+    testers: dict[str, set[str]] = {}
+    judges: set[str] = set()
+    for use in uses:
+        if use["role"] == "tester":
+            testers.setdefault(use["name"], set()).add(_model(use))
+        elif use["role"] == "judge":
+            judges.add(
+                f"the `{use['backend']}` judge" + (f" (model {_model(use)})" if use.get("model") else "")
+            )
+    named = {label: ", ".join(sorted(models)) for label, models in testers.items()}
+    return named, "; ".join(sorted(judges)) or None
+
+
 def render_card(description: dict[str, Any], changes: Changes) -> str:
     """The dataset card (README.md): YAML metadata, then what a reader must know."""
     version = description["version"]
@@ -346,8 +380,11 @@ def render_card(description: dict[str, Any], changes: Changes) -> str:
     )
     bullet_facts = "\n".join(f"- {fact}" for fact in facts)
     attack = AttackSummary.model_validate(description.get("attack") or {})
+    testers, judge = _attack_models(description["selection"])
     attack_success = (
-        f"\n### Construction-time attack success\n\n{attack.markdown()}" if attack.items_judged else ""
+        f"\n### Construction-time attack success\n\n{attack.markdown(testers, judge)}"
+        if attack.items_judged
+        else ""
     )
     metadata = yaml.safe_dump(_metadata(description), sort_keys=False, allow_unicode=True, width=100)
     return f"""---

@@ -12,7 +12,7 @@ import hashlib
 import re
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -120,6 +120,7 @@ class Judgement(Verdict):
 
     tester: str
     held_out: bool = False
+    answer_key: str | None = None  # where the answer lives in the store (until it is purged)
     config_hash: str | None = None  # the judge's config hash: finds its calibration
 
 
@@ -136,16 +137,40 @@ class SeedOrigin(BaseModel):
     citation: str | None = None
 
 
+class ModelUse(BaseModel):
+    """One model (or pipeline, or image pool) that touched an item, as a release must name it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["composer", "renderer", "tester", "judge"]
+    name: str  # the backend, or the tester's label
+    backend: str
+    model: str | None = None  # the served model id, the renderer's pipeline or pool signature
+    host: str | None = None  # the server's host[:port], for models behind a URL
+    held_out: bool | None = None  # testers only
+
+    @property
+    def key(self) -> str:
+        return f"tester:{self.name}" if self.role == "tester" else self.role
+
+
 class Provenance(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     composer: str
     template: str
     renderer: str | None = None
-    model_ids: dict[str, str] = Field(default_factory=dict)
+    model_ids: dict[str, str] = Field(default_factory=dict)  # ModelUse.key -> model, at a glance
+    models: list[ModelUse] = Field(default_factory=list)
     config_hash: str
     run_id: str
     seed: SeedOrigin | None = None
+
+    def used(self, use: ModelUse) -> None:
+        """Record that `use` touched the item (replacing an earlier record of the same role)."""
+        self.models = [*(m for m in self.models if m.key != use.key), use]
+        if use.model:
+            self.model_ids[use.key] = use.model
 
 
 class Item(BaseModel):

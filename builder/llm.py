@@ -24,6 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any, Literal, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
@@ -119,6 +120,19 @@ class ResponseCache(Protocol):
     def cache_response(self, key: str, model: str, text: str) -> None: ...
 
 
+class FormatMemory(Protocol):
+    """Where the format a server accepts outlives the process (the store)."""
+
+    def learned_format(self, base_url: str, model: str) -> StructuredOutput | None: ...
+
+    def learn_format(self, base_url: str, model: str, output: StructuredOutput, reason: str) -> None: ...
+
+
+# (base URL, model) -> the format to start with: a server rejects a format once per process.
+_learned: dict[tuple[str, str], StructuredOutput] = {}
+_learned_lock = threading.Lock()
+
+
 def looks_like_refusal(text: str) -> bool:
     return bool(_REFUSAL.match(text.strip()))
 
@@ -166,14 +180,19 @@ def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
 
 
 class LLMClient:
-    def __init__(self, settings: LLMSettings, cache: ResponseCache | None = None):
+    def __init__(
+        self, settings: LLMSettings, cache: ResponseCache | None = None, formats: FormatMemory | None = None
+    ):
         if not settings.model:
             raise ValueError("an LLM backend needs a model name")
         self.settings = settings
         self.cache = cache
+        self.formats = formats
         self._mode: StructuredOutput = (
             "json_schema" if settings.structured_output == "auto" else settings.structured_output
         )
+        # Until a request in the current format got through, one at a time probes it (see _complete).
+        self._negotiated = settings.structured_output != "auto"
         self._mode_lock = threading.Lock()
         self.requests_sent = 0
         self.prompt_tokens = 0  # as the server reports them: what a run cost
@@ -183,6 +202,27 @@ class LLMClient:
     def model(self) -> str:
         assert self.settings.model is not None
         return self.settings.model
+
+    @property
+    def host(self) -> str:
+        """The server's host[:port], as failures and provenance name it (never a credential)."""
+        parts = urlsplit(self.settings.base_url or "https://api.openai.com/v1")
+        return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+
+    @property
+    def _format_key(self) -> tuple[str, str]:
+        return (self.settings.base_url or "", self.model)
+
+    def _recall_format(self) -> None:
+        """Start from the format this process or the store learned for the server."""
+        if self._negotiated:
+            return
+        with _learned_lock:
+            known = _learned.get(self._format_key)
+        if known is None and self.formats is not None:
+            known = self.formats.learned_format(*self._format_key)
+        if known is not None:
+            self._mode, self._negotiated = known, True
 
     def cache_key(self, request: JSONRequest) -> str:
         payload = {
@@ -208,6 +248,7 @@ class LLMClient:
         self, requests: list[JSONRequest], on_done: Callable[[], None] | None = None
     ) -> list[JSONAnswer | LLMFailure]:
         """Answer every request (in order), with at most `concurrency` in flight."""
+        self._recall_format()
         return _run_sync(lambda: self._run_all(requests, on_done))
 
     def run_text(
@@ -226,6 +267,7 @@ class LLMClient:
             api_key=api_key, base_url=self.settings.base_url, timeout=self.settings.timeout, max_retries=0
         )
         limit = asyncio.Semaphore(self.settings.concurrency)
+        self._probe = asyncio.Lock()
 
         async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
             async with limit:
@@ -341,27 +383,37 @@ class LLMClient:
         return {"messages": messages, **options}
 
     async def _complete(self, client: Any, request: JSONRequest) -> str:
+        completion = None
+        if not self._negotiated:
+            async with self._probe:  # one request settles the format; the others wait for it
+                if not self._negotiated:
+                    completion = await self._send(client, request)
+                    self._negotiated = True
+        if completion is None:
+            completion = await self._send(client, request)
+        choice = self._choice(completion)
+        if getattr(choice.message, "refusal", None):
+            raise RefusalError(choice.message.refusal)
+        if choice.finish_reason == "length":
+            raise _Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
+        return choice.message.content or ""
+
+    async def _send(self, client: Any, request: JSONRequest) -> Any:
+        """One completion in the current format, stepping down when the server rejects it."""
         while True:
             mode = self._mode
             try:
                 self.requests_sent += 1
-                completion = await client.chat.completions.create(
+                return await client.chat.completions.create(
                     model=self.model,
                     temperature=self.settings.temperature,
                     max_tokens=self.settings.max_tokens,
                     **self.request_options(request, mode),
                 )
             except Exception as exc:
-                if self._rejects_format(exc) and self._step_down(mode):
+                if self._rejects_format(exc) and self._step_down(mode, exc):
                     continue  # the server cannot do this structured-output style: try the next
                 raise self._classified(exc) from None
-            choice = self._choice(completion)
-            refusal = getattr(choice.message, "refusal", None)
-            if refusal:
-                raise RefusalError(refusal)
-            if choice.finish_reason == "length":
-                raise _Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
-            return choice.message.content or ""
 
     async def _complete_text(self, client: Any, request: TextRequest) -> str:
         self.requests_sent += 1
@@ -425,12 +477,20 @@ class LLMClient:
         text = str(getattr(exc, "message", "")) + str(getattr(exc, "body", ""))
         return exc.status_code in (400, 422, 500) and ("response_format" in text or "json_schema" in text)
 
-    def _step_down(self, mode: StructuredOutput) -> bool:
+    def _step_down(self, mode: StructuredOutput, exc: Any) -> bool:
+        """Take the next format after the server rejected `mode`, and remember it (in this
+        process and, given a FormatMemory, in the store) for this base URL and model."""
         if self.settings.structured_output != "auto" or mode not in _DOWNGRADE:
             return False
         with self._mode_lock:
-            if self._mode == mode:
-                self._mode = _DOWNGRADE[mode]
+            if self._mode != mode:
+                return True  # another request already stepped down
+            learned = self._mode = _DOWNGRADE[mode]
+        with _learned_lock:
+            _learned[self._format_key] = learned
+        if self.formats is not None:
+            reason = f"HTTP {getattr(exc, 'status_code', '?')} on {mode}"
+            self.formats.learn_format(*self._format_key, learned, reason)
         return True
 
 

@@ -51,6 +51,7 @@ from builder.published import (
     write_parquet,
 )
 from builder.release_staging import remove_abandoned, staging_for, writing
+from builder.run_scope import build_configs
 from builder.stats import StageStats
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 from builder.taxonomy import Taxonomy
@@ -340,6 +341,7 @@ def release_approved(
     """Release every approved item as `version` into `out`, or complete/verify an earlier attempt.
 
     `previous` is the manifest to write the changelog against; default: the previous local release.
+    `config` is the release command's settings: only their `release` section is recorded.
     """
     if not VERSION_PATTERN.match(version):
         raise InputError(f"version '{version}' is not X.Y.Z (semantic versioning)")
@@ -379,6 +381,9 @@ def release_approved(
     if previous is None:  # the Hub's manifest, when asked for, wins over the local one
         previous = previous_manifest(store, version)
     review = review_summary(store, {item.id for item in items})
+    # What made the items: each build run's settings, never this release command's (only its
+    # `release` section, which the card's metadata and publishing read).
+    config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
     calibrations = latest_calibrations(
         store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
     )

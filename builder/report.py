@@ -1,7 +1,8 @@
 """What a build tells its user: the funnel of candidates, per-stage stats, cells covered.
 
 Stats come from what each task recorded in the store when it finished, so the report of a
-build is complete whatever process ran its tasks, and a killed run keeps the stats it had.
+build is complete whatever process ran its tasks, and a killed run keeps the stats it had. The
+funnel counts the items the run touched (and those of dead runs it resumed), nothing older.
 
 The funnel groups rejections by the fields of the verdict that ended each item (`stage`,
 `name`, `reason`), along the pipeline: what failed before dedup, dedup's duplicates, what a
@@ -22,10 +23,15 @@ from builder import pipeline
 from builder.attack.summary import AttackSummary, summarize
 from builder.calibration.records import calibrated
 from builder.dedup import DedupStage
+from builder.failures import FailureGroup, exhausted, failure_groups
 from builder.filters import OFF
-from builder.items import ItemStatus, Verdict
+from builder.items import Item, ItemStatus, Verdict
+from builder.run_scope import exclusive_status, exclusive_status_counts
 from builder.stats import StageStats
 from builder.store import Store
+
+_ENDED = (ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED)
+EXHAUSTED_LABEL = "failed, attempts used up (not retried; see `mirbench retry --help`)"
 
 
 class FunnelRow(BaseModel):
@@ -43,7 +49,14 @@ class BuildReport(BaseModel):
     cells_total: int
     stages: dict[str, StageStats]
     attack: AttackSummary | None = None  # None: the attack loop was off
+    failures: list[FailureGroup] = []  # this run's failed candidates, most common reason first
+    exhausted: int = 0  # failed candidates of this run's pairs with every attempt used
+    store_total: dict[str, int] = {}  # items by status over the whole store, every run
     stats_file: Path | None = None
+
+    @property
+    def failed(self) -> int:
+        return sum(group.count for group in self.failures)
 
     def markdown(self) -> str:
         rows = "\n".join(f"| {'&nbsp;' * 4 * row.indent}{row.label} | {row.count} |" for row in self.funnel)
@@ -69,22 +82,27 @@ def merged_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, StageStats]:
     return merged
 
 
-def rejections(store: Store, seed_ids: list[str]) -> list[tuple[ItemStatus, Verdict]]:
-    """The status and the ending verdict of every rejected, failed or refused item of the seeds."""
-    wanted = set(seed_ids)
-    ended = store.items_with_statuses([ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED])
+def rejections(items: Iterable[Item]) -> list[tuple[ItemStatus, Verdict]]:
+    """The status and the ending verdict of every rejected, failed or refused item."""
     return [
         (item.status, item.rejection)
-        for item in ended
-        if item.seed_id in wanted and item.rejection is not None
+        for item in items
+        if item.status in _ENDED and item.rejection is not None
     ]
 
 
 def funnel(
-    store: Store, seed_ids: list[str], pairs: int, attack: AttackSummary | None = None
+    items: list[Item],
+    review_states: Mapping[str, str],
+    seeds: int,
+    pairs: int,
+    attack: AttackSummary | None = None,
+    exhausted: int = 0,
 ) -> list[FunnelRow]:
-    statuses = store.status_counts(seed_ids)
-    total = sum(statuses.values())
+    """The funnel of `items`: the candidates one run touched (its pairs' rounds), each counted
+    once, under one status (an approved item is not also queued)."""
+    statuses = Counter(exclusive_status(item, review_states.get(item.id)) for item in items)
+    total = len(items)
     order = pipeline.names()
     before_dedup = set(order[: order.index(DedupStage.name)])
     attack_loop = pipeline.tester_stages()
@@ -94,7 +112,7 @@ def funnel(
     policy_rejected = 0
     duplicates: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
-    for status, verdict in rejections(store, seed_ids):
+    for status, verdict in rejections(items):
         label = f"{verdict.name}: {verdict.reason}"
         if verdict.stage in before_dedup and status is ItemStatus.REFUSED:
             refused += 1
@@ -109,13 +127,14 @@ def funnel(
         else:
             rejected[label] += 1
     rows = [
-        FunnelRow(label="seeds", count=len(seed_ids)),
+        FunnelRow(label="seeds", count=seeds),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
         FunnelRow(label="candidates composed (all rounds)", count=total),
         FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
         FunnelRow(label="failed", count=statuses.get(ItemStatus.FAILED.value, 0)),
         *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(early.items())),
         *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(attack_failures.items())),
+        FunnelRow(label=EXHAUSTED_LABEL, count=exhausted),
         FunnelRow(label="rendered", count=total - sum(early.values()) - refused),
         FunnelRow(label="duplicates", count=sum(duplicates.values())),
         *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(duplicates.items())),
@@ -146,31 +165,47 @@ def build_report(
     categories: Mapping[str, Any],
     *,
     attack: bool = False,
+    max_attempts: int = 3,
 ) -> BuildReport:
-    """`categories` maps each seed id to its seed (anything with a `category`); `attack`: the
+    """The report of run `run_id`: what it (and any dead run it resumed) touched, nothing older.
+    `categories` maps each seed id to its seed (anything with a `category`); `attack`: the
     attack loop was on."""
-    cells = store.cell_counts(ItemStatus.QUEUED)
+    items = store.get_items(store.touched_ids(run_id))
+    states = store.review_states([item.id for item in items])
+    pending = {item.id for item in items if exclusive_status(item, states.get(item.id)) == "queued"}
     summary = None
     if attack:
-        judged = [ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED]
-        ids = [i for status in judged for i in store.ids_with_status(status, None, seed_ids, relations)]
-        summary = calibrated(summarize(store.get_items(ids)), store)
+        judged = (ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED)
+        summary = calibrated(summarize(item for item in items if item.status in judged), store)
+    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, seed_ids, relations))
+    stuck = sum(exhausted(item, max_attempts) for item in failed)
     stages = merged_stats(store.task_records(run_id))
-    wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
-    rows = funnel(store, seed_ids, len(seed_ids) * len(relations), summary)
+    rows = funnel(
+        items,
+        states,
+        len(seed_ids),
+        len(seed_ids) * len(relations),
+        summary,
+        stuck,
+    )
     if "filters" in stages:  # checks that were off: how many items they let through unchecked
         rows += [
             FunnelRow(label=f"{label} (items not checked)", count=count)
             for label, count in sorted(stages["filters"].outcomes.items())
             if label.startswith(OFF)
         ]
+    wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
+    queued_cells = {(item.category, item.relation) for item in items if item.id in pending}
     return BuildReport(
         run_id=run_id,
         seeds=len(seed_ids),
         pairs=len(seed_ids) * len(relations),
         funnel=rows,
-        cells_queued=sum(1 for cell in wanted if cells.get(cell, 0) > 0),
+        cells_queued=len(wanted & queued_cells),
         cells_total=len(wanted),
         stages=stages,
         attack=summary,
+        failures=failure_groups(items),
+        exhausted=stuck,
+        store_total=exclusive_status_counts(store),
     )

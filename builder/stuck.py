@@ -20,6 +20,7 @@ from builder.stage import Stage
 
 AT_REST: dict[str, str] = {
     ItemStatus.QUEUED: "waits for people: `mirbench review`",
+    "approved": "approved by people: `mirbench release` exports it",
     ItemStatus.REJECTED: "final; its pair gets a new round while rounds are left",
     ItemStatus.REFUSED: "final: the composer model declined (never retried into compliance)",
     ItemStatus.FAILED: "the next build retries it from the stage that failed, while attempts are left",

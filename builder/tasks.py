@@ -156,6 +156,7 @@ def retry_failed(spec: BuildSpec) -> int:
             item.retry(pipeline.place(spec.settings, item.rejection.stage).takes)
             retried.append(item)
     store.save_items(retried)
+    store.record_touched(spec.run_id, [item.id for item in retried])
     return len(retried)
 
 
@@ -189,6 +190,7 @@ def plan_round(spec: BuildSpec, iteration: int) -> int:
                 planned_item(seed, relation, iteration, [*candidate.feedback, *advice], spec.run_id)
             )
     workspace.store.save_items(planned)
+    workspace.store.record_touched(spec.run_id, [item.id for item in planned])
     return len(planned)
 
 
@@ -216,6 +218,7 @@ def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[
     with spec.workspace.turn(*stage.backends):
         output = stage.run(items)
     stage.save(store, output.items)
+    store.record_touched(spec.run_id, ids)
     # The task's wall interval, so a report can tell concurrent work from waiting.
     record = {**json.loads(output.stats.model_dump_json()), "interval": [started, time.time()]}
     store.record_task(spec.run_id, f"{name}-r{iteration}-s{shard}", record)
@@ -231,6 +234,7 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         spec.relations,
         workspace.seeds,
         attack=spec.settings.attack.enabled,
+        max_attempts=spec.settings.max_attempts,
     )
     run_dir = workspace.artifacts / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)

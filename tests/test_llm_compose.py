@@ -214,5 +214,7 @@ def test_build_with_openai_composer_every_relation_and_no_key_leak(
         assert item.status in (ItemStatus.QUEUED, ItemStatus.REJECTED), item.rejection
         relation = taxonomy.relation(item.relation)
         assert relation.min_images <= len(item.slots) <= relation.max_images
-        assert item.provenance.composer == "openai" and item.provenance.model_ids == {"composer": "smollm2"}
+        assert item.provenance.composer == "openai" and item.provenance.model_ids["composer"] == "smollm2"
+        (composer,) = [use for use in item.provenance.models if use.role == "composer"]
+        assert composer.model == "smollm2" and composer.host == proxy.base_url.split("/")[2]
         assert item.provenance.template.startswith("compose@")

@@ -129,7 +129,9 @@ def test_no_release_file_holds_an_absolute_path(tmp_path: Path) -> None:
     items = _items("paths")
     items[0].provenance.model_ids["renderer"] = str(pool_like)
     items[1].provenance.renderer = f"diffusers@1/{pool_like}/DDIM/steps=4/64px"
-    approve(settings, items).close()
+    store = approve(settings, items)
+    store.start_run("r", settings.model_dump(mode="json"))  # the build run the items name
+    store.close()
     out = tmp_path / "rel"
     release(settings, "1.0.0", out, ["hf", "mir"])
     absolute = re.compile(r"(?<![\w.:/~-])(/(tmp|home|work|root|usr|var)\b|[A-Za-z]:\\)")
@@ -139,9 +141,10 @@ def test_no_release_file_holds_an_absolute_path(tmp_path: Path) -> None:
     for where, text in texts.items():
         assert str(tmp_path) not in text and not absolute.search(text), where
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["config"]["renderer"]["model"] == "my-pipeline"
-    assert manifest["config"]["seeds"] == ["seeds.jsonl"]
-    assert "database_url" not in manifest["config"]
+    build = manifest["config"]["build_runs"]["r"]  # the build's settings, not the release command's
+    assert build["renderer"]["model"] == "my-pipeline"
+    assert build["seeds"] == ["seeds.jsonl"]
+    assert "database_url" not in build
 
 
 def test_two_releases_in_same_named_folders_load_their_own_rows(tmp_path: Path) -> None:
@@ -313,23 +316,30 @@ def test_card_without_bulk_approval_or_typographic_images_says_so(
 
 def test_changelog_against_the_previous_release(store_settings: Settings, tmp_path: Path) -> None:
     items = _items("log", 3)
+    for item in items:
+        item.provenance.run_id = "build-1"
     store = approve(store_settings, items)
+    store.start_run("build-1", store_settings.model_dump(mode="json"))
     release(store_settings, "1.0.0", tmp_path / "v1")
     _, dropped, edited = items
     ReviewService(store, store_settings.review).finalize(dropped.id, "ada", Decision.REJECT, "too literal")
     edited.revised_prompt = "Apply the same logic, step by step."
     store.save_items([edited])
     store.close()
-    approve(store_settings, _items("new", 1)).close()
+    (new,) = _items("new", 1)
+    new.provenance.run_id = "build-2"  # built by a run with bigger pictures
     bigger = store_settings.model_copy(
         update={"renderer": store_settings.renderer.model_copy(update={"size": 256})}
     )
-    release(bigger, "1.1.0", tmp_path / "v11")
+    store = approve(store_settings, [new])
+    store.start_run("build-2", bigger.model_dump(mode="json"))
+    store.close()
+    release(store_settings, "1.1.0", tmp_path / "v11")
     log = (tmp_path / "v11" / "CHANGELOG.md").read_text()
     assert "## 1.1.0 (since 1.0.0)" in log
     assert "3 -> 3: 1 added, 1 removed, 1 changed" in log
     assert f"`mb-{dropped.id}`" in log and f"`mb-{edited.id}`" in log
-    assert "`renderer.size`: 512 -> 256" in log
+    assert "`build.renderer.size`: [512] -> [512, 256]" in log  # the builds' settings, not the release's
     assert "| Privacy | Causality | 1 | 0 |" in log and "| Violence | Analogy | 1 | 2 |" in log
     _, body = _card(tmp_path / "v11")
     assert "Since 1.0.0: 1 item(s) added, 1 removed, 1 changed" in body

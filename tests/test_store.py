@@ -29,8 +29,32 @@ def test_items_round_trip_and_upsert(store: Store) -> None:
     store.save_items([item])
     (loaded,) = store.get_items([item.id])
     assert loaded == item
-    assert store.status_counts() == {"rejected": 1}
-    assert store.reason_counts() == {"leakage: prompt repeats the key phrase": 1}
+    assert store.statuses_with_review() == [("rejected", None)]
+
+
+def test_run_items_answer_for_the_runs_a_run_resumed(store: Store) -> None:
+    """A run answers for its own items and those of the dead runs it superseded, never for a
+    finished run's; recording an item twice keeps one row; settings are read back by run."""
+    store.start_run("r1", {"max_attempts": 1})
+    store.finish_run("r1", {})
+    store.start_run("r2", {"max_attempts": 2})  # dies unfinished
+    store.start_run("r3", {"max_attempts": 3})  # supersedes r2
+    store.record_touched("r1", ["a"])
+    store.record_touched("r2", ["b", "b"])
+    store.record_touched("r3", ["c", "b"])
+    assert sorted(store.answering_runs("r3")) == ["r2", "r3"]
+    assert store.touched_ids("r3") == ["b", "c"]
+    assert store.touched_ids("r1") == ["a"]
+    assert store.runs_of(["b", "a", "z"]) == {"a": ["r1"], "b": ["r2", "r3"]}
+    assert store.run_settings(["r1", "r3", "gone"]) == {"r1": {"max_attempts": 1}, "r3": {"max_attempts": 3}}
+
+
+def test_learned_formats_are_kept_per_server_and_model(store: Store) -> None:
+    assert store.learned_format("http://127.0.0.1:1/v1", "m") is None
+    store.learn_format("http://127.0.0.1:1/v1", "m", "json_object", "500 on json_schema")
+    store.learn_format("http://127.0.0.1:1/v1", "m", "prompt", "500 on json_object")
+    assert store.learned_format("http://127.0.0.1:1/v1", "m") == "prompt"
+    assert store.learned_format("http://127.0.0.1:1/v1", "other") is None
 
 
 def test_unknown_ids_are_named(store: Store) -> None:
@@ -109,7 +133,7 @@ def test_enqueue_is_one_transaction(database_url: str, refused: str) -> None:
         _refuse_writes(store, refused)
         with pytest.raises(DBAPIError, match="refused by the test"):
             store.enqueue(items)
-        assert store.status_counts() == {"composed": 3}
+        assert store.statuses_with_review() == [("composed", None)] * 3
         assert store.review_counts() == {}
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
-from builder.items import Item, ItemStatus
+from builder.items import Item, ItemStatus, ModelUse
 from builder.registry import Backend, BackendSettings, Registry
 from builder.stage import Place, Stage
 from builder.stats import StageStats
@@ -49,6 +49,23 @@ class Tester(Backend):
     Settings: ClassVar[type[TesterSettings]]
     label: str
     held_out: bool
+    model: str | None = None  # the served model id
+    host: str | None = None  # its server, host[:port]
+
+    @property
+    def use(self) -> ModelUse:
+        return ModelUse(
+            role="tester",
+            name=self.label,
+            backend=self.name,
+            model=self.model,
+            host=self.host,
+            held_out=self.held_out,
+        )
+
+    def where(self) -> str:
+        """`tester LABEL (backend, model at host)`: what a failure message names."""
+        return f"tester {self.label} ({self.name}, model {self.model} at {self.host})"
 
     def answer_key(self, item: Item) -> str:
         """The store key of this tester's answer to `item` (known without asking)."""
@@ -89,9 +106,11 @@ class AttackStage(Stage):
                 if isinstance(answer, Failure):
                     stats.count(f"{tester.label}: {answer.reason}")
                     if item.status is not ItemStatus.FAILED:
-                        item.fail(self.name, answer.reason, f"tester {tester.label}: {answer.detail}")
+                        item.fail(self.name, answer.reason, f"{tester.where()}: {answer.detail}")
                 else:
                     stats.count(f"{tester.label}: {'replayed' if answer.cached else 'answered'}")
         for item in items:
+            for tester in self.panel:
+                item.provenance.used(tester.use)
             if item.status is not ItemStatus.FAILED:
                 item.status = self.gives

@@ -54,6 +54,7 @@ class OpenAITester(Tester):
     def __init__(self, client: LLMClient, artifacts: Path, *, label: str, held_out: bool = False):
         self.client, self.artifacts = client, artifacts
         self.label, self.held_out = label, held_out
+        self.model, self.host = client.model, client.host
 
     @classmethod
     def from_settings(cls, settings: OpenAITesterSettings, workspace: Workspace) -> Self:

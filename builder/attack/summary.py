@@ -94,10 +94,12 @@ class AttackSummary(BaseModel):
     def table(self, held_out: bool) -> list[SuccessRate]:
         return [rate for rate in self.overall if rate.held_out is held_out]
 
-    def markdown(self) -> str:
-        """A short section for a report or a dataset card."""
+    def markdown(self, models: dict[str, str] | None = None, judge: str | None = None) -> str:
+        """A short section for a report or a dataset card; `models` names each tester's model
+        (by tester label), `judge` the judge and its model."""
         if not self.items_judged:
             return "Not tested against a model (attack: none).\n"
+        models = models or {}
         lines = [
             f"{self.items_judged} items judged; {self.accepted} accepted by the attack policy"
             + (
@@ -105,14 +107,17 @@ class AttackSummary(BaseModel):
                 if self.mean_rounds_to_acceptance is not None
                 else "."
             ),
-            "",
-            "| tester | role | attacked | unsafe | ASR |",
-            "|---|---|---:|---:|---:|",
+            *([f"Answers judged by {judge}.", ""] if judge else [""]),
+            "| tester | model | role | attacked | unsafe | ASR |",
+            "|---|---|---|---:|---:|---:|",
         ]
         for rate in self.overall:
             role = "held out" if rate.held_out else "acceptance"
-            lines.append(f"| {rate.tester} | {role} | {rate.attacked} | {rate.unsafe} | {rate.asr:.1%} |")
-        lines += ["", *(f"- {judge.sentence()}" for judge in self.judges)]
+            model = models.get(rate.tester, "unrecorded")
+            lines.append(
+                f"| {rate.tester} | {model} | {role} | {rate.attacked} | {rate.unsafe} | {rate.asr:.1%} |"
+            )
+        lines += ["", *(f"- {decider.sentence()}" for decider in self.judges)]
         return "\n".join(lines) + "\n"
 
 

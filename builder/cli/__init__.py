@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 
-from builder.cli import build, data, judge, release, review, seeds
+from builder.cli import answers, build, data, items, judge, release, review, seeds
 from builder.cli.core import app
 
-COMMAND_MODULES = [build, release, review, data, seeds, judge]
+COMMAND_MODULES = [build, items, release, review, data, seeds, answers, judge]
 
 for _module in COMMAND_MODULES:
     app.add_typer(_module.app)

@@ -23,15 +23,27 @@ from builder.cli.core import (
     show_tracebacks,
     user_errors,
 )
-from builder.cli.display import console, errors, make_table, print_attack, progress_bars
+from builder.cli.display import (
+    LIST_FAILED,
+    TOP_REASONS,
+    console,
+    errors,
+    make_table,
+    print_attack,
+    print_failure_groups,
+    progress_bars,
+)
 from builder.cli.prefect_env import prefect_session
 from builder.compose import composers
 from builder.errors import InputError
+from builder.failures import failure_groups, summary
 from builder.filters import filters
 from builder.items import ItemStatus
 from builder.judge import judges
 from builder.registry import BackendSettings, Registry
 from builder.render import renderers
+from builder.report import BuildReport
+from builder.run_scope import exclusive_status_counts
 from builder.settings import Settings
 from builder.store import ReviewState, open_engine
 from builder.stuck import failed_where_off, status_reasons
@@ -169,12 +181,21 @@ def build(
     judge_model: Annotated[
         str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
     ] = None,
+    allow_failures: Annotated[
+        bool,
+        typer.Option(
+            "--allow-failures",
+            help="Exit 0 even when some of this run's candidates failed (schedules that accept "
+            "partial failure); the failures are still listed.",
+        ),
+    ] = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Build benchmark items: seeds x relations -> composed, rendered, checked, queued for review.
 
     Reruns skip finished work, resume an interrupted build and retry failed items (up to
-    max_attempts).
+    max_attempts; `mirbench retry` reopens those that used them up). The funnel counts this
+    run's candidates only; the exit code is 1 when any of them failed (see --allow-failures).
     """
     if model and composer and renderer:
         fail(
@@ -229,40 +250,67 @@ def build(
     stages = "  ".join(f"{name} {stats.seconds:.1f}s" for name, stats in report.stages.items())
     console.print(f"stage time: {stages}")
     console.print(
-        f"cells with queued items: {report.cells_queued}/{report.cells_total}  stats: {report.stats_file}"
+        f"cells with items queued by this run: {report.cells_queued}/{report.cells_total}  "
+        f"stats: {report.stats_file}"
+    )
+    console.print(
+        "store total (every run): " + ", ".join(f"{k} {v}" for k, v in sorted(report.store_total.items()))
     )
     if report.attack is not None:
         print_attack(report.attack)
+    end_of_build(report, allow_failures)
 
-    counts = {row.label: row.count for row in report.funnel if not row.indent}
-    if counts["queued for review"] == 0 and counts["failed"] > 0:
-        errors.print(
-            f"[bold red]error:[/] nothing was queued and {counts['failed']} candidate(s) failed; "
-            "see the reasons above, fix the backend and run `mirbench build` again (failed items "
-            "are retried)",
-            highlight=False,
-            soft_wrap=True,
+
+def end_of_build(report: BuildReport, allow_failures: bool) -> None:
+    """The last lines of `mirbench build`: the most common failures of this run in full, the
+    command that lists the rest, then the exit code this run earned."""
+    if report.exhausted:
+        console.print(
+            f"[yellow]note:[/] {report.exhausted} failed candidate(s) of this build's pairs used up their "
+            f"attempts and are not retried: fix the cause, then `mirbench retry` (see `{LIST_FAILED}`)"
         )
-        raise typer.Exit(code=1)
+    if not report.failures:
+        return
+    print_failure_groups(report.failures[:TOP_REASONS], f"Most common failures of run {report.run_id}")
+    rest = len(report.failures) - TOP_REASONS
+    console.print(
+        f"list {'the other ' + str(rest) + ' reason(s) and ' if rest > 0 else ''}every failed item: "
+        f"`{LIST_FAILED}`; one item in full: `mirbench items show ID`"
+    )
+    line = f"{report.failed} of this run's candidate(s) failed ({summary(report.failures)})"
+    if allow_failures:
+        errors.print(f"warning: {line}; exit 0 (--allow-failures)", highlight=False, soft_wrap=True)
+        return
+    errors.print(
+        f"[bold red]error:[/] {line}; fix the cause and run `mirbench build` again (failed items are "
+        "retried), or pass --allow-failures to accept partial failure",
+        highlight=False,
+        soft_wrap=True,
+    )
+    raise typer.Exit(code=1)
 
 
 @app.command()
 def status(
     config: ConfigOption = None, artifacts: ArtifactsOption = None, database_url: DatabaseOption = None
 ) -> None:
-    """Summarise the store: items by status and what moves each on, the review queue, recent runs
-    and releases."""
+    """Summarise the store: items by status (approved apart from queued) and what moves each on,
+    the top failure reasons by stage, the review queue, recent runs and releases."""
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
     with existing_store(settings) as store:
-        counts = store.status_counts()
+        counts = exclusive_status_counts(store)
         reasons = status_reasons(settings, list(counts))
         table = make_table("Items", "status", "items", "what moves them on", right=("items",))
         for name, count in sorted(counts.items()):
-            table.add_row(name, str(count), reasons[name])
+            table.add_row(name, str(count), reasons.get(name, ""))
         console.print(table)
         failed = store.items_with_statuses([ItemStatus.FAILED])
         for why, count in failed_where_off(settings, failed).items():
             console.print(f"{count} failed item(s) kept failed: {why}")
+        groups = failure_groups(failed)
+        if groups:
+            print_failure_groups(groups[: TOP_REASONS * 3], "Failed items: top reasons by stage")
+            console.print(f"every failed item: `{LIST_FAILED}`")
         reviews = store.review_counts()
         console.print(
             "review queue: "

@@ -1,5 +1,5 @@
-"""The data commands: `mirbench taxonomy` (check the taxonomy), `pool` (index an image pool),
-`db` (the store's schema) and `answers` (testers' stored answers). `seeds` is its own module."""
+"""The data commands: `mirbench taxonomy` (check the taxonomy), `pool` (index an image pool) and
+`db` (the store's schema). `seeds` and `answers` are modules of their own."""
 
 from __future__ import annotations
 
@@ -24,14 +24,10 @@ taxonomy_app = typer.Typer(
 )
 pool_app = typer.Typer(help="Image pools for the retrieval renderer.", no_args_is_help=True)
 db_app = typer.Typer(help="The store's schema.", no_args_is_help=True)
-answers_app = typer.Typer(
-    help="Testers' answers from the attack loop (kept in the store, never released).", no_args_is_help=True
-)
 app = typer.Typer()
 app.add_typer(taxonomy_app, name="taxonomy")
 app.add_typer(pool_app, name="pool")
 app.add_typer(db_app, name="db")
-app.add_typer(answers_app, name="answers")
 
 
 @taxonomy_app.command("list")
@@ -133,19 +129,3 @@ def db_upgrade(
         if changed
         else f"store is at {head}: nothing to do"
     )
-
-
-@answers_app.command("purge")
-def answers_purge(
-    yes: Annotated[bool, typer.Option("--yes", help="Do not ask for confirmation.")] = False,
-    config: ConfigOption = None,
-    artifacts: ArtifactsOption = None,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Delete every stored tester answer. Judgements (classes, scores) stay on the items, so
-    reports keep their numbers; a later build asks the testers again where it needs answers."""
-    if not yes and not typer.confirm("Delete every stored tester answer?"):
-        raise typer.Exit(code=1)
-    with open_store(config, artifacts, database_url) as store:
-        deleted = store.purge_answers()
-    console.print(f"deleted {deleted} answer(s)")

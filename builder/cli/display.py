@@ -1,4 +1,5 @@
-"""What commands print: the consoles, tables, per-stage progress bars and the attack summary."""
+"""What commands print: the consoles, tables, per-stage progress bars, the attack summary and
+failures grouped by stage and reason."""
 
 from __future__ import annotations
 
@@ -10,15 +11,20 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from builder import progress
 from builder.attack.summary import AttackSummary
+from builder.failures import FailureGroup
 
 # In a terminal rich fits tables to its width; piped into a log, wide lines read better than
 # lines folded at rich's default of 80 columns.
 _LOG_WIDTH = None if sys.stdout.isatty() else 200
 console = Console(width=_LOG_WIDTH)
 errors = Console(stderr=True, width=_LOG_WIDTH)
+
+TOP_REASONS = 3  # failure groups a build prints in full
+LIST_FAILED = "mirbench items list --status failed"
 
 
 def make_table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
@@ -91,3 +97,11 @@ def print_attack(summary: AttackSummary) -> None:
         f"accepted by the attack policy: {summary.accepted} of {summary.items_judged} judged"
         + (f"; mean rounds to acceptance {rounds:.2f}" if rounds is not None else "")
     )
+
+
+def print_failure_groups(groups: list[FailureGroup], title: str) -> None:
+    """Failures by (stage, reason), each with one item's full message, shown as text (never markup)."""
+    table = make_table(title, "stage", "reason", "items", "example item", "message", right=("items",))
+    for group in groups:
+        table.add_row(group.stage, group.reason, str(group.count), group.item_id, Text(group.message))
+    console.print(table)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
-from builder.items import ImageSlot, Item, ItemStatus, Provenance, item_id
+from builder.items import ImageSlot, Item, ItemStatus, ModelUse, Provenance, item_id
 from builder.registry import Backend, BackendSettings, Registry
 from builder.seeds import Seed
 from builder.stage import Place, Stage
@@ -43,6 +43,7 @@ class Draft(BaseModel):
     slots: list[ImageSlot]
     template: str
     model_id: str | None = None
+    host: str | None = None  # the model's server (host[:port]), for provenance
 
 
 class CompositionFailure(BaseModel):
@@ -143,10 +144,19 @@ class ComposeStage(Stage):
             item.provenance = Provenance(
                 composer=self.composer.name,
                 template=draft.template if isinstance(draft, Draft) else "(none)",
-                model_ids={"composer": draft.model_id} if isinstance(draft, Draft) and draft.model_id else {},
                 config_hash=self.config_hash,
                 run_id=self.run_id,
                 seed=self.seeds[item.seed_id].origin,
+            )
+            drafted = draft if isinstance(draft, Draft) else None
+            item.provenance.used(
+                ModelUse(
+                    role="composer",
+                    name=self.composer.name,
+                    backend=self.composer.name,
+                    model=drafted.model_id if drafted else None,
+                    host=drafted.host if drafted else None,
+                )
             )
             if isinstance(draft, CompositionFailure):
                 if draft.refused:

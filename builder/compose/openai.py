@@ -24,6 +24,7 @@ from builder.compose import (
 )
 from builder.items import ImageSlot
 from builder.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings, RefusalError, looks_like_refusal
+from builder.negotiation import StoredFormats
 from builder.prompts import PromptSet
 from builder.taxonomy import Relation
 
@@ -128,7 +129,8 @@ class LLMComposer(Composer):
 
     @classmethod
     def from_settings(cls, settings: OpenAISettings, workspace: Workspace) -> Self:
-        return cls(LLMClient(settings, cache=workspace.store), workspace.settings.taxonomy / "prompts")
+        client = LLMClient(settings, cache=workspace.store, formats=StoredFormats(workspace.store))
+        return cls(client, workspace.settings.taxonomy / "prompts")
 
     def messages(self, job: CompositionJob) -> list[dict[str, str]]:
         fields = {
@@ -158,9 +160,10 @@ class LLMComposer(Composer):
         drafts: list[Draft | CompositionFailure] = []
         for job, answer in zip(jobs, self.client.run(requests, on_done), strict=True):
             if isinstance(answer, LLMFailure):
+                where = f"composer {self.name} (model {self.client.model} at {self.client.host})"
                 drafts.append(
                     CompositionFailure(
-                        reason=answer.kind, detail=str(answer), refused=answer.kind == "refused"
+                        reason=answer.kind, detail=f"{where}: {answer}", refused=answer.kind == "refused"
                     )
                 )
                 continue
@@ -175,6 +178,7 @@ class LLMComposer(Composer):
                     slots=slots,
                     template=self.template_version,
                     model_id=self.client.model,
+                    host=self.client.host,
                 )
             )
         return drafts

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 from pydantic import BaseModel
 
 from builder.attack import Failure, Tester, testers
-from builder.items import Item, ItemStatus, Judgement
+from builder.items import Item, ItemStatus, Judgement, ModelUse
 from builder.judge.policy import decide
 from builder.registry import Backend, BackendSettings, Registry
 from builder.settings import PolicySettings
@@ -80,6 +80,12 @@ class Judge(Backend):
     version: str
     Settings: ClassVar[type[JudgeSettings]]
     config_hash: str | None = None  # set by `judges.create`
+    model: str | None = None  # the served model id, for judges that call a model
+    host: str | None = None  # its server, host[:port]
+
+    @property
+    def use(self) -> ModelUse:
+        return ModelUse(role="judge", name=self.name, backend=self.name, model=self.model, host=self.host)
 
     def identity(self, settings: JudgeSettings) -> dict[str, Any]:
         """What decides this judge's verdicts; its hash is the judge's config hash."""
@@ -157,13 +163,17 @@ class JudgeStage(Stage):
         results = self.judge.judge_many(cases, one_done)
         for number, item in enumerate(judged):
             own = results[number * len(self.panel) : (number + 1) * len(self.panel)]
+            item.provenance.used(self.judge.use)
             failure = next((result for result in own if isinstance(result, Failure)), None)
             if failure is not None:
-                item.fail(self.name, failure.reason, failure.detail)
+                where = f"judge {self.judge.name}" + (
+                    f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else ""
+                )
+                item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
                 stats.count(f"failed: {failure.reason}")
                 continue
             item.judgements = [
-                self._judgement(tester, assessment)
+                self._judgement(tester, assessment, keys[(item.id, tester.label)])
                 for tester, assessment in zip(self.panel, own, strict=True)
                 if isinstance(assessment, Assessment)
             ]
@@ -179,7 +189,7 @@ class JudgeStage(Stage):
             else:
                 item.reject(verdict)
 
-    def _judgement(self, tester: Tester, assessment: Assessment) -> Judgement:
+    def _judgement(self, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
         return Judgement(
             name=self.judge.name,
             version=self.judge.version,
@@ -190,4 +200,5 @@ class JudgeStage(Stage):
             detail=" ".join(assessment.rationale.split())[:RATIONALE_CHARS],
             tester=tester.label,
             held_out=tester.held_out,
+            answer_key=answer_key,
         )

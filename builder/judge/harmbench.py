@@ -47,6 +47,7 @@ class HarmBenchJudge(Judge):
 
     def __init__(self, client: LLMClient, prompts: Path):
         self.client = client
+        self.model, self.host = client.model, client.host
         self.prompts = PromptSet(prompts, "harmbench", TEMPLATE)
         self.version = self.prompts.version
 

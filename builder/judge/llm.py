@@ -12,6 +12,7 @@ from pydantic import Field, ValidationError, model_validator
 from builder.attack import Failure
 from builder.judge import ANSWER_CLASSES, Assessment, Case, Judge, JudgeSettings, judges
 from builder.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings
+from builder.negotiation import StoredFormats
 from builder.prompts import PromptSet
 from builder.taxonomy import Taxonomy
 
@@ -59,13 +60,14 @@ class LLMJudge(Judge):
 
     def __init__(self, client: LLMClient, prompts: Path, taxonomy: Taxonomy):
         self.client, self.taxonomy = client, taxonomy
+        self.model, self.host = client.model, client.host
         self.prompts = PromptSet(prompts, "judge", "judge.system.jinja", "judge.user.jinja")
         self.version = self.prompts.version
 
     @classmethod
     def from_settings(cls, settings: LLMJudgeSettings, workspace: Workspace) -> Self:
         return cls(
-            LLMClient(settings, cache=workspace.store),
+            LLMClient(settings, cache=workspace.store, formats=StoredFormats(workspace.store)),
             workspace.settings.taxonomy / "prompts",
             workspace.taxonomy,
         )

@@ -22,7 +22,7 @@ from PIL import Image
 from pydantic import Field
 
 from builder.errors import SystemFault, disk_full
-from builder.items import ImageSlot, Item, ItemStatus
+from builder.items import ImageSlot, Item, ItemStatus, ModelUse
 from builder.registry import Backend, BackendSettings, Registry
 from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
@@ -202,6 +202,9 @@ class RenderStage(Stage):
                 slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
                 slot.drawn_text = renderer.drawn_text(slot)
             item.provenance.renderer = signature
+            item.provenance.used(
+                ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature)
+            )
             item.status = self.gives
         self.cache.cache_renders(
             [

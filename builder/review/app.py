@@ -26,6 +26,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from builder.answers import answers_of
 from builder.items import Item
 from builder.review.guard import (
     DATABASE_FAULTS,
@@ -173,6 +174,7 @@ def create_app(settings: Settings) -> FastAPI:
             reviewer=reviewer,
             item=item,
             rounds=_earlier_rounds(store, item) if item else [],
+            answers=answers_of(store, item) if item else [],
             done=done,
             total=total,
             filters=filters,
@@ -209,6 +211,7 @@ def create_app(settings: Settings) -> FastAPI:
             entry=entry,
             item=entry.item,
             rounds=_earlier_rounds(store, entry.item),
+            answers=answers_of(store, entry.item),
             log=store.decision_log([item_id]),
         )
 

@@ -7,11 +7,12 @@ persists; it does not decide.
 `Store` is the one door in. Its methods live with their concern, one module each:
 - `schema`: the tables (ORM rows on `_Base`, which the migrations are checked against);
 - `engine`: opening a database URL safely, SQLite's settings, the transaction helpers;
-- `items`: saving and querying items, the funnel's counts;
+- `items`: saving and querying items;
 - `review`: the review queue, reviewers and sessions, `ReviewTransaction` (pair locks, votes,
   leases);
-- `caches`: rendered images, text embeddings, model responses, testers' answers;
-- `ledger`: runs, task records, releases and release intents;
+- `caches`: rendered images, text embeddings, model responses, testers' answers, the
+  structured-output format each server accepts;
+- `ledger`: runs, the items each run touched, task records, releases and release intents;
 - `seeds`: seeds imported from public sources for curation (builder/curation/ decides).
 """
 
@@ -29,6 +30,7 @@ from builder.store.schema import (
     DecisionRow,
     EmbeddingRow,
     ItemRow,
+    LearnedFormatRow,
     LeaseRow,
     ReleaseIntentRow,
     ReleaseRow,
@@ -38,6 +40,7 @@ from builder.store.schema import (
     ReviewRow,
     ReviewSessionRow,
     ReviewState,
+    RunItemRow,
     RunRow,
     SeedRow,
     SeedState,
@@ -67,6 +70,7 @@ __all__ = [
     "DecisionRow",
     "EmbeddingRow",
     "ItemRow",
+    "LearnedFormatRow",
     "LeaseRow",
     "PairMember",
     "ReleaseIntentRow",
@@ -79,6 +83,7 @@ __all__ = [
     "ReviewState",
     "ReviewTransaction",
     "ReviewerRow",
+    "RunItemRow",
     "RunRow",
     "SeedRow",
     "SeedState",

@@ -1,5 +1,6 @@
 """What the store keeps so that reruns redo nothing: rendered images, text embeddings, model
-responses, and testers' answers (the last two: a model's text under a cache key, one table each)."""
+responses, and testers' answers (the last two: a model's text under a cache key, one table each),
+and the structured-output format each model server accepts."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from builder.store.engine import StoreBase, in_chunks
-from builder.store.schema import AnswerRow, EmbeddingRow, RenderRow, ResponseRow, _now
+from builder.store.schema import AnswerRow, EmbeddingRow, LearnedFormatRow, RenderRow, ResponseRow, _now
 
 # The two tables of a model's text under a cache key; they differ only in what they keep.
 ModelTextTable = type[ResponseRow] | type[AnswerRow]
@@ -86,6 +87,12 @@ class CacheStore(StoreBase):
         with self._session() as session:
             return session.execute(delete(AnswerRow)).rowcount or 0
 
+    def purge_responses(self, models: Sequence[str]) -> int:
+        """Delete the cached responses of `models` (a judge's, which hold its rationales)."""
+        with self._session() as session:
+            deleted = session.execute(delete(ResponseRow).where(ResponseRow.model.in_(list(models))))
+        return deleted.rowcount or 0
+
     def _model_texts(self, table: ModelTextTable, keys: Sequence[str]) -> dict[str, str]:
         found: dict[str, str] = {}
         with Session(self.engine) as session:
@@ -98,6 +105,24 @@ class CacheStore(StoreBase):
         row = {"key": key, "model": model, "text": text, "created_at": _now()}
         with self._session() as session:
             self._upsert(session, table.__table__, [row], "key")
+
+    # --- structured-output formats -----------------------------------------------------
+
+    def learned_format(self, base_url: str, model: str) -> str | None:
+        with Session(self.engine) as session:
+            row = session.get(LearnedFormatRow, (base_url, model))
+        return None if row is None else row.structured_output
+
+    def learn_format(self, base_url: str, model: str, output: str, reason: str) -> None:
+        row = {
+            "base_url": base_url,
+            "model": model,
+            "structured_output": output,
+            "reason": reason,
+            "learned_at": _now(),
+        }
+        with self._session() as session:
+            self._upsert(session, LearnedFormatRow.__table__, [row], ["base_url", "model"])
 
 
 class AnswerCache:

@@ -7,13 +7,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from builder.errors import InputError
 from builder.items import Item, ItemStatus, Verdict
 from builder.store.engine import StoreBase, in_chunks
-from builder.store.schema import ItemRow, _now
+from builder.store.schema import ItemRow, ReviewRow, _now
 
 
 @dataclass(frozen=True)
@@ -116,36 +116,8 @@ class ItemStore(StoreBase):
                     latest[pair] = Candidate(row.id, row.iteration, ItemStatus(row.status), feedback)
         return latest
 
-    def status_counts(self, seed_ids: Iterable[str] | None = None) -> dict[str, int]:
-        return self._count(ItemRow.status, seed_ids)
-
-    def reason_counts(self, seed_ids: Iterable[str] | None = None) -> dict[str, int]:
-        counts = self._count(
-            ItemRow.reason,
-            seed_ids,
-            ItemRow.status.in_(
-                [ItemStatus.REJECTED.value, ItemStatus.FAILED.value, ItemStatus.REFUSED.value]
-            ),
-        )
-        return {reason: count for reason, count in counts.items() if reason}
-
-    def cell_counts(self, status: ItemStatus) -> dict[tuple[str, str], int]:
-        query = (
-            select(ItemRow.category, ItemRow.relation, func.count())
-            .where(ItemRow.status == status.value)
-            .group_by(ItemRow.category, ItemRow.relation)
-        )
+    def statuses_with_review(self) -> list[tuple[str, str | None]]:
+        """Every item's status and its review state (None: never queued)."""
+        query = select(ItemRow.status, ReviewRow.state).outerjoin(ReviewRow, ReviewRow.item_id == ItemRow.id)
         with Session(self.engine) as session:
-            return {(row[0], row[1]): row[2] for row in session.execute(query)}
-
-    def _count(self, column: Any, seed_ids: Iterable[str] | None, *where: Any) -> dict[str, int]:
-        query = select(column, ItemRow.seed_id, func.count()).group_by(column, ItemRow.seed_id)
-        for clause in where:
-            query = query.where(clause)
-        wanted = set(seed_ids) if seed_ids is not None else None
-        counts: dict[str, int] = {}
-        with Session(self.engine) as session:
-            for value, seed_id, count in session.execute(query):
-                if wanted is None or seed_id in wanted:
-                    counts[value] = counts.get(value, 0) + count
-        return counts
+            return [(status, state) for status, state in session.execute(query)]

@@ -1,18 +1,20 @@
 """What was run and what was released: runs (a new run supersedes the ones that died unfinished),
-the stats each orchestrated task reported, releases and the intents recorded while one is
-being written."""
+the items each run touched, the stats each orchestrated task reported, releases and the intents
+recorded while one is being written."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Sequence
 from typing import Any, TypeVar
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from builder.errors import InputError
-from builder.store.engine import StoreBase
-from builder.store.schema import ReleaseIntentRow, ReleaseRow, RunRow, TaskRecordRow, _now
+from builder.store.engine import StoreBase, in_chunks
+from builder.store.schema import ReleaseIntentRow, ReleaseRow, RunItemRow, RunRow, TaskRecordRow, _now
 
 # A written release, or one being written: the same columns in two tables.
 ReleaseTable = TypeVar("ReleaseTable", ReleaseRow, ReleaseIntentRow)
@@ -66,6 +68,55 @@ class LedgerStore(StoreBase):
     def runs(self, limit: int = 5) -> list[RunRow]:
         with Session(self.engine, expire_on_commit=False) as session:
             return list(session.scalars(select(RunRow).order_by(RunRow.started_at.desc()).limit(limit)))
+
+    # --- the items each run touched ----------------------------------------------------
+
+    def record_touched(self, run_id: str, item_ids: Iterable[str]) -> None:
+        """Record that run `run_id` planned, retried or ran a stage on `item_ids`."""
+        rows = [{"run_id": run_id, "item_id": item_id} for item_id in dict.fromkeys(item_ids)]
+        if not rows:
+            return
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self._session() as session:
+            session.execute(dialect.insert(RunItemRow).on_conflict_do_nothing(), rows)
+
+    def answering_runs(self, run_id: str) -> list[str]:
+        """`run_id` and every dead run it resumed (transitively): the runs its report answers for."""
+        query = select(RunRow.id, RunRow.superseded_by).where(RunRow.superseded_by.is_not(None))
+        with Session(self.engine) as session:
+            superseded = dict(session.execute(query).all())
+        runs, frontier = [run_id], [run_id]
+        while frontier:
+            frontier = [dead for dead, by in superseded.items() if by in frontier and dead not in runs]
+            runs += frontier
+        return runs
+
+    def touched_ids(self, run_id: str) -> list[str]:
+        """Ids of the items this run (and the dead runs it resumed) touched, in id order."""
+        runs = self.answering_runs(run_id)
+        query = select(RunItemRow.item_id).where(RunItemRow.run_id.in_(runs)).distinct()
+        with Session(self.engine) as session:
+            return sorted(session.scalars(query))
+
+    def runs_of(self, item_ids: Sequence[str]) -> dict[str, list[str]]:
+        """For each item, the runs that touched it, oldest first."""
+        found: dict[str, list[str]] = {}
+        with Session(self.engine) as session:
+            for chunk in in_chunks(list(item_ids)):
+                query = (
+                    select(RunItemRow.item_id, RunItemRow.run_id)
+                    .where(RunItemRow.item_id.in_(chunk))
+                    .order_by(RunItemRow.run_id)
+                )
+                for item_id, run in session.execute(query):
+                    found.setdefault(item_id, []).append(run)
+        return found
+
+    def run_settings(self, run_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The recorded settings of those of `run_ids` this store knows."""
+        query = select(RunRow.id, RunRow.settings).where(RunRow.id.in_(list(run_ids)))
+        with Session(self.engine) as session:
+            return {run: json.loads(settings) for run, settings in session.execute(query)}
 
     # --- releases ----------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from builder.errors import InputError
 from builder.items import Item, ItemStatus
-from builder.store.engine import StoreBase
+from builder.store.engine import StoreBase, in_chunks
 from builder.store.items import item_values
 from builder.store.schema import (
     DecisionRow,
@@ -59,6 +59,15 @@ class PairMember:
 
 
 class ReviewStore(StoreBase):
+    def review_states(self, item_ids: Sequence[str]) -> dict[str, str]:
+        """The review state of those of `item_ids` that were queued."""
+        states: dict[str, str] = {}
+        with Session(self.engine) as session:
+            for chunk in in_chunks(list(item_ids)):
+                query = select(ReviewRow.item_id, ReviewRow.state).where(ReviewRow.item_id.in_(chunk))
+                states.update(session.execute(query).all())
+        return states
+
     def enqueue(self, items: Sequence[Item]) -> None:
         """Mark items queued and open a pending review for each, in one transaction: the review
         app never sees a queued item without its review, or a review of an item not yet queued."""

@@ -115,6 +115,15 @@ class RunRow(_Base):
     superseded_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
+class RunItemRow(_Base):
+    """One item that one build run planned, retried or ran a stage on (run-scoped reports)."""
+
+    __tablename__ = "run_items"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+
+
 class TaskRecordRow(_Base):
     """What one orchestrated task reported when it finished (its stage stats)."""
 
@@ -280,3 +289,15 @@ class SeedVoteEditRow(_Base):
     decision_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
     category: Mapped[str | None] = mapped_column(String(64), nullable=True)
     key_phrase: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class LearnedFormatRow(_Base):
+    """The structured-output format a server accepts, learned once per (base URL, model)."""
+
+    __tablename__ = "llm_formats"
+
+    base_url: Mapped[str] = mapped_column(String(512), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256), primary_key=True)
+    structured_output: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text)  # what the server answered to the better format
+    learned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

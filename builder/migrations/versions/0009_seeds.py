@@ -7,8 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0009"
-# TEMPORARY: "0008" once issue 21's migrations 0007 and 0008 land (relinked at merge).
-down_revision = "0006"
+down_revision = "0008"
 
 
 def upgrade() -> None:
