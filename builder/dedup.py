@@ -229,8 +229,10 @@ class DedupStage(Stage):
             history=workspace.once("release_history", lambda: release_history(workspace)),
         )
 
-    def _index(self) -> tuple[DedupIndex, set[str]]:
-        """The index with every kept item and history entry in it, and the entry keys kept now."""
+    def _index(self, items: list[Item]) -> tuple[DedupIndex, set[str], np.ndarray]:
+        """The index with every kept item and history entry in it, the entry keys kept now, and
+        the text vectors of `items`: one call for the kept entries not yet indexed and the
+        round's candidates together."""
         index = DedupIndex(self.index_dir)
         wanted = [Entry.of(item) for item in self.kept]
         for source, entries in self.history:
@@ -239,14 +241,14 @@ class DedupStage(Stage):
                 index.sources.append(source)
         kept = {entry.key for entry in wanted}
         fresh = list({entry.key: entry for entry in wanted if entry.key not in index.entries}.values())
-        if fresh:
-            for entry, vector in zip(fresh, self.text_vectors([e.text for e in fresh]), strict=True):
-                index.add(entry, vector)
-        return index, kept
+        texts = [entry.text for entry in fresh] + [item_text(item) for item in items]
+        vectors = self.text_vectors(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+        for entry, vector in zip(fresh, vectors[: len(fresh)], strict=True):
+            index.add(entry, vector)
+        return index, kept, vectors[len(fresh) :]
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
-        index, kept = self._index()
-        vectors = self.text_vectors([item_text(item) for item in items]) if items else []
+        index, kept, vectors = self._index(items)
         for item, vector in zip(items, vectors, strict=True):
             verdict = self._judge(item, vector, index, kept)
             if verdict.passed:

@@ -11,6 +11,7 @@ stopped.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -40,9 +41,12 @@ def run_stage(spec: BuildSpec, stage: str, iteration: int, shard: int, ids: list
 
 def _shards(spec: BuildSpec, stage: str, iteration: int, whole: bool = False) -> None:
     """Run `stage` over its waiting items, one task per shard, all shards at once (one task
-    for the whole round when `whole`)."""
+    for the whole round when `whole`). Shards are of equal size, at most `shard_size`, and as
+    many as a multiple of the workers, so that no worker idles while another finishes a
+    larger share."""
     ids = steady(tasks.pending, spec, stage, iteration)
-    size = len(ids) if whole else spec.settings.shard_size
+    settings = spec.settings
+    size = len(ids) if whole else _shard_size(len(ids), settings.shard_size, settings.runner.workers)
     futures = [
         run_stage.submit(spec, stage, iteration, number, ids[start : start + size])
         for number, start in enumerate(range(0, len(ids), max(size, 1)))
@@ -50,6 +54,11 @@ def _shards(spec: BuildSpec, stage: str, iteration: int, whole: bool = False) ->
     wait(futures)
     for future in futures:
         future.result()  # raise the first shard's error, after every shard has finished
+
+
+def _shard_size(items: int, most: int, workers: int) -> int:
+    shards = max(1, math.ceil(math.ceil(items / most) / workers) * workers)
+    return max(1, math.ceil(items / shards))
 
 
 @flow(name="mirbench-build")

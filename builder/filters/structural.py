@@ -7,12 +7,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Self
 
-import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import Field
 
 from builder.filters import Filter, FilterSettings, filters
 from builder.items import Item, Verdict
+from builder.pixels import grey_spread, spreads
 from builder.taxonomy import Taxonomy
 
 if TYPE_CHECKING:
@@ -42,10 +42,14 @@ class StructuralFilter(Filter):
         return cls(workspace.taxonomy, workspace.artifacts, settings.min_pixel_stddev)
 
     def _pixel_spread(self, file: str) -> float | str:
-        """The image's grey-level standard deviation, or why it does not decode."""
+        """The image's grey-level standard deviation, or why it does not decode (a picture this
+        process rendered was measured then, and is not decoded again)."""
+        known = spreads.recall(file)
+        if known is not None:
+            return known
         try:
             with Image.open(self.artifacts / file) as image:
-                return float(np.asarray(image.convert("L"), dtype=np.float32).std())
+                return grey_spread(image.convert("L"))
         except (OSError, UnidentifiedImageError, Image.DecompressionBombError) as exc:
             return str(exc)
 

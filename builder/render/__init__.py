@@ -9,7 +9,6 @@ an earlier one) is never rendered again.
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -23,6 +22,7 @@ from pydantic import Field
 
 from builder.errors import SystemFault, disk_full
 from builder.items import ImageSlot, Item, ItemStatus, ModelUse
+from builder.pixels import grey_spread, png_bytes, spreads
 from builder.registry import Backend, BackendSettings, Registry
 from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
@@ -111,11 +111,9 @@ def content_key(renderer: Renderer, slot: ImageSlot, *extra: str) -> str:
 
 
 def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
-    """Write `image` as PNG under its sha256 (atomically); return where and its hashes."""
-    buffer = io.BytesIO()
-    # Level 1: several times faster to write than the default, for slightly larger files.
-    image.save(buffer, format="PNG", compress_level=1)
-    data = buffer.getvalue()
+    """Write `image` as PNG under its sha256 (atomically); return where and its hashes. Its
+    grey spread is remembered for the structural check, which then need not decode it."""
+    data = png_bytes(image)
     sha = hashlib.sha256(data).hexdigest()
     relative = Path("images") / sha[:2] / f"{sha}.png"
     target = artifacts / relative
@@ -136,7 +134,9 @@ def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
                 ) from None
             raise
         os.replace(temporary, target)
-    return StoredImage(file=relative.as_posix(), sha256=sha, phash=str(imagehash.phash(image)))
+    grey = image.convert("L")
+    spreads.remember(relative.as_posix(), grey_spread(grey))
+    return StoredImage(file=relative.as_posix(), sha256=sha, phash=str(imagehash.phash(grey)))
 
 
 class RenderStage(Stage):
