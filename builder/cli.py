@@ -405,6 +405,8 @@ def build(
     console.print(
         f"cells with queued items: {report.cells_queued}/{report.cells_total}  stats: {report.stats_file}"
     )
+    for line in report.pictures.lines() if report.pictures else []:
+        console.print(f"pictures: {line}", highlight=False)
     if report.attack is not None:
         _print_attack(report.attack)
 
@@ -562,12 +564,11 @@ def _existing_store(settings: Settings, *, migrate: bool = True) -> Store:
 
 
 def _check_pool(settings: Settings) -> None:
-    """The configured image pool exists and its captions parse (images are screened at indexing)."""
+    """The configured image pool (none: the built-in one) exists and its captions parse (images
+    are screened at indexing)."""
     from builder.pool import pool_records
 
     renderer = settings.renderer
-    if renderer.pool is None:
-        raise InputError("no image pool given (--pool or renderer.pool)")
     pool_records(
         renderer.pool, renderer.pool_image_column, renderer.pool_text_column, settings.limits.max_record_chars
     )
@@ -859,14 +860,20 @@ def review_import(
 @pool_app.command("index")
 def pool_index(
     pool: Annotated[
-        Path, typer.Argument(help="Image pool: a folder with captions.jsonl/.csv, or a saved dataset.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Image pool: a folder with captions.jsonl/.csv, or a saved dataset. "
+            "[default: the built-in picture pool]",
+            show_default=False,
+        ),
+    ] = None,
     text_column: Annotated[str, typer.Option(help="Caption column (datasets).")] = "text",
     image_column: Annotated[str, typer.Option(help="Image column (datasets).")] = "image",
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """Index an image pool for the retrieval renderer (caption embeddings in faiss).
+    """Index an image pool for the retrieval renderer (caption embeddings in faiss). A build
+    indexes its pool by itself when needed; the built-in pool is indexed once per machine.
 
     Unreadable files, unsupported modes, huge images and decompression bombs are skipped and listed.
     """
@@ -889,7 +896,7 @@ def pool_index(
         report = index_pool(
             settings.renderer,
             settings.artifacts,
-            TextEmbedder(settings.dedup.text_model),
+            TextEmbedder(settings.dedup.text_model, settings.dedup.text_backend, settings.artifacts / "models"),
             settings.limits.max_record_chars,
         )
     console.print(f"indexed {report.indexed} image(s) of {report.pool} into {report.index_dir}")

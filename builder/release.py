@@ -39,6 +39,7 @@ from pydantic import BaseModel
 from builder import __version__, progress
 from builder.attack.summary import summarize
 from builder.errors import InputError, InputErrors
+from builder.pictures import picture_figures
 from builder.items import Item
 from builder.stats import StageStats
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
@@ -332,6 +333,7 @@ def _description(
         "cells": [{"category": c, "relation": r, "items": n} for (c, r), n in sorted(cells.items())],
         "taxonomy_hash": taxonomy.content_hash,
         "config": portable(config, known),
+        "pictures": picture_figures(items, (config.get("renderer") or {}).get("fallback")).model_dump(),
         "review": review.model_dump(),
         # construction-time attack success: rates and classes only, never an answer
         "attack": summarize(items).model_dump(mode="json"),

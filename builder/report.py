@@ -16,6 +16,7 @@ from builder.attack.summary import AttackSummary, summarize
 from builder.filters import OFF
 from builder.items import ItemStatus
 from builder.judge.policy import REJECTED as ATTACK_POLICY_REJECTED
+from builder.pictures import PictureFigures
 from builder.stats import StageStats
 from builder.store import Store
 
@@ -35,6 +36,7 @@ class BuildReport(BaseModel):
     cells_total: int
     stages: dict[str, StageStats]
     attack: AttackSummary | None = None  # None: the attack loop was off
+    pictures: PictureFigures | None = None  # of the items queued for review
     stats_file: Path | None = None
 
     def markdown(self) -> str:
@@ -47,7 +49,8 @@ class BuildReport(BaseModel):
             f"Cells with queued items: **{self.cells_queued}/{self.cells_total}**\n\n"
             f"| funnel | items |\n|---|---:|\n{rows}\n\n"
             f"| stage | items in | seconds |\n|---|---:|---:|\n{stages}\n\n"
-            f"## Construction-time attack success\n\n"
+            + "".join(f"- {line}\n" for line in (self.pictures.lines() if self.pictures else []))
+            + "\n## Construction-time attack success\n\n"
             f"{(self.attack or AttackSummary()).markdown()}"
         )
 

@@ -43,7 +43,7 @@ from builder.judge import judges
 from builder.judge.policy import PolicySettings
 from builder.limits import InputLimits
 from builder.registry import BackendSettings, Registry
-from builder.render import renderers
+from builder.render import default_settings as default_renderer, renderers
 from builder.yamlfile import line_of, match_depth, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -279,7 +279,7 @@ class Settings(BaseSettings):
         description=f"Composer backend and its settings; backends: {composers.describe()}.",
     )
     renderer: _backend_field(renderers) = Field(  # type: ignore[valid-type]
-        default_factory=lambda: renderers.parse({}),
+        default_factory=default_renderer,
         description=f"Renderer backend and its settings; backends: {renderers.describe()}.",
     )
     dedup: DedupSettings = DedupSettings()

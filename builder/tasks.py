@@ -26,7 +26,8 @@ from builder.judge import JudgeStage
 from builder.queue import QueueStage
 from builder.release import Layout, ReleaseResult, release_approved
 from builder.render import RenderStage
-from builder.report import BuildReport, build_report
+from builder.pictures import picture_figures
+from builder.report import BuildReport, FunnelRow, build_report
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
 from builder.stage import Stage
@@ -247,6 +248,11 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         workspace.seeds,
         attack=spec.settings.attack.enabled,
     )
+    queued = workspace.store.ids_with_status(ItemStatus.QUEUED, None, spec.seed_ids, spec.relations)
+    fallback = getattr(spec.settings.renderer, "fallback", None)
+    report.pictures = picture_figures(workspace.store.get_items(queued), fallback)
+    if fallback:  # the funnel says what the images are
+        report.funnel.append(FunnelRow(label=f"queued with typographic cards instead of pictures: {fallback}", count=len(queued)))
     run_dir = workspace.artifacts / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     report.stats_file = run_dir / "stats.json"

@@ -24,7 +24,9 @@ from builder.filters import Filter
 from builder.filters import filters as filter_backends
 from builder.judge import Judge, judges
 from builder.registry import Backend
+from builder.pool import PoolIndex
 from builder.render import Renderer, renderers
+from builder.render.retrieval import picture_pool
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
 from builder.store import Store
@@ -96,6 +98,16 @@ class Workspace:
         return self._once(
             "embedder",
             lambda: TextEmbedder(dedup.text_model, dedup.text_backend, self.artifacts / "models"),
+        )
+
+    @property
+    def picture_pool(self) -> PoolIndex | None:
+        """The picture pool the retrieval renderer draws from and the offline composer names
+        things from: the renderer's own, else the built-in one where installed (else None)."""
+        limits = self.settings.limits
+        return self._once(
+            "picture_pool",
+            lambda: picture_pool(self.settings.renderer, self.artifacts, self.embedder, limits.max_record_chars),
         )
 
     @property

@@ -9,12 +9,17 @@ from typing import Any, Literal, Self
 
 from PIL import Image, ImageDraw, ImageFont
 
+from pydantic import Field
+
 from builder.items import ImageSlot
 from builder.render import Rendered, Renderer, RendererSettings, SlotJob, content_key, renderers
 
 
 class TypographicSettings(RendererSettings):
     backend: Literal["typographic"] = "typographic"
+    fallback: str | None = Field(
+        None, description="Why the build fell back to cards: the picture pool could not be used."
+    )
 
 
 @renderers.register
