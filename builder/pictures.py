@@ -71,9 +71,7 @@ def picture_figures(items: Sequence[Item], fallback: str | None = None) -> Pictu
             keywords += len(slot.keywords)
             copied += sum(_copied(keyword, question) for keyword in slot.keywords)
     top = pictures.most_common(1)
-    builtin = any(
-        (slot.source or "").startswith(twemoji_pool.NAME) for item in items for slot in item.slots
-    )
+    builtin = any((slot.source or "").startswith(twemoji_pool.NAME) for item in items for slot in item.slots)
     return PictureFigures(
         slots=sum(len(item.slots) for item in items),
         distinct_pictures=len(pictures),

@@ -39,8 +39,8 @@ from pydantic import BaseModel
 from builder import __version__, progress
 from builder.attack.summary import summarize
 from builder.errors import InputError, InputErrors
-from builder.pictures import picture_figures
 from builder.items import Item
+from builder.pictures import picture_figures
 from builder.stats import StageStats
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 from builder.taxonomy import Taxonomy

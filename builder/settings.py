@@ -43,7 +43,8 @@ from builder.judge import judges
 from builder.judge.policy import PolicySettings
 from builder.limits import InputLimits
 from builder.registry import BackendSettings, Registry
-from builder.render import default_settings as default_renderer, renderers
+from builder.render import default_settings as default_renderer
+from builder.render import renderers
 from builder.yamlfile import line_of, match_depth, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent

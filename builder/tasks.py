@@ -23,10 +23,10 @@ from builder.errors import InputError
 from builder.filters import FilterStage
 from builder.items import Item, ItemStatus
 from builder.judge import JudgeStage
+from builder.pictures import picture_figures
 from builder.queue import QueueStage
 from builder.release import Layout, ReleaseResult, release_approved
 from builder.render import RenderStage
-from builder.pictures import picture_figures
 from builder.report import BuildReport, FunnelRow, build_report
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
@@ -252,7 +252,8 @@ def finish_build(spec: BuildSpec) -> BuildReport:
     fallback = getattr(spec.settings.renderer, "fallback", None)
     report.pictures = picture_figures(workspace.store.get_items(queued), fallback)
     if fallback:  # the funnel says what the images are
-        report.funnel.append(FunnelRow(label=f"queued with typographic cards instead of pictures: {fallback}", count=len(queued)))
+        label = f"queued with typographic cards instead of pictures: {fallback}"
+        report.funnel.append(FunnelRow(label=label, count=len(queued)))
     run_dir = workspace.artifacts / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     report.stats_file = run_dir / "stats.json"

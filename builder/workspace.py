@@ -23,8 +23,8 @@ from builder.embeddings import TextEmbedder
 from builder.filters import Filter
 from builder.filters import filters as filter_backends
 from builder.judge import Judge, judges
-from builder.registry import Backend
 from builder.pool import PoolIndex
+from builder.registry import Backend
 from builder.render import Renderer, renderers
 from builder.render.retrieval import picture_pool
 from builder.seeds import Seed, load_seeds
@@ -107,7 +107,9 @@ class Workspace:
         limits = self.settings.limits
         return self._once(
             "picture_pool",
-            lambda: picture_pool(self.settings.renderer, self.artifacts, self.embedder, limits.max_record_chars),
+            lambda: picture_pool(
+                self.settings.renderer, self.artifacts, self.embedder, limits.max_record_chars
+            ),
         )
 
     @property

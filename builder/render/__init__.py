@@ -89,7 +89,9 @@ class Renderer(Backend):
         return [None] * len(slots)
 
 
-renderers: Registry[Renderer] = Registry("renderer", __name__, group="mirbench.renderers", default="retrieval")
+renderers: Registry[Renderer] = Registry(
+    "renderer", __name__, group="mirbench.renderers", default="retrieval"
+)
 
 
 def default_settings() -> RendererSettings:
@@ -176,7 +178,7 @@ class RenderStage(Stage):
                 for key, _ in batch:
                     failed_keys[key] = SlotFailure(RENDERER_ERROR, f"{type(exc).__name__}: {exc}")
                 continue
-            for (key, job), picture in zip(batch, pictures, strict=True):
+            for (key, _), picture in zip(batch, pictures, strict=True):
                 if isinstance(picture, SlotFailure):
                     failed_keys[key] = picture
                     continue

@@ -12,9 +12,9 @@ import numpy as np
 from PIL import Image
 from pydantic import Field, model_validator
 
+from builder import twemoji_pool
 from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot
-from builder import twemoji_pool
 from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for
 from builder.render import (
     RenderCache,
@@ -209,7 +209,9 @@ class RetrievalRenderer(Renderer):
             # a slot with no picture fails its item; the batch's other items go on
             if choice is None:
                 pictures.append(
-                    SlotFailure(NO_PICTURE_LEFT, f"every match is at the reuse cap ({self.max_reuse}): {where}")
+                    SlotFailure(
+                        NO_PICTURE_LEFT, f"every match is at the reuse cap ({self.max_reuse}): {where}"
+                    )
                 )
                 continue
             entry, score = choice
@@ -217,14 +219,20 @@ class RetrievalRenderer(Renderer):
                 pictures.append(
                     SlotFailure(
                         NO_MATCH,
-                        f"best caption {entry.caption!r} scores {score:.2f}, under {self.min_score:.2f}: {where}",
+                        f"best caption {entry.caption!r} scores {score:.2f}, "
+                        f"under {self.min_score:.2f}: {where}",
                     )
                 )
                 continue
             self._uses[_label(entry)] += 1
             in_item.add(_label(entry))
             pictures.append(
-                Rendered(self._fit(self.index.image(entry)), source=_label(entry), license=entry.license, score=score)
+                Rendered(
+                    self._fit(self.index.image(entry)),
+                    source=_label(entry),
+                    license=entry.license,
+                    score=score,
+                )
             )
         return pictures
 

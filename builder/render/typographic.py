@@ -8,7 +8,6 @@ from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 from PIL import Image, ImageDraw, ImageFont
-
 from pydantic import Field
 
 from builder.items import ImageSlot
