@@ -193,7 +193,8 @@ def test_default_build_reads_no_key_phrase_from_prompt_or_any_single_image(
 ) -> None:
     """The issue's acceptance on a small default build (real flow, all relations): every queued
     item, and every draft that got past dedup, keeps the key phrase out of the prompt and out of
-    each single image (description, keywords, drawn text)."""
+    each single image (description, keywords, drawn text). The default images are pictures
+    retrieved from the built-in pool: nothing is drawn on them."""
     from flows.build import build
 
     settings = Settings(artifacts=tmp_path / "a", renderer={"size": 64})
@@ -207,5 +208,5 @@ def test_default_build_reads_no_key_phrase_from_prompt_or_any_single_image(
     store.close()
     assert len(queued) == 54
     for item in queued:
-        assert all(slot.drawn_text for slot in item.slots)
+        assert all(slot.drawn_text is None and slot.source for slot in item.slots)
         assert where_leaked(item) is None, (item.id, item.guarded_phrase)

@@ -138,9 +138,13 @@ def make_pool(folder: Path, extra: dict[str, str] | None = None) -> Path:
 def _retrieval(
     pool: Path, tmp_path: Path, embedder: TextEmbedder, store: Store, max_reuse: int = 3
 ) -> RetrievalRenderer:
+    """No threshold: these tests are about ranking and the reuse cap (loose paraphrases of five
+    shapes score under the default; test_picture_pool checks the threshold)."""
     directory = tmp_path / "index"
     build_index(pool, directory, embedder.encode, embedder.model_name)
-    return RetrievalRenderer(PoolIndex(directory, pool), embedder, store, size=64, max_reuse=max_reuse)
+    return RetrievalRenderer(
+        PoolIndex(directory, pool), embedder, store, size=64, max_reuse=max_reuse, min_score=-1.0
+    )
 
 
 def test_retrieval_picks_the_matching_picture(tmp_path: Path, embedder: TextEmbedder, store: Store) -> None:
@@ -245,7 +249,7 @@ def test_clip_image_vectors_join_the_ranking(tmp_path: Path, embedder: TextEmbed
         expected = clip.encode_images([square.convert("RGB")])[0]
     square_row = next(i for i, entry in enumerate(index.entries) if entry.id == "square.png")
     assert np.allclose(index.image_index.reconstruct(square_row), expected, atol=1e-5)
-    renderer = RetrievalRenderer(index, embedder, store, size=64, max_reuse=1, clip=clip)
+    renderer = RetrievalRenderer(index, embedder, store, size=64, max_reuse=1, min_score=-1.0, clip=clip)
     assert "/clip=" in renderer.signature()
     jobs = [
         SlotJob("i", n, ImageSlot(role="r", description=text, keywords=["shape"]))
