@@ -271,7 +271,8 @@ def build(
     renderer: Annotated[
         str | None,
         typer.Option(
-            help=f"Renderer backend: {renderers.describe()}. [default: typographic]",
+            help=f"Renderer backend: {renderers.describe()}. "
+            "[default: retrieval; typographic without the picture pool]",
             show_default=False,
         ),
     ] = None,

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import twemoji_pool
 from builder.errors import InputError
 from builder.settings import load_settings
 
@@ -76,7 +77,7 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
     [
         ({"composer": {"backend": "openai"}}, "needs a model name"),
         ({"renderer": {"backend": "diffusers"}}, "needs a model"),
-        ({"renderer": {"backend": "retrieval"}}, "needs an image pool"),
+        ({"renderer": {"backend": "retrieval", "min_score": 2}}, "min_score"),
         (
             {"renderer": {"backend": "diffusers", "model": "m", "prompt_template": "{subject}"}},
             "prompt_template",
@@ -86,3 +87,10 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
 def test_backends_say_what_they_are_missing(overrides: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         load_settings(**overrides)
+
+
+def test_retrieval_without_a_pool_needs_the_built_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(renderer={"backend": "retrieval"}).renderer.pool is None  # the built-in pool
+    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)  # as on a machine without it
+    with pytest.raises(InputError, match=r"picture pool is not installed.*or give an image pool"):
+        load_settings(renderer={"backend": "retrieval"})
