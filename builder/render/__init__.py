@@ -213,8 +213,9 @@ class RenderStage(Stage):
                     from_cache.append(slot)
             item.provenance.renderer = signature
             item.status = ItemStatus.RENDERED
-        for slot, score in zip(from_cache, renderer.match_scores(from_cache), strict=True):
-            slot.match_score = score
+        if from_cache:
+            for slot, score in zip(from_cache, renderer.match_scores(from_cache), strict=True):
+                slot.match_score = score
         self.cache.cache_renders(
             [
                 {
