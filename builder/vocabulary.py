@@ -21,7 +21,7 @@ NOT_BENIGN_ALONE = frozenset(
     for word in """axe blood bomb coffin cigarette dagger gun hocho knife pill pistol razor skull
     smoking sword swords syringe urn middle""".split()  # noqa: SIM905
 )
-LEFT_OUT_PREFIXES = ("flag",)  # nationality is not a thing to hint at
+LEFT_OUT = frozenset({stem("flag")})  # flags: nationality is not a thing to hint at
 SEARCH_DEPTH = 200
 
 
@@ -32,12 +32,7 @@ class Vocabulary:
     @staticmethod
     def usable(caption: str, banned: set[str]) -> bool:
         stems = set(content_stems(caption))
-        return (
-            bool(stems)
-            and not stems & banned
-            and not stems & NOT_BENIGN_ALONE
-            and not caption.startswith(LEFT_OUT_PREFIXES)
-        )
+        return bool(stems) and not stems & banned and not stems & (NOT_BENIGN_ALONE | LEFT_OUT)
 
     def things(self, questions: Sequence[str], phrases: Sequence[str], limit: int) -> list[list[str]]:
         """Per question, up to `limit` captions nearest to it, best first, none sharing a word

@@ -80,6 +80,7 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
         banned = set(content_stems(seed.guarded_phrase)) | set(content_stems(seed.query))
         assert things and set(things) <= captions
         assert not any(set(content_stems(thing)) & banned for thing in things), seed.id
+        assert not any("flag" in thing.split() for thing in things), seed.id  # no nationality hints
 
     relations = sorted(workspace.taxonomy.relations)
     requests = [CompositionRequest(seed=s, relation=r, iteration=1) for s in seeds for r in relations]
