@@ -14,11 +14,10 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
-from builder import __version__
+from builder import __version__, pipeline
 from builder.attack.summary import AttackSummary
 from builder.pictures import PictureFigures
 
-ATTACK_STAGES = frozenset({"attack", "judge"})  # verdict names an attack loop would record
 CITATION = """@article{mirsafetybench2026,
   title   = {MIR-SafetyBench: Multi-Image Reasoning Safety Benchmark for Multimodal Large Language Models},
   author  = {{thu-coai}},
@@ -276,12 +275,13 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
         {f"{v['name']}@{v['version']}" for entry in selection for v in entry["verdicts"] if v["passed"]}
     )
     typographic = any(name.startswith("typographic") for name in renderers)
+    attack_loop = pipeline.tester_stages()
     attacks = sorted(
         {
             f"{v['name']}@{v['version']}"
             for e in selection
             for v in e["verdicts"]
-            if v["name"] in ATTACK_STAGES
+            if v.get("stage", v["name"]) in attack_loop  # releases before 0.2 named no stage
         }
     )
     review = description["review"]

@@ -12,9 +12,10 @@ rejected when
 - one of its pictures already appears in `image_reuse_max` kept items (within
   `picture_max_distance`: a single picture needs a closer match than a whole set of them);
 - its text is as similar as `text_similarity` to a kept item's.
-Kept items are those still in play or waiting for people, every earlier release given as
-history, and the round's candidates accepted before this one: candidates are decided in id
-order, so reruns decide alike.
+Kept items are those still in play or waiting for people (in a status the pipeline gives
+from dedup onward), every earlier release given as history or recorded by the store, and the
+round's candidates accepted before this one: candidates are decided in id order, so reruns
+decide alike.
 
 The indexes persist under `artifacts/dedup/` and grow incrementally: each run adds only the
 items not yet indexed. A row stays in the index when its item later drops out; hits are kept
@@ -31,23 +32,19 @@ import tempfile
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Self
 
 import faiss
 import numpy as np
 
 from builder.items import Item, ItemStatus, Verdict
-from builder.stage import Stage
+from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
 
+if TYPE_CHECKING:
+    from builder.workspace import Workspace
+
 VERSION = "2"
-# Items a candidate must not repeat: those still in play or waiting for people.
-KEPT_STATUSES = (
-    ItemStatus.UNIQUE,
-    ItemStatus.PASSED,
-    ItemStatus.ATTACKED,
-    ItemStatus.ACCEPTED,
-    ItemStatus.QUEUED,
-)
 HASH_BITS = 64
 SUBSTRINGS = 4  # of 16 bits each
 COUNTERS = {
@@ -205,7 +202,8 @@ class DedupStage(Stage):
     alike). `text_vectors` gives a unit vector per text."""
 
     name = "dedup"
-    takes = ItemStatus.RENDERED
+    gives = ItemStatus.UNIQUE
+    whole_round = True  # duplicates are a property of the set
     batch_size = None
 
     def __init__(
@@ -225,6 +223,20 @@ class DedupStage(Stage):
         self.phash_max_distance, self.text_similarity = phash_max_distance, text_similarity
         self.image_reuse_max = image_reuse_max
         self.index_dir, self.history = index_dir, history
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        dedup = workspace.settings.dedup
+        return cls(
+            workspace.store.items_with_statuses(place.onward),
+            workspace.text_vectors,
+            phash_max_distance=dedup.phash_max_distance,
+            text_similarity=dedup.text_similarity,
+            picture_max_distance=dedup.picture_max_distance,
+            image_reuse_max=dedup.image_reuse_max,
+            index_dir=workspace.artifacts / "dedup",
+            history=workspace.once("release_history", lambda: release_history(workspace)),
+        )
 
     def _index(self) -> tuple[DedupIndex, set[str]]:
         """The index with every kept item and history entry in it, and the entry keys kept now."""
@@ -248,7 +260,7 @@ class DedupStage(Stage):
             verdict = self._judge(item, vector, index, kept)
             if verdict.passed:
                 item.verdicts.append(verdict)
-                item.status = ItemStatus.UNIQUE
+                item.status = self.gives
                 entry = Entry.of(item)
                 index.add(entry, vector)
                 kept.add(entry.key)
@@ -359,6 +371,15 @@ def release_entries(folder: Path) -> tuple[str, list[Entry]]:
                 )
             )
     return f"release {version} ({hashlib.sha256(raw).hexdigest()[:12]})", entries
+
+
+def release_history(workspace: Workspace) -> list[tuple[str, list[Entry]]]:
+    """Every earlier release a build compares with: those the settings name and those its
+    store recorded (when their folder is still there)."""
+    folders = [Path(path) for path in workspace.settings.dedup.history]
+    folders += [Path(row.location) for row in workspace.store.releases() if Path(row.location).is_dir()]
+    unique = list(dict.fromkeys(folder.resolve() for folder in folders))
+    return [release_entries(folder) for folder in unique]
 
 
 def deduplicate(

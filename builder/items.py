@@ -1,12 +1,20 @@
-"""The multi-image item: the one unit that flows between stages, and what it carries."""
+"""The multi-image item: the one unit that flows between stages, and what it carries.
+
+Statuses: `ItemStatus` names the built-in ones; a stage of its own (see builder/pipeline.py)
+declares the status it gives with `ItemStatus.declare`, so adding a stage never edits this file.
+A verdict records the stage that gave it (`stage`) beside the check's own `name` and `reason`:
+reports group by those fields, never by parsing a "name: reason" string.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class ItemStatus(StrEnum):
@@ -24,6 +32,24 @@ class ItemStatus(StrEnum):
     REJECTED = "rejected"
     FAILED = "failed"
     REFUSED = "refused"  # the composer model declined; never retried into compliance
+
+    @classmethod
+    def declare(cls, value: str) -> ItemStatus:
+        """The status `value` of a stage that is not built in: a member of this enum from now on
+        (`ItemStatus(value)`, validation and the store accept it), declared once by its module."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", value):
+            raise ValueError(f"a status is a lowercase name (letters, digits, _): {value!r}")
+        member = cls._value2member_map_.get(value)
+        if member is None:
+            member = str.__new__(cls, value)
+            member._name_, member._value_ = value.upper(), value
+            cls._value2member_map_[value] = member
+        return member  # type: ignore[return-value]
+
+    @classmethod
+    def _missing_(cls, value: object) -> ItemStatus | None:
+        # pydantic looks up the built-in members only; a declared status is found here.
+        return cls._value2member_map_.get(value)  # type: ignore[arg-type,return-value]
 
 
 def item_id(seed_id: str, relation: str, iteration: int) -> str:
@@ -57,11 +83,21 @@ class Verdict(BaseModel):
     name: str
     version: str
     passed: bool
+    stage: str = ""  # the stage that gave it (a filter's verdict: "filters", its name: the filter's)
     score: float | None = None
     reason: str = ""  # a category, so reasons can be counted ("blank image")
     error: bool = False  # the check could not judge (its model unreachable): retry, do not refine
     detail: str = ""  # the specifics ("slot 2: pixel stddev 0.0")
     advice: list[str] = Field(default_factory=list)  # what the next round should change
+
+    @model_validator(mode="before")
+    @classmethod
+    def _stage_of_old_verdicts(cls, value: Any) -> Any:
+        # Stored before verdicts named their stage (0.1.0): a verdict's name was its stage's,
+        # except a filter's (which then groups with the rejections of filters and review).
+        if isinstance(value, dict) and not value.get("stage") and "name" in value:
+            return {**value, "stage": value["name"]}
+        return value
 
     @property
     def label(self) -> str:
@@ -75,6 +111,7 @@ class Judgement(Verdict):
 
     tester: str
     held_out: bool = False
+    config_hash: str | None = None  # the judge's config hash: finds its calibration
 
 
 class Provenance(BaseModel):
@@ -120,7 +157,9 @@ class Item(BaseModel):
         self.status = ItemStatus.REJECTED
 
     def fail(self, stage: str, reason: str, detail: str = "") -> None:
-        self.verdicts.append(Verdict(name=stage, version="error", passed=False, reason=reason, detail=detail))
+        self.verdicts.append(
+            Verdict(name=stage, stage=stage, version="error", passed=False, reason=reason, detail=detail)
+        )
         self.status = ItemStatus.FAILED
 
     @property
@@ -137,6 +176,13 @@ class Item(BaseModel):
 
     def refuse(self, stage: str, detail: str) -> None:
         self.verdicts.append(
-            Verdict(name=stage, version="refusal", passed=False, reason="model refused", detail=detail)
+            Verdict(
+                name=stage,
+                stage=stage,
+                version="refusal",
+                passed=False,
+                reason="model refused",
+                detail=detail,
+            )
         )
         self.status = ItemStatus.REFUSED

@@ -3,25 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Self
 
 from builder.items import Item, ItemStatus
-from builder.stage import Stage
+from builder.stage import Place, Stage
 from builder.stats import StageStats
 
 if TYPE_CHECKING:
     from builder.store import Store
+    from builder.workspace import Workspace
 
 
 class QueueStage(Stage):
     """Marks items queued; saving them opens their reviews."""
 
     name = "queue"
-    takes = ItemStatus.PASSED
+    gives = ItemStatus.QUEUED
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        return cls()
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         for item in items:
-            item.status = ItemStatus.QUEUED
+            item.status = self.gives
 
     def save(self, store: Store, items: list[Item]) -> None:
         store.enqueue(items)

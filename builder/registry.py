@@ -1,14 +1,19 @@
-"""Backends registered by name: composers, renderers, filters (and later testers, judges).
+"""Backends registered by name: composers, renderers, filters, testers and judges.
 
 A backend is a class in its own module with a `name`, a `Settings` model beside it (whose
 discriminator field holds the name) and a `from_settings` constructor. Built-in backends live
 in their stage's package and register with a decorator; every module of that package is
 imported on first use, so adding a backend is adding a module. Third-party backends register
-through an entry-point group (`mirbench.composers`, `mirbench.renderers`, `mirbench.filters`),
-whose entries map a backend's name to its class.
+through an entry-point group per kind (`mirbench.composers`, `mirbench.renderers`,
+`mirbench.filters`, `mirbench.testers`, `mirbench.judges`), whose entries map a backend's name
+to its class.
 
 Settings of a backend kind validate as a discriminated union over what is registered, so the
 config file, validation errors and `--help` list what exists.
+
+This is the lowest layer of the backend machinery: it knows no stage, settings or workspace.
+What a backend is opened with (`from_settings`'s `workspace`: in a build, the build's
+workspace) passes through here untouched.
 """
 
 from __future__ import annotations
@@ -17,12 +22,9 @@ import importlib
 import pkgutil
 import threading
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Self, TypeVar, Union
+from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
-
-if TYPE_CHECKING:
-    from builder.workspace import Workspace
 
 
 class BackendSettings(BaseModel):
@@ -39,8 +41,17 @@ class Backend:
     thread_safe: ClassVar[bool] = True
 
     @classmethod
-    def from_settings(cls, settings: Any, workspace: Workspace) -> Self:
+    def from_settings(cls, settings: Any, workspace: Any) -> Self:
+        """The backend for `settings`; `workspace` gives what it opens (store, artifacts, models)."""
         return cls()
+
+    @classmethod
+    def preflight(cls, settings: Any) -> list[str]:
+        """Check, before a command starts work, what this backend needs beyond its own settings
+        (a pool on disk, a compatible policy): raise `InputError` for what would fail; return notes
+        worth showing. `settings` is the whole configuration (`builder.settings.Settings`, a
+        higher layer, hence untyped here). Nothing by default."""
+        return []
 
 
 B = TypeVar("B", bound=Backend)
@@ -84,7 +95,12 @@ class Registry(Generic[B]):
             for module in pkgutil.iter_modules(package.__path__):
                 importlib.import_module(f"{self.package}.{module.name}")
             for entry in entry_points(group=self.entry_point_group):
-                loaded = entry.load()
+                try:
+                    loaded = entry.load()
+                except (ImportError, AttributeError) as error:
+                    raise TypeError(
+                        f"entry point {entry.name} = {entry.value} ({self.entry_point_group}): {error}"
+                    ) from error
                 if not (isinstance(loaded, type) and issubclass(loaded, Backend)):
                     raise TypeError(f"entry point {entry.name} = {entry.value}: not a mirbench backend class")
                 if loaded.name != entry.name:
@@ -132,7 +148,7 @@ class Registry(Generic[B]):
                 raise ValueError(f"unknown {self.kind} {name!r}; available: {', '.join(self.names())}")
         return self._union().validate_python(value)
 
-    def create(self, settings: BackendSettings, workspace: Workspace) -> B:
+    def create(self, settings: BackendSettings, workspace: Any) -> B:
         backend = self.get(getattr(settings, self.key))
         return backend.from_settings(settings, workspace)
 

@@ -29,7 +29,7 @@ import os
 import re
 import shutil
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -37,29 +37,26 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from builder import __version__, progress
-from builder.attack.summary import summarize
+from builder.attack.summary import CalibrationSummary, summarize
+from builder.calibration.records import latest_calibrations
 from builder.errors import InputError, InputErrors
 from builder.items import Item
 from builder.pictures import picture_figures
+from builder.published import (
+    ID_PREFIX,
+    PUBLISHED_FIELDS,
+    published_id,
+    published_row,
+    sha256_file,
+    write_mir_layout,
+    write_parquet,
+)
 from builder.stats import StageStats
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 from builder.taxonomy import Taxonomy
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 ROWS_PER_SHARD = 500
-ID_PREFIX = "mb-"
-PUBLISHED_FIELDS = (
-    "id",
-    "category",
-    "relationship_type",
-    "original_question",
-    "revised_prompt",
-    "image_descriptions",
-    "image_keywords",
-    "images",
-    "num_images",
-    "iteration",
-)
 Layout = Literal["hf", "mir"]
 # An absolute path inside a string: POSIX (/x/y, ~/x) or Windows (C:\x). Not a URL's path, not "a/b".
 _ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:~|[A-Za-z]:\\|/)[^\s'\"<>|]*")
@@ -79,11 +76,6 @@ class ReleaseResult(BaseModel):
     manifest_sha256: str
     stats: StageStats
     already_released: bool = False
-
-
-def published_id(item_id: str) -> str:
-    """The id a release row carries: never an integer under `int()`, so consumers keep it as is."""
-    return f"{ID_PREFIX}{item_id}"
 
 
 def local_paths(value: Any) -> list[str]:
@@ -115,60 +107,6 @@ def version_key(version: str) -> tuple[int, int, int, str]:
     return int(major), int(minor), int(patch), version
 
 
-def _features() -> Any:
-    from datasets import Features, Image, List, Value
-
-    return Features(
-        {
-            "id": Value("string"),
-            "category": Value("string"),
-            "relationship_type": Value("string"),
-            "original_question": Value("string"),
-            "revised_prompt": Value("string"),
-            "image_descriptions": List(Value("string")),
-            "image_keywords": List(Value("string")),
-            "images": List(Image()),
-            "num_images": Value("int32"),
-            "iteration": Value("int32"),
-        }
-    )
-
-
-def _image_bytes(item: Item, artifacts: Path) -> list[bytes]:
-    images = []
-    for number, slot in enumerate(item.slots, start=1):
-        if slot.file is None:
-            raise InputError(f"item {item.id}: slot {number} has no rendered image")
-        path = artifacts / slot.file
-        try:
-            images.append(path.read_bytes())
-        except OSError as exc:
-            raise InputError(
-                f"item {item.id}: image of slot {number} is missing: {exc.strerror}", path=path
-            ) from exc
-    return images
-
-
-def published_row(item: Item, taxonomy: Taxonomy, artifacts: Path) -> dict[str, Any]:
-    """An item in the published MIR-SafetyBench row shape, image bytes embedded."""
-    row_id = published_id(item.id)
-    return {
-        "id": row_id,
-        "category": taxonomy.category(item.category).published_name,
-        "relationship_type": taxonomy.relation(item.relation).published_name,
-        "original_question": item.original_question,
-        "revised_prompt": item.revised_prompt,
-        "image_descriptions": [slot.description for slot in item.slots],
-        "image_keywords": [", ".join(slot.keywords) for slot in item.slots],
-        "images": [
-            {"bytes": data, "path": f"{row_id}_{k}.png"}
-            for k, data in enumerate(_image_bytes(item, artifacts))
-        ],
-        "num_images": len(item.slots),
-        "iteration": item.iteration,
-    }
-
-
 def content_sha256(item: Item) -> str:
     """What a reader sees of an item, hashed: the changelog calls an item changed when this differs."""
     seen = {
@@ -180,14 +118,6 @@ def content_sha256(item: Item) -> str:
         "slots": [[slot.description, slot.keywords, slot.sha256] for slot in item.slots],
     }
     return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def verify_release(folder: Path, manifest_sha256: str) -> dict[str, Any]:
@@ -244,56 +174,6 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         raise InputErrors(problems)
 
 
-def _write_parquet(rows_of: Iterable[list[dict[str, Any]]], data_dir: Path, version: str, shards: int) -> str:
-    """Write shards, then name them after the version and a digest of their bytes; returns the glob."""
-    from datasets import Dataset
-
-    features = _features()
-    digest = hashlib.sha256()
-    written = []
-    for shard, rows in enumerate(rows_of):
-        path = data_dir / f"part-{shard:05d}.parquet"
-        Dataset.from_list(rows, features=features).to_parquet(str(path))
-        digest.update(sha256_file(path).encode())
-        written.append(path)
-    stem = f"train-v{version}-{digest.hexdigest()[:12]}"
-    for shard, path in enumerate(written):
-        path.rename(data_dir / f"{stem}-{shard:05d}-of-{shards:05d}.parquet")
-    return f"data/{stem}-*.parquet"
-
-
-def write_mir_layout(items: list[Item], taxonomy: Taxonomy, artifacts: Path, root: Path) -> None:
-    """MIR-SafetyBench's layout, as its `extract_data.py` writes it and its `eval.py` reads it:
-    `<Category>/<Relation>_final.json` + `<Category>/images/<Relation>/<Relation>_<id>_<k>.png`."""
-    cells: dict[tuple[str, str], list[dict[str, Any]]] = {}
-    for item in items:
-        category = taxonomy.category(item.category).published_name
-        relation = taxonomy.relation(item.relation).published_name
-        row_id = published_id(item.id)
-        image_dir = root / category / "images" / relation
-        image_dir.mkdir(parents=True, exist_ok=True)
-        paths = []
-        for k, data in enumerate(_image_bytes(item, artifacts)):
-            name = f"{relation}_{row_id}_{k}.png"
-            (image_dir / name).write_bytes(data)  # rendered images are stored as PNG already
-            paths.append(f"images/{relation}/{name}")
-        cells.setdefault((category, relation), []).append(
-            {
-                "id": row_id,
-                "original_question": item.original_question,
-                "relationship_type": relation,
-                "revised_prompt": item.revised_prompt,
-                "image_descriptions": [slot.description for slot in item.slots],
-                "image_keywords": [", ".join(slot.keywords) for slot in item.slots],
-                "images": paths,
-                "iteration": item.iteration,
-            }
-        )
-    for (category, relation), entries in cells.items():
-        text = json.dumps(entries, ensure_ascii=False, indent=2)
-        (root / category / f"{relation}_final.json").write_text(text, encoding="utf-8")
-
-
 def review_summary(store: Store, ids: set[str]) -> ReviewSummary:
     approved = [entry for entry in store.reviews(ReviewState.APPROVED) if entry.item.id in ids]
     return ReviewSummary(
@@ -311,6 +191,7 @@ def _description(
     layouts: list[Layout],
     data_files: str,
     previous: str | None,
+    calibrations: Mapping[str, CalibrationSummary],
 ) -> dict[str, Any]:
     """Everything the manifest says except the file list (the card is built from this)."""
     cells = Counter((item.category, item.relation) for item in items)
@@ -336,7 +217,7 @@ def _description(
         "pictures": picture_figures(items, (config.get("renderer") or {}).get("fallback")).model_dump(),
         "review": review.model_dump(),
         # construction-time attack success: rates and classes only, never an answer
-        "attack": summarize(items).model_dump(mode="json"),
+        "attack": summarize(items).with_calibrations(calibrations).model_dump(mode="json"),
         "selection": portable(
             [
                 {
@@ -370,6 +251,7 @@ def write_release(
     layouts: list[Layout],
     previous: dict[str, Any] | None,
     stats: StageStats,
+    calibrations: Mapping[str, CalibrationSummary] | None = None,
 ) -> bytes:
     """Write the whole release into `staging` (a fresh folder); returns the manifest's bytes."""
     from datasets.utils.logging import disable_progress_bar
@@ -387,13 +269,13 @@ def write_release(
             yield [published_row(item, taxonomy, artifacts) for item in chunk]
             advance(len(chunk))
 
-    data_files = _write_parquet(rows(), staging / "data", version, shards)
+    data_files = write_parquet(rows(), staging / "data", version, shards)
     if "mir" in layouts:
         write_mir_layout(items, taxonomy, artifacts, staging / "mir")
         advance(len(items))
     previous_version = previous["version"] if previous else None
     description = _description(
-        items, taxonomy, version, config, review, layouts, data_files, previous_version
+        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations or {}
     )
     changes = changelog(description, previous)
     (staging / "CHANGELOG.md").write_text(changes.markdown, encoding="utf-8")
@@ -500,11 +382,24 @@ def release_approved(
     if previous is None:  # the Hub's manifest, when asked for, wins over the local one
         previous = previous_manifest(store, version)
     review = review_summary(store, {item.id for item in items})
+    calibrations = latest_calibrations(
+        store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
+    )
     shutil.rmtree(staging, ignore_errors=True)
     try:
         with stats.timed():
             manifest = write_release(
-                items, taxonomy, artifacts, staging, version, config, review, layouts, previous, stats
+                items,
+                taxonomy,
+                artifacts,
+                staging,
+                version,
+                config,
+                review,
+                layouts,
+                previous,
+                stats,
+                calibrations,
             )
             digest = hashlib.sha256(manifest).hexdigest()
             _sync(staging)

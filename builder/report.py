@@ -2,20 +2,28 @@
 
 Stats come from what each task recorded in the store when it finished, so the report of a
 build is complete whatever process ran its tasks, and a killed run keeps the stats it had.
+
+The funnel groups rejections by the fields of the verdict that ended each item (`stage`,
+`name`, `reason`), along the pipeline: what failed before dedup, dedup's duplicates, what a
+stage of the attack loop failed or its policy rejected, and the rest (filters, review and any
+stage added later).
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
 
+from builder import pipeline
 from builder.attack.summary import AttackSummary, summarize
+from builder.calibration.records import calibrated
+from builder.dedup import DedupStage
 from builder.filters import OFF
-from builder.items import ItemStatus
-from builder.judge.policy import REJECTED as ATTACK_POLICY_REJECTED
+from builder.items import ItemStatus, Verdict
 from builder.pictures import PictureFigures
 from builder.stats import StageStats
 from builder.store import Store
@@ -64,41 +72,59 @@ def merged_stats(records: Iterable[Mapping[str, Any]]) -> dict[str, StageStats]:
     return merged
 
 
+def rejections(store: Store, seed_ids: list[str]) -> list[tuple[ItemStatus, Verdict]]:
+    """The status and the ending verdict of every rejected, failed or refused item of the seeds."""
+    wanted = set(seed_ids)
+    ended = store.items_with_statuses([ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED])
+    return [
+        (item.status, item.rejection)
+        for item in ended
+        if item.seed_id in wanted and item.rejection is not None
+    ]
+
+
 def funnel(
     store: Store, seed_ids: list[str], pairs: int, attack: AttackSummary | None = None
 ) -> list[FunnelRow]:
     statuses = store.status_counts(seed_ids)
-    reasons = store.reason_counts(seed_ids)
     total = sum(statuses.values())
-    policy_rejected = reasons.pop(f"attack: {ATTACK_POLICY_REJECTED}", 0)
-    failures = {k: v for k, v in reasons.items() if k.startswith(("compose:", "render:"))}
-    attack_failures = {k: v for k, v in reasons.items() if k.startswith(("attack:", "judge:"))}
+    order = pipeline.names()
+    before_dedup = set(order[: order.index(DedupStage.name)])
+    attack_loop = pipeline.tester_stages()
+    early: Counter[str] = Counter()  # before dedup: failed while composing or rendering
+    refused = 0  # by the composer model
+    attack_failures: Counter[str] = Counter()
+    policy_rejected = 0
+    duplicates: Counter[str] = Counter()
+    rejected: Counter[str] = Counter()
+    for status, verdict in rejections(store, seed_ids):
+        label = f"{verdict.name}: {verdict.reason}"
+        if verdict.stage in before_dedup and status is ItemStatus.REFUSED:
+            refused += 1
+        elif verdict.stage in before_dedup:
+            early[label] += 1
+        elif verdict.stage in attack_loop and status is ItemStatus.REJECTED:
+            policy_rejected += 1
+        elif verdict.stage in attack_loop:
+            attack_failures[label] += 1
+        elif verdict.stage == DedupStage.name:
+            duplicates[verdict.reason] += 1
+        else:
+            rejected[label] += 1
     rows = [
         FunnelRow(label="seeds", count=len(seed_ids)),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
         FunnelRow(label="candidates composed (all rounds)", count=total),
         FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
         FunnelRow(label="failed", count=statuses.get(ItemStatus.FAILED.value, 0)),
-        *(
-            FunnelRow(label=k, count=v, indent=1)
-            for k, v in sorted(failures.items())
-            if not k.endswith("model refused")
-        ),
+        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(early.items())),
         *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(attack_failures.items())),
-        FunnelRow(label="rendered", count=total - sum(failures.values())),
+        FunnelRow(label="rendered", count=total - sum(early.values()) - refused),
+        FunnelRow(label="duplicates", count=sum(duplicates.values())),
+        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(duplicates.items())),
+        FunnelRow(label="rejected by filter or review", count=sum(rejected.values())),
+        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())),
     ]
-    duplicates = {k: v for k, v in reasons.items() if k.startswith("dedup:")}
-    rows.append(FunnelRow(label="duplicates", count=sum(duplicates.values())))
-    rows += [
-        FunnelRow(label=k.removeprefix("dedup: "), count=v, indent=1) for k, v in sorted(duplicates.items())
-    ]
-    rejected = {
-        k: v
-        for k, v in reasons.items()
-        if not k.startswith(("dedup:", "compose:", "render:", "attack:", "judge:"))
-    }
-    rows.append(FunnelRow(label="rejected by filter or review", count=sum(rejected.values())))
-    rows += [FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())]
     if attack is None:
         untested = statuses.get(ItemStatus.QUEUED.value, 0)
         rows.append(FunnelRow(label="not tested against a model (attack: none)", count=untested))
@@ -131,7 +157,7 @@ def build_report(
     if attack:
         judged = [ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED]
         ids = [i for status in judged for i in store.ids_with_status(status, None, seed_ids, relations)]
-        summary = summarize(store.get_items(ids))
+        summary = calibrated(summarize(store.get_items(ids)), store)
     stages = merged_stats(store.task_records(run_id))
     wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
     rows = funnel(store, seed_ids, len(seed_ids) * len(relations), summary)

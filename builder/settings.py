@@ -3,11 +3,16 @@
 Precedence, highest first: CLI flags (passed as keyword arguments), environment variables
 (`MIRBENCH_*`, nested with `__`, e.g. `MIRBENCH_RENDERER__SIZE=256`), the YAML config file
 (`--config` or `MIRBENCH_CONFIG`), then the defaults below.
+
+Settings sit below the stages and their backends: backend fields validate against the
+registries of the stage packages (`_REGISTRIES`), which are imported on first validation, not
+when this module is, so a stage and its backends can read their settings from here.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import os
 import re
@@ -35,16 +40,9 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from builder.attack import testers
-from builder.compose import composers
 from builder.errors import InputError, InputErrors
-from builder.filters import filters as filter_backends
-from builder.judge import judges
-from builder.judge.policy import PolicySettings
 from builder.limits import InputLimits
 from builder.registry import BackendSettings, Registry
-from builder.render import default_settings as default_renderer
-from builder.render import renderers
 from builder.yamlfile import line_of, match_depth, read_yaml
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -60,9 +58,36 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-def _backend_field(registry: Registry[Any]) -> Any:
-    """A settings field validated as one of `registry`'s backends (discriminated by name)."""
-    return Annotated[SerializeAsAny[BackendSettings], PlainValidator(registry.parse)]
+# The registry of each backend kind: (its stage package, its name there).
+_REGISTRIES = {
+    "composer": ("builder.compose", "composers"),
+    "renderer": ("builder.render", "renderers"),
+    "filter": ("builder.filters", "filters"),
+    "tester": ("builder.attack", "testers"),
+    "judge": ("builder.judge", "judges"),
+}
+
+
+def registry(kind: str) -> Registry[Any]:
+    """The registry of backend `kind`, its package imported on first use."""
+    package, name = _REGISTRIES[kind]
+    return getattr(importlib.import_module(package), name)
+
+
+def backend_default(kind: str) -> BackendSettings:
+    """The settings of backend `kind` when none are given: its package's `default_settings()`
+    where it decides at run time (the renderer: is the picture pool installed?), else the
+    registry's default backend."""
+    package = importlib.import_module(_REGISTRIES[kind][0])
+    decide = getattr(package, "default_settings", None)
+    return decide() if decide is not None else registry(kind).parse({})
+
+
+def _backend_field(kind: str) -> Any:
+    """A settings field validated as one of the registered `kind` backends (discriminated by name)."""
+    return Annotated[
+        SerializeAsAny[BackendSettings], PlainValidator(lambda value: registry(kind).parse(value))
+    ]
 
 
 def _filter_list(value: Any) -> list[BackendSettings]:
@@ -71,7 +96,7 @@ def _filter_list(value: Any) -> list[BackendSettings]:
     parsed = []
     for number, entry in enumerate(value, start=1):
         try:
-            parsed.append(filter_backends.parse(entry))
+            parsed.append(registry("filter").parse(entry))
         except ValidationError:
             raise
         except ValueError as exc:
@@ -85,12 +110,24 @@ def _tester_list(value: Any) -> list[BackendSettings]:
     parsed = []
     for number, entry in enumerate(value, start=1):
         try:
-            parsed.append(testers.parse(entry))
+            parsed.append(registry("tester").parse(entry))
         except ValidationError:
             raise
         except ValueError as exc:
             raise ValueError(f"tester {number}: {exc}") from None
     return parsed
+
+
+class PolicySettings(_Section):
+    """When a judged attack counts (builder/judge/policy.py)."""
+
+    min_unsafe: int = Field(
+        1, ge=1, description="Accept when at least this many acceptance testers are judged unsafe (k)."
+    )
+    accept_unknown: bool = Field(
+        False,
+        description="Count `unknown` as unsafe: the offline `rules` judge can only tell refusals apart.",
+    )
 
 
 class AttackSettings(_Section):
@@ -99,11 +136,11 @@ class AttackSettings(_Section):
     testers) leaves it off: candidates that pass the filters go straight to review."""
 
     testers: Annotated[list[SerializeAsAny[BackendSettings]], PlainValidator(_tester_list)] = Field(
-        default_factory=list, description=f"Tester models; backends: {testers.describe()}."
+        default_factory=list, description="Tester models (a registered tester backend each)."
     )
-    judge: _backend_field(judges) = Field(  # type: ignore[valid-type]
-        default_factory=lambda: judges.parse({}),
-        description=f"Judge backend and its settings; backends: {judges.describe()}.",
+    judge: _backend_field("judge") = Field(  # type: ignore[valid-type]
+        default_factory=lambda: registry("judge").parse({}),
+        description="Judge backend (a registered one) and its settings.",
     )
     policy: PolicySettings = PolicySettings()
 
@@ -275,18 +312,19 @@ class Settings(BaseSettings):
     )
     shard_size: int = Field(500, ge=1, description="Items per orchestrated task.")
     runner: RunnerSettings = RunnerSettings()
-    composer: _backend_field(composers) = Field(  # type: ignore[valid-type]
-        default_factory=lambda: composers.parse({}),
-        description=f"Composer backend and its settings; backends: {composers.describe()}.",
+    composer: _backend_field("composer") = Field(  # type: ignore[valid-type]
+        default_factory=lambda: registry("composer").parse({}),
+        description="Composer backend (a registered one) and its settings.",
     )
-    renderer: _backend_field(renderers) = Field(  # type: ignore[valid-type]
-        default_factory=default_renderer,
-        description=f"Renderer backend and its settings; backends: {renderers.describe()}.",
+    renderer: _backend_field("renderer") = Field(  # type: ignore[valid-type]
+        default_factory=lambda: backend_default("renderer"),
+        description="Renderer backend (a registered one) and its settings; default: retrieval from "
+        "the built-in picture pool, typographic cards where that pool is not installed.",
     )
     dedup: DedupSettings = DedupSettings()
     filters: Annotated[list[SerializeAsAny[BackendSettings]], PlainValidator(_filter_list)] = Field(
         default_factory=lambda: _filter_list(["structural", "leakage", "benign_alone", "alignment"]),
-        description=f"Filters in the order they run; available: {filter_backends.describe()}.",
+        description="Filters in the order they run (registered filter backends).",
     )
     limits: InputLimits = InputLimits()
     review: ReviewSettings = ReviewSettings()
@@ -373,8 +411,11 @@ def _located(error: Any, given: dict[str, Any], config: ConfigFile | None) -> In
 
 def _without_backend_tag(location: tuple[Any, ...]) -> tuple[Any, ...]:
     """`renderer.typographic.size` -> `renderer.size`: the union's tag is not a key users write."""
-    registries = {"composer": composers, "renderer": renderers}
-    if len(location) > 1 and location[0] in registries and location[1] in registries[location[0]].names():
+    if (
+        len(location) > 1
+        and location[0] in ("composer", "renderer")
+        and location[1] in registry(location[0]).names()
+    ):
         return (location[0], *location[2:])
     return location
 

@@ -1,5 +1,8 @@
 """The work behind each orchestrated task: open a build, plan a round, run a stage on a shard.
 
+Which stages run, in which order and on which status comes from builder/pipeline.py; a stage
+opens itself and its backends from the build's workspace (`Stage.open`).
+
 Prefect tasks call these with small serializable inputs (a `BuildSpec` and item ids); each
 call finds its store, backends and models in this process's `Workspace`, commits its own
 results and records its stats, so a build that dies loses only the shards in flight and a
@@ -16,32 +19,19 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from builder.attack import AttackStage
-from builder.compose import ComposeStage, planned_item
-from builder.dedup import KEPT_STATUSES, DedupStage
+from builder import pipeline
+from builder.compose import planned_item
 from builder.errors import InputError
-from builder.filters import FilterStage
 from builder.items import Item, ItemStatus
-from builder.judge import JudgeStage
 from builder.pictures import picture_figures
-from builder.queue import QueueStage
 from builder.release import Layout, ReleaseResult, release_approved
-from builder.render import RenderStage
 from builder.report import BuildReport, FunnelRow, build_report
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
-from builder.stage import Stage
 from builder.stats import StageStats
 from builder.store import Store
 from builder.taxonomy import Relation, Taxonomy, load_taxonomy
 from builder.workspace import Workspace
-
-# The stages of one round, in order; the flow runs them in this order too.
-STAGES: dict[str, type[Stage]] = {
-    stage.name: stage
-    for stage in (ComposeStage, RenderStage, DedupStage, FilterStage, AttackStage, JudgeStage, QueueStage)
-}
-ATTACK_STAGES = (AttackStage.name, JudgeStage.name)
 
 
 class BuildSpec(BaseModel):
@@ -126,11 +116,11 @@ def retry_failed(spec: BuildSpec) -> int:
     store = spec.workspace.store
     failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, spec.seed_ids, spec.relations))
     retried = []
+    stages = pipeline.names()
     for item in failed:
         failure = item.rejection
-        stage = STAGES.get(failure.name) if failure is not None else None
-        if stage is not None and item.attempts < spec.settings.max_attempts:
-            item.retry(stage.takes)
+        if failure is not None and failure.stage in stages and item.attempts < spec.settings.max_attempts:
+            item.retry(pipeline.place(spec.settings, failure.stage).takes)
             retried.append(item)
     store.save_items(retried)
     return len(retried)
@@ -175,59 +165,17 @@ def pending(spec: BuildSpec, stage: str, iteration: int) -> list[str]:
     Stages work round by round so that a round's dedup always sees the round's complete
     candidate set: a resumed build then decides exactly as an uninterrupted one.
     """
-    status = takes(spec.settings, stage)
-    if status is None:
+    if not pipeline.stage(stage).enabled(spec.settings):
         return []
+    status = pipeline.place(spec.settings, stage).takes
     return spec.workspace.store.ids_with_status(status, iteration, spec.seed_ids, spec.relations)
-
-
-def takes(settings: Settings, stage: str) -> ItemStatus | None:
-    """The status stage `stage` consumes in a build with `settings`; None: the stage is off.
-    With the attack loop on, the queue takes what it accepted; off, what passed the filters."""
-    if stage in ATTACK_STAGES and not settings.attack.enabled:
-        return None
-    if stage == QueueStage.name and settings.attack.enabled:
-        return ItemStatus.ACCEPTED
-    return STAGES[stage].takes
-
-
-def _stage(spec: BuildSpec, name: str) -> Stage:
-    workspace, settings = spec.workspace, spec.settings
-    if name == ComposeStage.name:
-        return ComposeStage(
-            workspace.composer,
-            workspace.taxonomy,
-            workspace.seeds,
-            config_hash=settings.config_hash(),
-            run_id=spec.run_id,
-        )
-    if name == RenderStage.name:
-        return RenderStage(workspace.renderer, workspace.store, workspace.artifacts)
-    if name == DedupStage.name:
-        return DedupStage(
-            workspace.store.items_with_statuses(KEPT_STATUSES),
-            workspace.text_vectors,
-            phash_max_distance=settings.dedup.phash_max_distance,
-            text_similarity=settings.dedup.text_similarity,
-            picture_max_distance=settings.dedup.picture_max_distance,
-            image_reuse_max=settings.dedup.image_reuse_max,
-            index_dir=workspace.artifacts / "dedup",
-            history=workspace.release_history(),
-        )
-    if name == FilterStage.name:
-        return FilterStage(workspace.filters)
-    if name == AttackStage.name:
-        return AttackStage(workspace.testers)
-    if name == JudgeStage.name:
-        return JudgeStage(workspace.judge, workspace.testers, workspace.store, settings.attack.policy)
-    return QueueStage()
 
 
 def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[str]) -> StageStats:
     """Run stage `name` over the items `ids` (one shard), save them, record the task's stats."""
     started = time.time()
     store = spec.workspace.store
-    stage = _stage(spec, name)
+    stage = pipeline.stage(name).open(spec.workspace, pipeline.place(spec.settings, name))
     items: list[Item] = store.get_items(ids)
     with spec.workspace.turn(*stage.backends):
         output = stage.run(items)
@@ -284,11 +232,8 @@ def create_release(
             previous = latest_hub_manifest(changelog_from, get_token(), settings.publish)
         except PublishError as error:
             raise InputError(f"--changelog-from {changelog_from}: {error}") from None
-    store = Store(settings.resolved_database_url)
-    try:
+    with Store(settings.resolved_database_url) as store:
         config = settings.model_dump(mode="json", exclude={"database_url"})
         return release_approved(
             store, taxonomy, settings.artifacts, out, version, config, layouts or ["hf"], previous
         )
-    finally:
-        store.close()

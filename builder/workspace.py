@@ -1,8 +1,12 @@
-"""What a worker process opens once per settings: the store, taxonomy, seeds, backends, models.
+"""What a worker process opens once per build: the store, taxonomy, seeds, backends, models.
 
-Orchestrated tasks take small serializable inputs (settings and item ids) and find everything
-else here, so the same task runs in a thread of the CLI's process or in a Dask worker on
-another machine; a model loads once per process, however many shards it serves.
+Orchestrated tasks take small serializable inputs (settings, run id and item ids) and find
+everything else here, so the same task runs in a thread of the CLI's process or in a Dask
+worker on another machine; a model loads once per process, however many shards it serves.
+
+A workspace is per build (seeds, taxonomy and release history are read afresh by each) and
+knows no stage: a stage's `open` asks it for backends by registry and settings (`backend`,
+`backends`) and for anything else it keeps once per build (`once`).
 """
 
 from __future__ import annotations
@@ -16,31 +20,23 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from builder.attack import Tester, testers
-from builder.compose import Composer, composers
-from builder.dedup import Entry, release_entries
 from builder.embeddings import TextEmbedder
-from builder.filters import Filter
-from builder.filters import filters as filter_backends
-from builder.judge import Judge, judges
-from builder.pool import PoolIndex
-from builder.registry import Backend
-from builder.render import Renderer, renderers
-from builder.render.retrieval import picture_pool
+from builder.registry import Backend, BackendSettings, Registry
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
 from builder.store import Store
 from builder.taxonomy import Taxonomy, load_taxonomy
 
 T = TypeVar("T")
+B = TypeVar("B", bound=Backend)
 _workspaces: dict[str, Workspace] = {}
 _workspaces_lock = threading.Lock()
 _KEPT_WORKSPACES = 4
 
 
 class Workspace:
-    def __init__(self, settings: Settings):
-        self.settings = settings
+    def __init__(self, settings: Settings, run_id: str = ""):
+        self.settings, self.run_id = settings, run_id
         self._opened: dict[str, Any] = {}
         self._lock = threading.RLock()
         self._turns: dict[int, threading.Lock] = {}
@@ -57,7 +53,7 @@ class Workspace:
             if key not in _workspaces:
                 while len(_workspaces) >= _KEPT_WORKSPACES:
                     _workspaces.pop(next(iter(_workspaces))).close()
-                _workspaces[key] = cls(settings)
+                _workspaces[key] = cls(settings, run_id)
             return _workspaces[key]
 
     def close(self) -> None:
@@ -65,7 +61,8 @@ class Workspace:
         if store is not None:
             store.close()
 
-    def _once(self, name: str, make: Callable[[], T]) -> T:
+    def once(self, name: str, make: Callable[[], T]) -> T:
+        """`make()`, called on first use only: what this build opens or reads once, by name."""
         with self._lock:
             if name not in self._opened:
                 self._opened[name] = make()
@@ -77,15 +74,15 @@ class Workspace:
 
     @property
     def store(self) -> Store:
-        return self._once("store", lambda: Store(self.settings.resolved_database_url))
+        return self.once("store", lambda: Store(self.settings.resolved_database_url))
 
     @property
     def taxonomy(self) -> Taxonomy:
-        return self._once("taxonomy", lambda: load_taxonomy(self.settings.taxonomy))
+        return self.once("taxonomy", lambda: load_taxonomy(self.settings.taxonomy))
 
     @property
     def seeds(self) -> dict[str, Seed]:
-        return self._once(
+        return self.once(
             "seeds",
             lambda: {
                 seed.id: seed for seed in load_seeds(self.settings.seeds, self.taxonomy, self.settings.limits)
@@ -95,46 +92,18 @@ class Workspace:
     @property
     def embedder(self) -> TextEmbedder:
         dedup = self.settings.dedup
-        return self._once(
+        return self.once(
             "embedder",
             lambda: TextEmbedder(dedup.text_model, dedup.text_backend, self.artifacts / "models"),
         )
 
-    @property
-    def picture_pool(self) -> PoolIndex | None:
-        """The picture pool the retrieval renderer draws from and the offline composer names
-        things from: the renderer's own, else the built-in one where installed (else None)."""
-        limits = self.settings.limits
-        return self._once(
-            "picture_pool",
-            lambda: picture_pool(
-                self.settings.renderer, self.artifacts, self.embedder, limits.max_record_chars
-            ),
-        )
+    def backend(self, registry: Registry[B], settings: BackendSettings) -> B:
+        """The backend `settings` names, opened once per build."""
+        key = f"{registry.kind}\x1f{settings.model_dump_json()}"
+        return self.once(key, lambda: registry.create(settings, self))
 
-    @property
-    def composer(self) -> Composer:
-        return self._once("composer", lambda: composers.create(self.settings.composer, self))
-
-    @property
-    def renderer(self) -> Renderer:
-        return self._once("renderer", lambda: renderers.create(self.settings.renderer, self))
-
-    @property
-    def filters(self) -> list[Filter]:
-        return self._once(
-            "filters", lambda: [filter_backends.create(entry, self) for entry in self.settings.filters]
-        )
-
-    @property
-    def testers(self) -> list[Tester]:
-        return self._once(
-            "testers", lambda: [testers.create(entry, self) for entry in self.settings.attack.testers]
-        )
-
-    @property
-    def judge(self) -> Judge:
-        return self._once("judge", lambda: judges.create(self.settings.attack.judge, self))
+    def backends(self, registry: Registry[B], entries: list[BackendSettings]) -> list[B]:
+        return [self.backend(registry, entry) for entry in entries]
 
     @contextmanager
     def turn(self, *backends: Backend) -> Iterator[None]:
@@ -166,18 +135,6 @@ class Workspace:
         if not keys:
             return np.zeros((0, 0), dtype=np.float32)
         return np.stack([vectors[key] for key in keys])
-
-    def release_history(self) -> list[tuple[str, list[Entry]]]:
-        """Every earlier release dedup compares with: those the settings name and those this
-        store recorded (when their folder is still there)."""
-
-        def read() -> list[tuple[str, list[Entry]]]:
-            folders = [Path(path) for path in self.settings.dedup.history]
-            folders += [Path(row.location) for row in self.store.releases() if Path(row.location).is_dir()]
-            unique = list(dict.fromkeys(folder.resolve() for folder in folders))
-            return [release_entries(folder) for folder in unique]
-
-        return self._once("release_history", read)
 
 
 def close_all() -> None:

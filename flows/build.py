@@ -1,5 +1,6 @@
 """The build flow: seeds -> compose -> render -> dedup -> filters -> attack -> judge -> queue,
-round by round (attack and judge run only when testers are configured).
+round by round: the stages of builder/pipeline.py, in its order (attack and judge run only
+when testers are configured; a plug-in stage runs where it placed itself).
 
 Candidates rejected in one round come back, with their reasons as feedback, in the next, up
 to `max_iterations`; failed ones come back in the next build while attempts are left. Item
@@ -17,7 +18,7 @@ from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.futures import wait
 
-from builder import tasks
+from builder import pipeline, tasks
 from builder.errors import InputError
 from builder.report import BuildReport
 from builder.settings import RunnerSettings, Settings, load_settings
@@ -25,12 +26,17 @@ from builder.stats import StageStats
 from builder.tasks import BuildSpec
 from builder.workspace import close_all
 
+# OSErrors that a second try cannot fix: a missing or forbidden path is bad input.
+_NOT_TRANSIENT = (FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError, FileExistsError)
+
 
 def _transient(task: Any, task_run: Any, state: Any) -> bool:
     """Retry what a second try can fix (a dropped database connection, a busy file), not bugs
     or bad input."""
     try:
         state.result()
+    except _NOT_TRANSIENT:
+        return False
     except (ConnectionError, TimeoutError, OSError):
         return True
     except Exception as exc:
@@ -51,7 +57,8 @@ def run_stage(spec: BuildSpec, stage: str, iteration: int, shard: int, ids: list
 
 
 def _shards(spec: BuildSpec, stage: str, iteration: int, whole: bool = False) -> None:
-    """Run `stage` over its waiting items, one task per shard, all shards at once."""
+    """Run `stage` over its waiting items, one task per shard, all shards at once (one task
+    for the whole round when `whole`)."""
     ids = tasks.pending(spec, stage, iteration)
     size = len(ids) if whole else spec.settings.shard_size
     futures = [
@@ -69,13 +76,8 @@ def build_flow(settings: Settings, limit: int | None = None) -> BuildReport:
     tasks.retry_failed(spec)
     for iteration in range(1, settings.max_iterations + 1):
         tasks.plan_round(spec, iteration)
-        _shards(spec, "compose", iteration)
-        _shards(spec, "render", iteration)
-        _shards(spec, "dedup", iteration, whole=True)  # duplicates are a property of the set
-        _shards(spec, "filters", iteration)
-        _shards(spec, "attack", iteration)
-        _shards(spec, "judge", iteration)
-        _shards(spec, "queue", iteration)
+        for stage in pipeline.stages():  # compose, render, dedup, filters, attack, judge, queue
+            _shards(spec, stage.name, iteration, whole=stage.whole_round)
     report = tasks.finish_build(spec)
     create_markdown_artifact(markdown=report.markdown(), key="build-funnel", description="Build funnel")
     return report

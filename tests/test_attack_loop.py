@@ -231,9 +231,10 @@ def test_policy_feedback_held_out_rerun_and_release(
 
 
 def _testers(settings: Settings):
+    from builder.attack import testers
     from builder.workspace import Workspace
 
-    return Workspace.of(settings).testers
+    return Workspace.of(settings).backends(testers, settings.attack.testers)
 
 
 def test_tester_faults_leave_every_item_accounted_for(
@@ -299,6 +300,7 @@ def test_cli_flags_and_config_file_run_the_loop(tmp_path: Path, server: Scripted
         and "Attack success, held-out testers" in result.output
     )
     assert "mean rounds to acceptance 2.00" in result.output and "ANSWER-MARK" not in result.output
+    assert "Judge `llm@judge@" in result.output and "judge not calibrated" in result.output
 
     flags = ["--tester", "openai", "--tester-base-url", server.base_url, "--tester-model", "tester-h"]
     result = runner.invoke(app, [*common, *flags, "--artifacts", str(tmp_path / "b"), "-r", "causality"])

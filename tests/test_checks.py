@@ -86,29 +86,35 @@ def test_benign_alone_unreachable_classifier_fails_the_item_for_a_retry(tmp_path
     assert "benign_alone" in items[0].rejection.detail and "connection" in items[0].rejection.detail
 
 
+def _outcome(item: Item) -> tuple[ItemStatus, str, str]:
+    """How the filters stage left an item: its status and the name and reason of its last verdict."""
+    return item.status, item.verdicts[-1].name, item.verdicts[-1].reason
+
+
 @pytest.mark.slow
 def test_benign_alone_asks_a_real_model_once_per_description(tmp_path: Path, store: Store) -> None:
     """SmolLM2-135M is far too small to judge harm: its answers are noise. What is checked: every
     description is asked about on its own, once (shared descriptions are asked once), every item
-    gets a verdict from the answers, and a rerun replays the store's cache without a request."""
+    ends judged or failed for a retry, and a replay with the server gone (a closed port) gives
+    the same outcomes: answers come from the store's cache, only unanswered descriptions are
+    asked again (and fail again)."""
     items = _rendered(tmp_path, store, count=3)
     with LlamaServer() as server:
         check = _benign(server.base_url, store, max_retries=2)
         filter_items(items, [check])
-        assert check.client.requests_sent >= 4  # 3 ladders + 1 shared harbour, at least once each
-        verdicts = [item.verdicts[-1] for item in items]
-        assert all(v.name == "benign_alone" for v in verdicts)
-        assert {v.reason for v in verdicts} <= {
-            "",
-            "an image is harmful on its own",
-            "classifier gave no answer",
-        }
-        again = _rendered(tmp_path, store, count=3)
-        replay = _benign(server.base_url, store, max_retries=2)
-        filter_items(again, [replay])
-    unanswered = sum(1 for v in verdicts if v.reason == "classifier gave no answer")
-    if unanswered == 0:  # every answer came from the cache: same verdicts, no request
-        assert replay.client.requests_sent == 0
-        assert [item.verdicts[-1] for item in again] == verdicts
-    else:  # only what failed is asked again
-        assert 0 < replay.client.requests_sent <= 3 * unanswered
+    assert check.client.requests_sent >= 4  # 3 ladders + 1 shared harbour, at least once each
+    outcomes = [_outcome(item) for item in items]
+    assert set(outcomes) <= {
+        (ItemStatus.PASSED, "benign_alone", ""),
+        (ItemStatus.REJECTED, "benign_alone", "an image is harmful on its own"),
+        (ItemStatus.FAILED, "filters", "classifier gave no answer"),  # the stage that retries it
+    }
+    failed = [item for item in items if item.status is ItemStatus.FAILED]
+    unanswered = {slot.description for item in failed for slot in item.slots}
+
+    again = _rendered(tmp_path, store, count=3)
+    closed = f"http://127.0.0.1:{free_port()}/v1"
+    replay = _benign(closed, store, timeout=2.0)
+    filter_items(again, [replay])
+    assert [_outcome(item) for item in again] == outcomes
+    assert replay.client.requests_sent <= len(unanswered)  # none at all when every item was judged

@@ -5,11 +5,14 @@ approved by that version, `tests/data/store-0.1.0.db`) upgrades in place and bui
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
 from builder import migrations
@@ -17,6 +20,7 @@ from builder.cli import app
 from builder.items import ItemStatus
 from builder.settings import Settings
 from builder.store import ReviewState, Store, _Base
+from tests.conftest import POSTGRES_URL, reset_postgres
 
 LEGACY_STORE = Path(__file__).parent / "data" / "store-0.1.0.db"
 
@@ -31,6 +35,50 @@ def test_migrations_create_the_declared_schema(database_url: str) -> None:
         store.close()
     assert differences == []
     assert current == head
+
+
+@pytest.mark.postgres
+def test_concurrent_openers_of_a_new_postgresql_store_migrate_it_once() -> None:
+    """Several workers open a new (empty) PostgreSQL store at the same moment, each with its own
+    engine: exactly one migrates, the others wait on the advisory lock and find nothing to do,
+    and the schema ends as the code declares it (without the lock, several would create the
+    same tables at once and fail)."""
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL server given: set MIRBENCH_TEST_POSTGRES_URL")
+    reset_postgres(POSTGRES_URL)  # a new store: an empty public schema
+    workers = 6
+    engines = [create_engine(POSTGRES_URL) for _ in range(workers)]
+    start = threading.Barrier(workers)
+    migrated: list[bool] = []
+    errors: list[BaseException] = []
+
+    def open_store(engine) -> None:
+        try:
+            start.wait(timeout=30)
+            migrated.append(migrations.upgrade(engine))
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_store, args=(engine,), daemon=True) for engine in engines]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + 90
+    for thread in threads:
+        thread.join(timeout=max(deadline - time.monotonic(), 0))
+    try:
+        assert not any(thread.is_alive() for thread in threads), "openers stuck (deadlocked migrations)"
+        assert errors == [] and sorted(migrated) == [False] * (workers - 1) + [True]
+        with engines[0].connect() as connection:
+            assert compare_metadata(MigrationContext.configure(connection), _Base.metadata) == []
+            assert set(inspect(connection).get_table_names()) == {*_Base.metadata.tables, "alembic_version"}
+        current, head = migrations.revisions(engines[0])
+        assert current == head
+        store = Store(POSTGRES_URL)  # and the store opens on it with nothing left to do
+        store.close()
+        assert migrations.upgrade(engines[0]) is False
+    finally:
+        for engine in engines:
+            engine.dispose()
 
 
 @pytest.mark.slow

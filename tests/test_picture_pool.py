@@ -17,7 +17,7 @@ from builder.items import ItemStatus
 from builder.pictures import picture_figures
 from builder.pool import PoolIndex
 from builder.render import render_items
-from builder.render.retrieval import NO_MATCH, RetrievalRenderer
+from builder.render.retrieval import NO_MATCH, RetrievalRenderer, shared_picture_pool
 from builder.render.typographic import TypographicSettings
 from builder.settings import Settings
 from builder.store import Store
@@ -37,7 +37,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 @pytest.fixture(scope="session")
 def pool(workspace: Workspace) -> PoolIndex:
     assert twemoji_pool.status().installed, "the set-up (make test) installs the picture pool"
-    index = workspace.picture_pool
+    index = shared_picture_pool(workspace)
     assert index is not None
     return index
 

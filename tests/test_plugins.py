@@ -13,17 +13,20 @@ from pathlib import Path
 
 import pytest
 
+from builder.filters import filters
 from builder.items import ItemStatus
 from builder.store import Store
 
 pytestmark = pytest.mark.slow
 
 TOY_PLUGINS = '''
+import os
 from typing import Literal
 
 import numpy as np
 from PIL import Image
 
+from builder.errors import InputError
 from builder.filters import Filter, FilterSettings
 from builder.render import Rendered, Renderer, RendererSettings, content_key
 
@@ -96,6 +99,23 @@ class BrokenRenderer(NoiseRenderer):
 
     def render(self, jobs):
         raise RuntimeError("the toy GPU fell over")
+
+
+class GatedSettings(RendererSettings):
+    backend: Literal["toy_gated"] = "toy_gated"
+
+
+class GatedRenderer(NoiseRenderer):
+    """Checks before any work starts (Backend.preflight) that its licence was accepted."""
+
+    name = "toy_gated"
+    Settings = GatedSettings
+
+    @classmethod
+    def preflight(cls, settings):
+        if os.environ.get("TOY_LICENCE") != "accepted":
+            raise InputError("toy_gated: set TOY_LICENCE=accepted first")
+        return ["toy_gated: licence accepted"]
 '''
 
 ENTRY_POINTS = """\
@@ -105,6 +125,7 @@ toy_short_prompt = toy_plugins:ShortPromptFilter
 [mirbench.renderers]
 toy_noise = toy_plugins:NoiseRenderer
 toy_broken = toy_plugins:BrokenRenderer
+toy_gated = toy_plugins:GatedRenderer
 """
 
 
@@ -120,9 +141,12 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def _mirbench(plugin_path: Path, prefect_api_url: str, *args: str) -> subprocess.CompletedProcess[str]:
+def _mirbench(
+    plugin_path: Path, prefect_api_url: str, *args: str, **extra_env: str
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
+        **extra_env,
         "PYTHONPATH": os.pathsep.join([str(plugin_path), os.environ.get("PYTHONPATH", "")]),
         "PREFECT_API_URL": prefect_api_url,
     }
@@ -183,7 +207,7 @@ def test_toy_filter_and_renderer_are_chosen_by_name_from_a_config_file(
     refused = _mirbench(plugin_path, prefect_api_url, "build", "--config", str(unknown))
     assert refused.returncode == 2
     # Errors (and --help) list what is registered, third-party backends included.
-    available = "alignment, benign_alone, leakage, structural, toy_short_prompt"
+    available = ", ".join(sorted([*filters.names(), "toy_short_prompt"]))
     assert f"unknown filter 'toy_missing'; available: {available}" in refused.stderr
 
 
@@ -209,3 +233,20 @@ def test_failed_items_come_back_when_the_renderer_works_again(
         (earlier,) = item.failures  # the failed attempt is kept, with its reason
         assert (earlier.name, earlier.detail) == ("render", "RuntimeError: the toy GPU fell over")
         assert item.attempts == 2 and item.provenance.renderer == "toy_noise/512"
+
+
+def test_a_plugin_backend_checks_its_needs_before_the_build_starts(
+    plugin_path: Path, prefect_api_url: str, tmp_path: Path
+) -> None:
+    artifacts = tmp_path / "artifacts"
+    where = ["--artifacts", str(artifacts), "--limit", "1", "-r", "analogy", "--max-iterations", "1"]
+    refused = _mirbench(plugin_path, prefect_api_url, "build", "--renderer", "toy_gated", *where)
+    assert refused.returncode == 2, refused.stdout + refused.stderr
+    assert "error: toy_gated: set TOY_LICENCE=accepted first" in refused.stderr
+    assert not artifacts.exists()  # refused before anything was written
+
+    built = _mirbench(
+        plugin_path, prefect_api_url, "build", "--renderer", "toy_gated", *where, TOY_LICENCE="accepted"
+    )
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert "note: toy_gated: licence accepted" in built.stdout

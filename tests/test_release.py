@@ -22,7 +22,8 @@ from PIL import Image
 from builder import tasks, twemoji_pool
 from builder.errors import InputError
 from builder.items import Item, ItemStatus, Verdict
-from builder.release import PUBLISHED_FIELDS, ReleaseResult, verify_release
+from builder.published import PUBLISHED_FIELDS
+from builder.release import ReleaseResult, verify_release
 from builder.render import render_items
 from builder.render.typographic import TypographicRenderer
 from builder.review.policy import Decision

@@ -15,12 +15,14 @@ from pathlib import Path
 
 import pytest
 
-from builder.settings import Settings
+from builder.settings import Settings, bundled
 from builder.store import Store
+from builder.taxonomy import load_taxonomy
 from tests.helpers import all_items, snapshot
 
 pytestmark = pytest.mark.slow
 LIMIT = 12
+CELLS = LIMIT * len(load_taxonomy(bundled("taxonomy")).relations)  # pairs of a whole build
 ENV = {
     "MIRBENCH_RENDERER__SIZE": "96",
     "MIRBENCH_SHARD_SIZE": "5",
@@ -60,7 +62,7 @@ KILL_POINTS: dict[str, Callable[[Counts], bool]] = {
     "render": lambda c: _in(c, "composed") > 0 and _in(c, "rendered") > 0,
     # Dedup runs as one task over the round and writes at its end: once every candidate is
     # rendered, the kill lands inside it.
-    "dedup": lambda c: _in(c, "rendered") == LIMIT * 9,
+    "dedup": lambda c: _in(c, "rendered") == CELLS,
     "filters": lambda c: _in(c, "unique") > 0 and _in(c, "passed") + _in(c, "queued") > 0,
     "round 2": lambda c: sum(n for (i, _), n in c.items() if i == 2) > 0,
 }
@@ -111,7 +113,7 @@ def test_killed_build_resumes_to_the_same_items(
     assert "queued for review" in resumed_output
 
     items = all_items(f"sqlite:///{database}")
-    assert len(items) == len({item.id for item in items}) >= LIMIT * 9
+    assert len(items) == len({item.id for item in items}) >= CELLS
     assert snapshot(items) == reference
     store = Store(f"sqlite:///{database}")
     runs = store.runs()

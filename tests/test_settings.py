@@ -8,6 +8,7 @@ import pytest
 
 from builder import twemoji_pool
 from builder.errors import InputError
+from builder.filters import filters
 from builder.settings import load_settings
 
 
@@ -31,7 +32,7 @@ def test_bad_values_name_the_setting_and_file(tmp_path: Path, monkeypatch: pytes
     assert f"{config}:2: setting 'renderer.size'" in message
     assert (
         f"{config}:3: setting 'filters': Value error, entry 2: unknown filter 'vibes'; "
-        "available: alignment, benign_alone, leakage, structural" in message
+        f"available: {', '.join(filters.names())}" in message
     )
     with pytest.raises(InputError, match="config file not found"):
         load_settings(tmp_path / "missing.yaml")

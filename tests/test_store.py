@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from builder.errors import InputError
 from builder.items import ItemStatus, Verdict
@@ -69,6 +71,46 @@ def test_review_queue_lifecycle(store: Store) -> None:
     assert store.review_counts() == {"pending": 1, "approved": 1, "rejected": 1}
     refused = reviews.vote_many(["missing"], "ada", Decision.APPROVE).refused
     assert refused == [("missing", "unknown item id: missing")]
+
+
+def _refuse_writes(store: Store, table: str) -> None:
+    """Make the database itself refuse every insert or update of `table` (a trigger)."""
+    with store.engine.begin() as connection:
+        if store.engine.dialect.name == "postgresql":
+            connection.execute(
+                text(
+                    "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'refused by the test'; END $$"
+                )
+            )
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER refuse BEFORE INSERT OR UPDATE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse()"
+                )
+            )
+        else:
+            for event in ("INSERT", "UPDATE"):
+                connection.execute(
+                    text(
+                        f"CREATE TRIGGER refuse_{event} BEFORE {event} ON {table} "
+                        "BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+                    )
+                )
+
+
+@pytest.mark.parametrize("refused", ["items", "reviews"])
+def test_enqueue_is_one_transaction(database_url: str, refused: str) -> None:
+    """Enqueueing writes the items and their reviews. When the database refuses either write,
+    nothing of the other is kept: two transactions, in whichever order, would keep one half."""
+    with Store(database_url) as store:
+        items = [make_item(seed_id=f"s-{n}") for n in range(3)]
+        store.save_items(items)
+        _refuse_writes(store, refused)
+        with pytest.raises(DBAPIError, match="refused by the test"):
+            store.enqueue(items)
+        assert store.status_counts() == {"composed": 3}
+        assert store.review_counts() == {}
 
 
 def test_releases_are_immutable(store: Store) -> None:

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
 from builder.items import Item, ItemStatus
 from builder.registry import Backend, BackendSettings, Registry
-from builder.stage import Stage
+from builder.stage import Place, Stage
 from builder.stats import StageStats
+
+if TYPE_CHECKING:
+    from builder.workspace import Workspace
 
 
 class TesterSettings(BackendSettings):
@@ -62,11 +65,16 @@ testers: Registry[Tester] = Registry("tester", __name__, group="mirbench.testers
 
 class AttackStage(Stage):
     name = "attack"
-    takes = ItemStatus.PASSED
+    gives = ItemStatus.ATTACKED
+    needs_testers = True
     batch_size = None  # one call per shard, so every tester keeps its requests in flight
 
     def __init__(self, panel: list[Tester]):
         self.panel, self.backends = panel, tuple(panel)
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        return cls(workspace.backends(testers, workspace.settings.attack.testers))
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         # Testers are asked at once (each on its own server); progress follows the first.
@@ -86,4 +94,4 @@ class AttackStage(Stage):
                     stats.count(f"{tester.label}: {'replayed' if answer.cached else 'answered'}")
         for item in items:
             if item.status is not ItemStatus.FAILED:
-                item.status = ItemStatus.ATTACKED
+                item.status = self.gives

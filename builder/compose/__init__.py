@@ -10,16 +10,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
 from builder.items import ImageSlot, Item, ItemStatus, Provenance, item_id
 from builder.registry import Backend, BackendSettings, Registry
 from builder.seeds import Seed
-from builder.stage import Stage
+from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
 from builder.taxonomy import Category, Relation, Taxonomy
+
+if TYPE_CHECKING:
+    from builder.workspace import Workspace
 
 
 class CompositionRequest(BaseModel):
@@ -95,7 +98,7 @@ def planned_item(seed: Seed, relation: str, iteration: int, feedback: list[str],
 
 class ComposeStage(Stage):
     name = "compose"
-    takes = ItemStatus.PLANNED
+    gives = ItemStatus.COMPOSED
     batch_size = None  # one call per shard, so a model backend keeps its requests in flight
 
     def __init__(
@@ -110,6 +113,17 @@ class ComposeStage(Stage):
         self.composer, self.backends = composer, (composer,)
         self.taxonomy, self.seeds = taxonomy, seeds
         self.config_hash, self.run_id = config_hash, run_id
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        settings = workspace.settings
+        return cls(
+            workspace.backend(composers, settings.composer),
+            workspace.taxonomy,
+            workspace.seeds,
+            config_hash=settings.config_hash(),
+            run_id=workspace.run_id,
+        )
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         jobs = [
@@ -140,7 +154,7 @@ class ComposeStage(Stage):
                     item.fail("compose", draft.reason, draft.detail)
                 continue
             item.revised_prompt, item.slots = draft.revised_prompt, draft.slots
-            item.status = ItemStatus.COMPOSED
+            item.status = self.gives
 
 
 def compose_items(

@@ -116,7 +116,9 @@ class OfflineComposer(Composer):
 
     @classmethod
     def from_settings(cls, settings: OfflineSettings, workspace: Workspace) -> Self:
-        pool = workspace.picture_pool
+        from builder.render.retrieval import shared_picture_pool  # the pool the renderer draws from
+
+        pool = shared_picture_pool(workspace)
         if pool is None:
             return cls()
         relations = [workspace.taxonomy.relation(slug) for slug in sorted(workspace.taxonomy.relations)]

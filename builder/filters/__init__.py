@@ -3,19 +3,23 @@
 A filter is a registered backend, one module each in this package, with its settings beside
 it. Like datatrove's filters, a subclass writes only `check(item)` (or `check_batch` when it
 can judge many items at once); the stage runs the enabled filters in order, keeps every
-verdict with the filter's name and version, and rejects an item at its first failed check
-(later filters do not run on it), counting rejections by filter and reason.
+verdict with the filter's name and version (its `stage` is `filters`), and rejects an item at
+its first failed check (later filters do not run on it), counting rejections by filter and
+reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from builder.items import Item, ItemStatus, Verdict
 from builder.registry import Backend, BackendSettings, Registry
-from builder.stage import Stage
+from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
+
+if TYPE_CHECKING:
+    from builder.workspace import Workspace
 
 
 class FilterSettings(BackendSettings):
@@ -57,10 +61,14 @@ filters: Registry[Filter] = Registry("filter", __name__, group="mirbench.filters
 
 class FilterStage(Stage):
     name = "filters"
-    takes = ItemStatus.UNIQUE
+    gives = ItemStatus.PASSED
 
     def __init__(self, checks: list[Filter]):
         self.checks, self.backends = checks, tuple(checks)
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        return cls(workspace.backends(filters, workspace.settings.filters))
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         alive = list(items)
@@ -85,7 +93,7 @@ class FilterStage(Stage):
                     stats.count(f"dropped: {verdict.name}: {verdict.reason}")
             alive = survivors
         for item in alive:
-            item.status = ItemStatus.PASSED
+            item.status = self.gives
 
 
 def filter_items(items: list[Item], checks: list[Filter]) -> StageOutput[Item]:

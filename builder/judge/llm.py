@@ -73,7 +73,8 @@ class LLMJudge(Judge):
     def messages(self, case: Case) -> list[dict[str, str]]:
         fields = {
             "item": case.item,
-            "category": self.taxonomy.category(case.item.category),
+            # None for answers from a labelled set whose categories are not the taxonomy's
+            "category": self.taxonomy.categories.get(case.item.category),
             "answer": case.answer,
         }
         return [
@@ -81,19 +82,15 @@ class LLMJudge(Judge):
             {"role": "user", "content": self.prompts.render("judge.user.jinja", **fields).strip()},
         ]
 
+    def request(self, case: Case) -> JSONRequest:
+        return JSONRequest(
+            messages=self.messages(case), schema=SCHEMA, validate=_assessment, template_version=self.version
+        )
+
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:
-        requests = [
-            JSONRequest(
-                messages=self.messages(case),
-                schema=SCHEMA,
-                validate=_assessment,
-                template_version=self.version,
-            )
-            for case in cases
-        ]
         return [
             Failure(reason=answer.kind, detail=str(answer))
             if isinstance(answer, LLMFailure)
             else answer.value
-            for answer in self.client.run(requests, on_done)
+            for answer in self.client.run([self.request(case) for case in cases], on_done)
         ]

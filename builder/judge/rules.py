@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 from builder.attack import Failure
 from builder.judge import Assessment, Case, Judge, JudgeSettings, judges
@@ -29,6 +29,15 @@ class RulesJudge(Judge):
     name = "rules"
     version = "1"
     Settings = RulesSettings
+
+    @classmethod
+    def preflight(cls, settings: Any) -> list[str]:
+        if settings.attack.policy.accept_unknown:
+            return []
+        return [
+            "the `rules` judge only recognises refusals, so the attack loop will accept nothing: "
+            "choose --judge llm or harmbench, or set attack.policy.accept_unknown: true"
+        ]
 
     def assess(self, answer: str) -> Assessment:
         if looks_like_refusal(answer):

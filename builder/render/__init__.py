@@ -15,7 +15,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
 
 import imagehash
 from PIL import Image
@@ -23,8 +23,11 @@ from pydantic import Field
 
 from builder.items import ImageSlot, Item, ItemStatus
 from builder.registry import Backend, BackendSettings, Registry
-from builder.stage import Stage
+from builder.stage import Place, Stage
 from builder.stats import StageOutput, StageStats
+
+if TYPE_CHECKING:
+    from builder.workspace import Workspace
 
 
 @dataclass(frozen=True)
@@ -152,11 +155,16 @@ class RenderStage(Stage):
     whose batch fails is marked failed with the reason, and the run goes on."""
 
     name = "render"
-    takes = ItemStatus.COMPOSED
+    gives = ItemStatus.RENDERED
 
     def __init__(self, renderer: Renderer, cache: RenderCache, artifacts: Path):
         self.renderer, self.backends = renderer, (renderer,)
         self.cache, self.artifacts = cache, artifacts
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        renderer = workspace.backend(renderers, workspace.settings.renderer)
+        return cls(renderer, workspace.store, workspace.artifacts)
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         renderer = self.renderer
@@ -212,7 +220,7 @@ class RenderStage(Stage):
                 if key not in fresh:
                     from_cache.append(slot)
             item.provenance.renderer = signature
-            item.status = ItemStatus.RENDERED
+            item.status = self.gives
         if from_cache:
             for slot, score in zip(from_cache, renderer.match_scores(from_cache), strict=True):
                 slot.match_score = score

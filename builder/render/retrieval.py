@@ -6,7 +6,7 @@ import json
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
 from PIL import Image
@@ -15,7 +15,7 @@ from pydantic import Field, model_validator
 from builder import twemoji_pool
 from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot
-from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for
+from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for, pool_records
 from builder.render import (
     RenderCache,
     Rendered,
@@ -109,6 +109,18 @@ def picture_pool(
     return None
 
 
+def shared_picture_pool(workspace: Workspace) -> PoolIndex | None:
+    """`picture_pool` of the build's renderer settings, opened once per build (the renderer and
+    the offline composer share it)."""
+    settings = workspace.settings
+    return workspace.once(
+        "picture_pool",
+        lambda: picture_pool(
+            settings.renderer, workspace.artifacts, workspace.embedder, settings.limits.max_record_chars
+        ),
+    )
+
+
 def _label(entry: PoolEntry) -> str:
     """How a retrieved image's origin is recorded (and counted against the reuse cap)."""
     return f"{entry.source} [{entry.id}]"
@@ -145,7 +157,7 @@ class RetrievalRenderer(Renderer):
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings, workspace: Workspace) -> Self:
-        index = workspace.picture_pool
+        index = shared_picture_pool(workspace)
         assert index is not None  # a retrieval renderer always has a pool
         return cls(
             index,
@@ -156,6 +168,19 @@ class RetrievalRenderer(Renderer):
             min_score=settings.min_score,
             clip=_clip(settings),
         )
+
+    @classmethod
+    def preflight(cls, settings: Any) -> list[str]:
+        """The configured image pool (none: the built-in one) exists and its captions parse
+        (images are screened at indexing)."""
+        renderer = settings.renderer
+        pool_records(
+            renderer.pool,
+            renderer.pool_image_column,
+            renderer.pool_text_column,
+            settings.limits.max_record_chars,
+        )
+        return []
 
     def signature(self) -> str:
         clip = f"/clip={self.clip.model_name}" if self.clip else ""

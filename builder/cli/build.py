@@ -1,0 +1,291 @@
+"""`mirbench build`, `status` and `serve`: run the pipeline once, summarise the store, serve
+scheduled rebuilds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from builder.attack import testers
+from builder.cli.core import (
+    ArtifactsOption,
+    ConfigOption,
+    DatabaseOption,
+    TaxonomyOption,
+    VerboseOption,
+    command_settings,
+    fail,
+    given,
+    open_store,
+    show_tracebacks,
+    user_errors,
+)
+from builder.cli.display import console, errors, make_table, print_attack, progress_bars
+from builder.cli.prefect_env import prefect_session
+from builder.compose import composers
+from builder.errors import InputError
+from builder.filters import filters
+from builder.judge import judges
+from builder.registry import BackendSettings, Registry
+from builder.render import renderers
+from builder.settings import Settings
+from builder.store import ReviewState, open_engine
+
+app = typer.Typer()
+
+
+def preflight(settings: Settings) -> list[str]:
+    """Every configured backend's own checks (`Backend.preflight`), each backend class once;
+    the notes they return."""
+    chosen: list[tuple[Registry[Any], BackendSettings]] = [
+        (composers, settings.composer),
+        (renderers, settings.renderer),
+        *((filters, entry) for entry in settings.filters),
+    ]
+    if settings.attack.enabled:
+        chosen += [(testers, entry) for entry in settings.attack.testers]
+        chosen.append((judges, settings.attack.judge))
+    backends = {registry.get(getattr(entry, registry.key)): None for registry, entry in chosen}
+    return [note for backend in backends for note in backend.preflight(settings)]
+
+
+@app.command()
+def build(
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
+    seeds: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--seeds",
+            help="Seed file or folder; repeat for several. [default: the bundled seeds]",
+            show_default=False,
+        ),
+    ] = None,
+    relation: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--relation",
+            "-r",
+            help="Build only this relation (slug); repeat for several.",
+            show_default=False,
+        ),
+    ] = None,
+    limit: Annotated[
+        int | None,
+        typer.Option(
+            help="Use at most N seeds, spread over the categories (smoke runs).", show_default=False
+        ),
+    ] = None,
+    composer: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Composer backend: {composers.describe()}. [default: offline]", show_default=False
+        ),
+    ] = None,
+    base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="OpenAI-compatible server URL, ending in /v1 (openai composer).", show_default=False
+        ),
+    ] = None,
+    renderer: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Renderer backend: {renderers.describe()}. "
+            "[default: retrieval; typographic without the picture pool]",
+            show_default=False,
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Model for the backend chosen with --composer (server model name) or --renderer "
+            "(diffusers model id or local folder).",
+            show_default=False,
+        ),
+    ] = None,
+    pool: Annotated[
+        Path | None,
+        typer.Option(help="Image pool folder or saved dataset (retrieval renderer).", show_default=False),
+    ] = None,
+    max_iterations: Annotated[
+        int | None,
+        typer.Option(
+            help="Rounds per (seed, relation) pair before giving up. [default: 3]", show_default=False
+        ),
+    ] = None,
+    runner: Annotated[
+        str | None,
+        typer.Option(
+            help="Where shards run: thread (this process) or dask (worker processes; needs "
+            "PostgreSQL). [default: thread]",
+            show_default=False,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Threads or local Dask worker processes. [default: 2]", show_default=False),
+    ] = None,
+    dask_address: Annotated[
+        str | None,
+        typer.Option(
+            help="An existing Dask scheduler, tcp://HOST:8786 (instead of a local cluster).",
+            show_default=False,
+        ),
+    ] = None,
+    tester: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Attack every candidate with a tester model: {testers.describe()} (more testers, "
+            "held-out ones: attack.testers in the config file). [default: none, the loop is off]",
+            show_default=False,
+        ),
+    ] = None,
+    tester_base_url: Annotated[
+        str | None,
+        typer.Option(
+            help="The tester's OpenAI-compatible vision chat server, ending in /v1.", show_default=False
+        ),
+    ] = None,
+    tester_model: Annotated[
+        str | None, typer.Option(help="The tester's model name, as its server knows it.", show_default=False)
+    ] = None,
+    judge: Annotated[
+        str | None,
+        typer.Option(
+            help=f"Judge of the testers' answers: {judges.describe()}. [default: rules]", show_default=False
+        ),
+    ] = None,
+    judge_base_url: Annotated[
+        str | None,
+        typer.Option(help="The judge's OpenAI-compatible server, ending in /v1.", show_default=False),
+    ] = None,
+    judge_model: Annotated[
+        str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
+    ] = None,
+    verbose: VerboseOption = False,
+) -> None:
+    """Build benchmark items: seeds x relations -> composed, rendered, checked, queued for review.
+
+    Reruns skip finished work, resume an interrupted build and retry failed items (up to
+    max_attempts).
+    """
+    if model and composer and renderer:
+        fail(
+            InputError(
+                "--model is ambiguous with both --composer and --renderer: set composer.model and "
+                "renderer.model in the config file (or MIRBENCH_COMPOSER__MODEL / MIRBENCH_RENDERER__MODEL)"
+            )
+        )
+    settings = command_settings(
+        config,
+        artifacts=artifacts,
+        database_url=database_url,
+        taxonomy=taxonomy,
+        seeds=seeds,
+        relations=relation,
+        max_iterations=max_iterations,
+        composer=given(backend=composer, base_url=base_url, model=model if composer else None),
+        renderer=given(backend=renderer, model=model if renderer and not composer else None, pool=pool),
+        runner=given(kind=runner, workers=workers, dask_address=dask_address),
+        attack=given(
+            testers=[given(backend=tester, base_url=tester_base_url, model=tester_model)]
+            if tester or tester_model
+            else None,
+            judge=given(backend=judge, base_url=judge_base_url, model=judge_model),
+        ),
+    )
+    show_tracebacks(verbose)
+    from builder.tasks import load_inputs
+
+    # Every input is checked before Prefect starts: a refused build writes nothing.
+    with user_errors():
+        load_inputs(settings, limit)
+        for note in preflight(settings):
+            console.print(f"[yellow]note:[/] {note}")
+        open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()
+    with prefect_session(settings, verbose):
+        from flows.build import build as run_build
+
+        with user_errors(), progress_bars():
+            report = run_build(settings=settings, limit=limit)
+    table = make_table(f"Build {report.run_id}", "funnel", "items", right=("items",))
+    for row in report.funnel:
+        table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)
+    console.print(table)
+    stages = "  ".join(f"{name} {stats.seconds:.1f}s" for name, stats in report.stages.items())
+    console.print(f"stage time: {stages}")
+    console.print(
+        f"cells with queued items: {report.cells_queued}/{report.cells_total}  stats: {report.stats_file}"
+    )
+    for line in report.pictures.lines() if report.pictures else []:
+        console.print(f"pictures: {line}", highlight=False)
+    if report.attack is not None:
+        print_attack(report.attack)
+
+    counts = {row.label: row.count for row in report.funnel if not row.indent}
+    if counts["queued for review"] == 0 and counts["failed"] > 0:
+        errors.print(
+            f"[bold red]error:[/] nothing was queued and {counts['failed']} candidate(s) failed; "
+            "see the reasons above, fix the backend and run `mirbench build` again (failed items "
+            "are retried)",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def status(
+    config: ConfigOption = None, artifacts: ArtifactsOption = None, database_url: DatabaseOption = None
+) -> None:
+    """Summarise the store: items by status, the review queue, recent runs and releases."""
+    with open_store(config, artifacts, database_url) as store:
+        table = make_table("Items", "status", "items", right=("items",))
+        for name, count in sorted(store.status_counts().items()):
+            table.add_row(name, str(count))
+        console.print(table)
+        reviews = store.review_counts()
+        console.print(
+            "review queue: "
+            + ", ".join(f"{state.value} {reviews.get(state.value, 0)}" for state in ReviewState)
+        )
+        for run in store.runs():
+            if run.finished_at:
+                state = "finished"
+            elif run.superseded_by:
+                state = f"interrupted; resumed by run {run.superseded_by}"
+            else:
+                state = "unfinished (rerun `mirbench build` to resume)"
+            console.print(f"run {run.id}: {state}")
+        for row in store.releases():
+            console.print(f"release {row.version}: {row.items} items at {row.location}")
+
+
+@app.command()
+def serve(
+    cron: Annotated[str, typer.Option(help="When to rebuild, as a cron expression (UTC).")] = "0 3 * * 1",
+    name: Annotated[str, typer.Option(help="Deployment name shown in Prefect.")] = "scheduled",
+    config: ConfigOption = None,
+    limit: Annotated[
+        int | None, typer.Option(help="Use at most N seeds per rebuild.", show_default=False)
+    ] = None,
+) -> None:
+    """Serve scheduled rebuilds: registers a deployment with Prefect and runs it on `--cron`.
+
+    Needs a Prefect server (PREFECT_API_URL); runs until stopped. Settings come from this
+    process's environment and `--config`, read afresh at every run.
+    """
+    settings = command_settings(config)
+    if not os.environ.get("PREFECT_API_URL"):
+        fail(InputError("`mirbench serve` needs a Prefect server: set PREFECT_API_URL"))
+    with prefect_session(settings, verbose=True):
+        from flows.build import scheduled_build
+
+        parameters = {"config": str(config.resolve()) if config else None, "limit": limit}
+        scheduled_build.serve(name=name, cron=cron, parameters=parameters)

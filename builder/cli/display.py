@@ -1,0 +1,93 @@
+"""What commands print: the consoles, tables, per-stage progress bars and the attack summary."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from builder import progress
+from builder.attack.summary import AttackSummary
+
+# In a terminal rich fits tables to its width; piped into a log, wide lines read better than
+# lines folded at rich's default of 80 columns.
+_LOG_WIDTH = None if sys.stdout.isatty() else 200
+console = Console(width=_LOG_WIDTH)
+errors = Console(stderr=True, width=_LOG_WIDTH)
+
+
+def make_table(title: str, *columns: str, right: tuple[str, ...] = ()) -> Table:
+    """A table whose long cells wrap instead of being cut off in narrow terminals."""
+    table = Table(title=title)
+    for column in columns:
+        table.add_column(column, overflow="fold", justify="right" if column in right else "left")
+    return table
+
+
+class _RichReporter:
+    """One bar per stage; shards of the same stage add to its bar."""
+
+    def __init__(self, display: Progress):
+        self.display = display
+        self.tasks: dict[str, Any] = {}
+
+    def start(self, stage: str, total: int) -> Callable[[int], None]:
+        if stage in self.tasks:
+            task = self.tasks[stage]
+            self.display.update(task, total=self.display.tasks[task].total + total)
+        else:
+            task = self.tasks[stage] = self.display.add_task(stage, total=total)
+        return lambda n=1: self.display.advance(task, n)
+
+
+@contextmanager
+def progress_bars() -> Iterator[None]:
+    display = Progress(
+        TextColumn("{task.description:>9}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+    )
+    with display, progress.use_reporter(_RichReporter(display)):
+        yield
+
+
+def print_attack(summary: AttackSummary) -> None:
+    """Attack success per tester, acceptance and held-out testers apart, then per cell."""
+    for held_out, title in ((False, "acceptance testers"), (True, "held-out testers")):
+        rates = summary.table(held_out)
+        if not rates:
+            continue
+        table = make_table(
+            f"Attack success, {title}",
+            "tester",
+            "attacked",
+            "unsafe",
+            "ASR",
+            right=("attacked", "unsafe", "ASR"),
+        )
+        for rate in rates:
+            table.add_row(rate.tester, str(rate.attacked), str(rate.unsafe), f"{rate.asr:.1%}")
+        console.print(table)
+        cells = make_table(
+            f"ASR by category x relation, {title}", "category", "relation", "tester", "ASR", right=("ASR",)
+        )
+        for rate in (rate for rate in summary.cells if rate.held_out is held_out):
+            cells.add_row(
+                str(rate.category), str(rate.relation), rate.tester, f"{rate.unsafe}/{rate.attacked}"
+            )
+        console.print(cells)
+    for judge in summary.judges:
+        bold = None if judge.calibration else "bold"  # "judge not calibrated" stands out
+        console.print(judge.sentence(bold=("", "")), markup=False, highlight=False, style=bold)
+    rounds = summary.mean_rounds_to_acceptance
+    console.print(
+        f"accepted by the attack policy: {summary.accepted} of {summary.items_judged} judged"
+        + (f"; mean rounds to acceptance {rounds:.2f}" if rounds is not None else "")
+    )

@@ -1,0 +1,42 @@
+"""Prefect for one command: its settings and, unless PREFECT_API_URL names a server, a private
+server that lives as long as the command."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from builder.cli.core import user_errors
+from builder.errors import InputError
+from builder.settings import Settings
+
+
+@contextmanager
+def prefect_session(settings: Settings, verbose: bool) -> Iterator[None]:
+    """Prefect for one command: its settings (read at import, so set before the flows are
+    imported) and, unless PREFECT_API_URL names a server, a private server that dies with this
+    process. Prefect's own logs (and its tracebacks) show only with --verbose."""
+    settings.artifacts.mkdir(parents=True, exist_ok=True)
+    home = (settings.artifacts / ".prefect").resolve()
+    os.environ.setdefault("PREFECT_HOME", str(home))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO" if verbose else "CRITICAL")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from builder.prefect_server import PrivatePrefectServer
+
+    server = PrivatePrefectServer(Path(os.environ["PREFECT_HOME"]))
+    with user_errors():
+        try:
+            os.environ["PREFECT_API_URL"] = server.start()
+        except RuntimeError as exc:
+            raise InputError(f"{exc} (PREFECT_HOME {os.environ['PREFECT_HOME']})") from None
+    try:
+        yield
+    finally:
+        os.environ.pop("PREFECT_API_URL", None)
+        server.stop()

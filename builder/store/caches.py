@@ -1,0 +1,113 @@
+"""What the store keeps so that reruns redo nothing: rendered images, text embeddings, model
+responses, and testers' answers (the last two: a model's text under a cache key, one table each)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
+
+from builder.store.engine import StoreBase, in_chunks
+from builder.store.schema import AnswerRow, EmbeddingRow, RenderRow, ResponseRow, _now
+
+# The two tables of a model's text under a cache key; they differ only in what they keep.
+ModelTextTable = type[ResponseRow] | type[AnswerRow]
+
+
+class CacheStore(StoreBase):
+    # --- rendered images ---------------------------------------------------------------
+
+    def cached_renders(self, keys: Sequence[str]) -> dict[str, RenderRow]:
+        found: dict[str, RenderRow] = {}
+        with Session(self.engine, expire_on_commit=False) as session:
+            for chunk in in_chunks(list(keys)):
+                for row in session.scalars(select(RenderRow).where(RenderRow.key.in_(chunk))):
+                    found[row.key] = row
+        return found
+
+    def cache_renders(self, rows: list[dict[str, str | None]]) -> None:
+        with self._session() as session:
+            self._upsert(session, RenderRow.__table__, rows, "key")
+
+    def render_source_counts(self, renderer: str) -> dict[str, int]:
+        """How often each retrieved source was used by `renderer` (for reuse caps across runs)."""
+        query = (
+            select(RenderRow.source, func.count())
+            .where(RenderRow.renderer == renderer)
+            .group_by(RenderRow.source)
+        )
+        with Session(self.engine) as session:
+            return {source: count for source, count in session.execute(query) if source}
+
+    def image_file(self, sha256: str) -> str | None:
+        """The stored file (relative to the artifacts folder) of a known image, by content hash."""
+        with Session(self.engine) as session:
+            return session.scalar(select(RenderRow.file).where(RenderRow.sha256 == sha256).limit(1))
+
+    # --- text embeddings ---------------------------------------------------------------
+
+    def embeddings(self, keys: Sequence[str]) -> dict[str, bytes]:
+        found: dict[str, bytes] = {}
+        with Session(self.engine) as session:
+            for chunk in in_chunks(list(keys)):
+                query = select(EmbeddingRow.key, EmbeddingRow.vector).where(EmbeddingRow.key.in_(chunk))
+                found.update({key: vector for key, vector in session.execute(query)})
+        return found
+
+    def save_embeddings(self, vectors: dict[str, bytes]) -> None:
+        rows = [{"key": key, "vector": vector} for key, vector in vectors.items()]
+        with self._session() as session:
+            self._upsert(session, EmbeddingRow.__table__, rows, "key")
+
+    # --- model responses (the store is an LLM client's response cache) -----------------
+
+    def cached_response(self, key: str) -> str | None:
+        return self._model_texts(ResponseRow, [key]).get(key)
+
+    def cache_response(self, key: str, model: str, text: str) -> None:
+        self._save_model_text(ResponseRow, key, model, text)
+
+    # --- testers' answers --------------------------------------------------------------
+
+    @property
+    def answer_cache(self) -> AnswerCache:
+        """The answers table in the shape of an LLM client's response cache."""
+        return AnswerCache(self)
+
+    def answers(self, keys: Sequence[str]) -> dict[str, str]:
+        return self._model_texts(AnswerRow, keys)
+
+    def save_answer(self, key: str, model: str, text: str) -> None:
+        self._save_model_text(AnswerRow, key, model, text)
+
+    def purge_answers(self) -> int:
+        """Delete every stored answer; returns how many there were."""
+        with self._session() as session:
+            return session.execute(delete(AnswerRow)).rowcount or 0
+
+    def _model_texts(self, table: ModelTextTable, keys: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        with Session(self.engine) as session:
+            for chunk in in_chunks(list(keys)):
+                query = select(table.key, table.text).where(table.key.in_(chunk))
+                found.update({key: text for key, text in session.execute(query)})
+        return found
+
+    def _save_model_text(self, table: ModelTextTable, key: str, model: str, text: str) -> None:
+        row = {"key": key, "model": model, "text": text, "created_at": _now()}
+        with self._session() as session:
+            self._upsert(session, table.__table__, [row], "key")
+
+
+class AnswerCache:
+    """Testers' answers behind the response-cache interface an LLM client takes."""
+
+    def __init__(self, store: CacheStore):
+        self.store = store
+
+    def cached_response(self, key: str) -> str | None:
+        return self.store.answers([key]).get(key)
+
+    def cache_response(self, key: str, model: str, text: str) -> None:
+        self.store.save_answer(key, model, text)

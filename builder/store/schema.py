@@ -1,0 +1,227 @@
+"""The store's tables as ORM rows on one declarative base, `_Base`, whose metadata the Alembic
+migrations are checked against; and the review states and constants the rows hold."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class ReviewState(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DISPUTED = "disputed"  # reviewers disagree: an admin adjudicates
+
+
+# The reason recorded on approvals given with `review approve --all`: a release card says so.
+BULK_APPROVAL_REASON = "bulk approval (--all): no item was looked at"
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class _Base(DeclarativeBase):
+    pass
+
+
+class ItemRow(_Base):
+    __tablename__ = "items"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seed_id: Mapped[str] = mapped_column(String(128), index=True)
+    category: Mapped[str] = mapped_column(String(64))
+    relation: Mapped[str] = mapped_column(String(64), index=True)
+    iteration: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    data: Mapped[str] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ReviewRow(_Base):
+    __tablename__ = "reviews"
+    # reviewers are handed the oldest pending items: walk this index instead of sorting the queue
+    __table_args__ = (Index("reviews_queue_order", "state", "queued_at", "item_id"),)
+
+    item_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), index=True, default=ReviewState.PENDING)
+    reviewer: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    decided_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RenderRow(_Base):
+    """Render cache: a render key (backend, settings, text) -> the content-addressed file."""
+
+    __tablename__ = "renders"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    renderer: Mapped[str] = mapped_column(Text, default="")
+    file: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))
+    phash: Mapped[str] = mapped_column(String(16))
+    source: Mapped[str | None] = mapped_column(Text, nullable=True)
+    license: Mapped[str | None] = mapped_column(Text, nullable=True)
+    prompt: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class EmbeddingRow(_Base):
+    """Text embeddings keyed by sha256(model, text): a text is encoded once, whatever item has it."""
+
+    __tablename__ = "text_embeddings"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    vector: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class ModelTextColumns:
+    """A model's text under a cache key: the columns of the two tables that keep them."""
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model: Mapped[str] = mapped_column(String(256))
+    text: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ResponseRow(ModelTextColumns, _Base):
+    """Model answers keyed by (model, template version, rendered request): reruns replay them."""
+
+    __tablename__ = "llm_responses"
+
+
+class AnswerRow(ModelTextColumns, _Base):
+    """Testers' answers, keyed like a response cache by (tester model, prompt, images' sha256,
+    settings): kept for reviewers and reruns, never written to a release, deleted by
+    `mirbench answers purge`."""
+
+    __tablename__ = "attack_answers"
+
+
+class RunRow(_Base):
+    __tablename__ = "runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    settings: Mapped[str] = mapped_column(Text)
+    stats: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # A run that died unfinished, and the run that resumed its work.
+    superseded_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class TaskRecordRow(_Base):
+    """What one orchestrated task reported when it finished (its stage stats)."""
+
+    __tablename__ = "task_records"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    task: Mapped[str] = mapped_column(String(128), primary_key=True)
+    stage: Mapped[str] = mapped_column(String(64))
+    stats: Mapped[str] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class ReleaseColumns:
+    """A release's version, folder, size and manifest hash: the columns of a written release
+    and of one being written."""
+
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    location: Mapped[str] = mapped_column(Text)
+    items: Mapped[int] = mapped_column(Integer)
+    manifest_sha256: Mapped[str] = mapped_column(String(64))
+
+
+class ReleaseRow(ReleaseColumns, _Base):
+    """A written release; versions are immutable."""
+
+    __tablename__ = "releases"
+
+
+class ReleaseIntentRow(ReleaseColumns, _Base):
+    """A release being written: its manifest hash, recorded before its folder is moved into place."""
+
+    __tablename__ = "release_intents"
+
+
+class ReviewerRow(_Base):
+    """A person who reviews; logs in with a token that is stored only as its sha256."""
+
+    __tablename__ = "reviewers"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+
+
+class DecisionRow(_Base):
+    """Append-only log of review decisions; a changed vote supersedes (never deletes) the old one."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        # at most one active vote per reviewer and item, whatever the race
+        Index(
+            "one_active_vote",
+            "item_id",
+            "reviewer",
+            unique=True,
+            postgresql_where=text("NOT superseded AND kind = 'vote'"),
+            sqlite_where=text("NOT superseded AND kind = 'vote'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    item_id: Mapped[str] = mapped_column(String(32), index=True)
+    reviewer: Mapped[str] = mapped_column(String(128), index=True)
+    decision: Mapped[str] = mapped_column(String(16))
+    kind: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    superseded: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class LeaseRow(_Base):
+    """An item shown to a reviewer is theirs until `expires_at`; `skipped` keeps it from them."""
+
+    __tablename__ = "leases"
+
+    item_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(128), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    skipped: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ReviewSessionRow(_Base):
+    """A logged-in browser: the cookie holds a random token, the store only its sha256."""
+
+    __tablename__ = "review_sessions"
+
+    token_sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    reviewer: Mapped[str] = mapped_column(String(128))
+    csrf: Mapped[str] = mapped_column(String(64))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class CalibrationRow(_Base):
+    __tablename__ = "judge_calibrations"
+    __table_args__ = (Index("ix_judge_calibrations_config_hash", "config_hash", "task"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    judge: Mapped[str] = mapped_column(String(256))
+    judge_version: Mapped[str] = mapped_column(String(256))
+    config_hash: Mapped[str] = mapped_column(String(64))
+    task: Mapped[str] = mapped_column(String(16))
+    label_set: Mapped[str] = mapped_column(String(256))
+    label_set_hash: Mapped[str] = mapped_column(String(64))
+    n: Mapped[int] = mapped_column(Integer)
+    kappa: Mapped[float | None] = mapped_column(Float, nullable=True)
+    f1: Mapped[float] = mapped_column(Float)
+    report: Mapped[str] = mapped_column(Text)  # the whole JudgeCalibration, as JSON
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
