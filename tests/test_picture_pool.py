@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from builder import twemoji_pool
-from builder.compose import CompositionRequest, compose_items
+from builder.compose import CompositionRequest, compose_items, composers
 from builder.filters.leakage import where_leaked
 from builder.items import ItemStatus
 from builder.pictures import picture_figures
@@ -56,7 +56,7 @@ def test_a_slot_gets_its_best_match_and_a_poor_match_fails_with_its_reason(
     pool: PoolIndex, workspace: Workspace, tmp_path: Path
 ) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
-    renderer = RetrievalRenderer(pool, workspace.embedder, store, size=96, max_reuse=3, min_score=0.45)
+    renderer = RetrievalRenderer(pool, workspace.embedder, size=96, min_score=0.45)
     good = make_item(seed_id="good", descriptions=("a picture of a ladder", "a picture of an owl"))
     poor = make_item(seed_id="poor", descriptions=("a picture of an owl", "zqx vrrk plon"))
     render_items([good, poor], renderer, store, tmp_path)
@@ -84,7 +84,9 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
 
     relations = sorted(workspace.taxonomy.relations)
     requests = [CompositionRequest(seed=s, relation=r, iteration=1) for s in seeds for r in relations]
-    items = compose_items(requests, workspace.taxonomy, workspace.composer).items
+    items = compose_items(
+        requests, workspace.taxonomy, workspace.backend(composers, workspace.settings.composer)
+    ).items
     for item in items:
         keywords = [keyword for slot in item.slots for keyword in slot.keywords]
         assert len(set(keywords)) == len(keywords), "two slots of one item name the same thing"

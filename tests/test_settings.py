@@ -57,7 +57,7 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
     config.write_text(
         "composer:\n  backend: openai\n  base_url: http://127.0.0.1:8000/v1\n"
         "  model: local\n  concurrency: 16\n"
-        "renderer:\n  backend: retrieval\n  pool: /data/pool\n  max_reuse: 2\n"
+        "renderer:\n  backend: retrieval\n  pool: /data/pool\n  min_score: 0.5\n"
     )
     monkeypatch.setenv("MIRBENCH_COMPOSER__TIMEOUT", "30")
     settings = load_settings(config)
@@ -69,7 +69,7 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
         30,
     )
     assert composer.base_url == "http://127.0.0.1:8000/v1"
-    assert settings.renderer.pool == Path("/data/pool") and settings.renderer.max_reuse == 2
+    assert settings.renderer.pool == Path("/data/pool") and settings.renderer.min_score == 0.5
     assert "api_key" not in type(composer).model_fields  # only the variable's name is a setting
 
 

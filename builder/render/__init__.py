@@ -37,6 +37,7 @@ class SlotJob:
     item_id: str
     index: int
     slot: ImageSlot
+    earlier: tuple[ImageSlot, ...] = ()  # the item's slots before this one (retrieval: distinct pictures)
 
 
 @dataclass
@@ -113,8 +114,6 @@ class RenderCache(Protocol):
 
     def cache_renders(self, rows: list[dict[str, str | None]]) -> None: ...
 
-    def render_source_counts(self, renderer: str) -> dict[str, int]: ...
-
 
 @dataclass(frozen=True)
 class StoredImage:
@@ -168,7 +167,11 @@ class RenderStage(Stage):
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         renderer = self.renderer
-        jobs = [SlotJob(item.id, index, slot) for item in items for index, slot in enumerate(item.slots)]
+        jobs = [
+            SlotJob(item.id, index, slot, tuple(item.slots[:index]))
+            for item in items
+            for index, slot in enumerate(item.slots)
+        ]
         keys = [renderer.render_key(job) for job in jobs]
         known: dict[str, Any] = self.cache.cached_renders(sorted(set(keys)))
         todo: dict[str, SlotJob] = {}

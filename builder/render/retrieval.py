@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
@@ -17,7 +16,6 @@ from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot
 from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for, pool_records
 from builder.render import (
-    RenderCache,
     Rendered,
     Renderer,
     RendererSettings,
@@ -29,7 +27,8 @@ from builder.render import (
 
 # Why a slot got no picture (SlotFailure.reason): counted in the funnel.
 NO_MATCH = "no pool picture matches the slot"
-NO_PICTURE_LEFT = "no pool picture left under the reuse cap"
+# Candidates looked at per slot: enough for the best match outside an item's other pictures.
+RANKING_DEPTH = 32
 
 if TYPE_CHECKING:
     from builder.workspace import Workspace
@@ -42,7 +41,6 @@ class RetrievalSettings(RendererSettings):
     )
     pool_image_column: str = "image"
     pool_text_column: str = "text"
-    max_reuse: int = Field(3, ge=1, description="Uses allowed per pool image.")
     min_score: float = Field(
         0.45,
         ge=-1.0,
@@ -122,38 +120,44 @@ def shared_picture_pool(workspace: Workspace) -> PoolIndex | None:
 
 
 def _label(entry: PoolEntry) -> str:
-    """How a retrieved image's origin is recorded (and counted against the reuse cap)."""
+    """How a retrieved image's origin is recorded on its slot."""
     return f"{entry.source} [{entry.id}]"
+
+
+def _first_free(ranking: list[tuple[int, float]], taken: set[int]) -> tuple[int, float] | None:
+    """The best-ranked (entry, score) not taken by an earlier slot of the item."""
+    return next(((entry, score) for entry, score in ranking if entry not in taken), None)
 
 
 @renderers.register
 class RetrievalRenderer(Renderer):
-    """The pool image that best matches the slot, each pool image used at most `max_reuse` times
-    (counted across runs, from the render cache). Matching uses caption embeddings and, when the
-    index holds CLIP image vectors and a CLIP model is given, the mean of both similarities."""
+    """The pool image that best matches the slot and is not already the picture of an earlier
+    slot of its item. Matching uses caption embeddings and, when the index holds CLIP image
+    vectors and a CLIP model is given, the mean of both similarities.
+
+    A slot's picture depends on its own text and its item's earlier slots only (both are in its
+    render key), never on other items or on the order shards run in, so a resumed build draws
+    what an uninterrupted one does. How many items may show one picture is capped by dedup's
+    `image_reuse_max` over the whole round, kept items and releases (a later round draws
+    other things for the items it rejects)."""
 
     name = "retrieval"
-    version = "2"
+    version = "3"
     Settings = RetrievalSettings
-    thread_safe = False  # the reuse cap is counted in this object
     batch_size = 256
 
     def __init__(
         self,
         index: PoolIndex,
         embedder: TextEmbedder,
-        cache: RenderCache,
         *,
         size: int,
-        max_reuse: int,
         min_score: float = RetrievalSettings.model_fields["min_score"].default,
         clip: ClipEncoder | None = None,
     ):
         self.index, self.embedder = index, embedder
         self.clip = clip if index.image_index is not None else None
-        self.size, self.max_reuse, self.min_score = size, max_reuse, min_score
-        self._uses: Counter[str] = Counter(cache.render_source_counts(self.signature()))
-        self._item_pictures: dict[str, set[str]] = {}  # the slots of one item never share a picture
+        self.size, self.min_score = size, min_score
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings, workspace: Workspace) -> Self:
@@ -162,9 +166,7 @@ class RetrievalRenderer(Renderer):
         return cls(
             index,
             workspace.embedder,
-            workspace.store,
             size=settings.size,
-            max_reuse=settings.max_reuse,
             min_score=settings.min_score,
             clip=_clip(settings),
         )
@@ -184,13 +186,10 @@ class RetrievalRenderer(Renderer):
 
     def signature(self) -> str:
         clip = f"/clip={self.clip.model_name}" if self.clip else ""
-        return (
-            f"{self.name}@{self.version}/{self.index.fingerprint}{clip}/{self.size}px/reuse={self.max_reuse}"
-            f"/min={self.min_score}"
-        )
+        return f"{self.name}@{self.version}/{self.index.fingerprint}{clip}/{self.size}px/min={self.min_score}"
 
     def render_key(self, job: SlotJob) -> str:
-        return content_key(self, job.slot)
+        return content_key(self, job.slot, *(self.query(slot) for slot in job.earlier))
 
     @staticmethod
     def query(slot: ImageSlot) -> str:
@@ -198,7 +197,7 @@ class RetrievalRenderer(Renderer):
 
     def _rankings(self, queries: list[str]) -> list[list[tuple[int, float]]]:
         """(pool entry index, match score) per query, best first."""
-        depth = max(32, 4 * self.max_reuse)
+        depth = RANKING_DEPTH
         captions = self.embedder.encode(queries)
         scores, by_caption = self.index.search(captions, k=depth)
         if self.clip is None:
@@ -218,45 +217,35 @@ class RetrievalRenderer(Renderer):
         return rankings
 
     def render(self, jobs: Sequence[SlotJob]) -> list[Rendered | SlotFailure]:
+        queries = list(dict.fromkeys(self.query(slot) for job in jobs for slot in (*job.earlier, job.slot)))
+        rankings = dict(zip(queries, self._rankings(queries), strict=True))
         pictures: list[Rendered | SlotFailure] = []
-        for job, ranking in zip(jobs, self._rankings([self.query(job.slot) for job in jobs]), strict=True):
-            in_item = self._item_pictures.setdefault(job.item_id, set())
-            where = f"slot {job.index + 1} of item {job.item_id} ({self.query(job.slot)!r})"
-            candidates = (
-                (self.index.entries[i], score)
-                for i, score in ranking
-                if _label(self.index.entries[i]) not in in_item
-            )
-            choice = next(
-                ((entry, score) for entry, score in candidates if self._uses[_label(entry)] < self.max_reuse),
-                None,
-            )
+        for job in jobs:
+            # the earlier slots' pictures, chosen as their own jobs choose them
+            taken: set[int] = set()
+            for slot in job.earlier:
+                earlier = _first_free(rankings[self.query(slot)], taken)
+                if earlier is not None:
+                    taken.add(earlier[0])
+            query = self.query(job.slot)
+            choice = _first_free(rankings[query], taken)
+            where = f"slot {job.index + 1} of item {job.item_id} ({query!r})"
             # a slot with no picture fails its item; the batch's other items go on
-            if choice is None:
-                pictures.append(
-                    SlotFailure(
-                        NO_PICTURE_LEFT, f"every match is at the reuse cap ({self.max_reuse}): {where}"
-                    )
+            if choice is None or choice[1] < self.min_score:
+                best = (
+                    f"best caption {self.index.entries[choice[0]].caption!r} scores {choice[1]:.2f}"
+                    if choice
+                    else "no caption left"
                 )
+                pictures.append(SlotFailure(NO_MATCH, f"{best}, under {self.min_score:.2f}: {where}"))
                 continue
-            entry, score = choice
-            if score < self.min_score:
-                pictures.append(
-                    SlotFailure(
-                        NO_MATCH,
-                        f"best caption {entry.caption!r} scores {score:.2f}, "
-                        f"under {self.min_score:.2f}: {where}",
-                    )
-                )
-                continue
-            self._uses[_label(entry)] += 1
-            in_item.add(_label(entry))
+            entry = self.index.entries[choice[0]]
             pictures.append(
                 Rendered(
                     self._fit(self.index.image(entry)),
                     source=_label(entry),
                     license=entry.license,
-                    score=score,
+                    score=choice[1],
                 )
             )
         return pictures
