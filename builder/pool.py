@@ -1,7 +1,10 @@
-"""Image pools for the retrieval renderer: a folder of captioned images or a Hugging Face
-dataset, indexed by caption embeddings in a persistent faiss index.
+"""Image pools for the retrieval renderer: the built-in picture pool, a folder of captioned
+images or a Hugging Face dataset, indexed by caption embeddings in a persistent faiss index.
 
 A pool is either
+- the built-in picture pool (`pool: None`; `builder/twemoji_pool.py`), whose index is kept in the
+  user's cache folder and shared by every artifacts folder, since its content is fixed by the
+  installed package version;
 - a folder holding images and a sidecar `captions.jsonl` (or `captions.csv`) with the fields
   `file`, `caption` and, optionally, `source` and `license`; or
 - a Hugging Face dataset saved with `save_to_disk`, with an image and a text column.
@@ -14,6 +17,9 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
+import shutil
+import tempfile
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -24,7 +30,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
 
-from builder import progress
+from builder import progress, twemoji_pool
 from builder.embeddings import ClipEncoder
 from builder.errors import InputError, InputErrors
 from builder.limits import InputLimits
@@ -61,8 +67,39 @@ class _Record:
     load: Callable[[], Image.Image]
 
 
-def index_dir_for(artifacts: Path, pool: Path) -> Path:
-    """Where a pool's index lives: under the artifacts folder, so read-only pools work too."""
+def pool_label(pool: Path | None) -> str:
+    return str(pool) if pool is not None else f"the built-in picture pool ({twemoji_pool.status().label})"
+
+
+def _move_into_place(work: Path, directory: Path) -> None:
+    """Replace `directory` by `work` (an older index moves aside first, then goes)."""
+    old = None
+    if directory.exists():
+        old = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f"{directory.name}.old-"))
+        os.replace(directory, old / "index")
+    try:
+        os.replace(work, directory)
+    except OSError:  # another process moved its own copy in first: same content, keep that one
+        shutil.rmtree(work, ignore_errors=True)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def cache_dir() -> Path:
+    """The user's cache folder for mirbench (`MIRBENCH_CACHE_DIR`, else XDG's, else ~/.cache)."""
+    given = os.environ.get("MIRBENCH_CACHE_DIR")
+    if given:
+        return Path(given)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mirbench"
+
+
+def index_dir_for(artifacts: Path, pool: Path | None, model: str = "") -> Path:
+    """Where a pool's index lives: under the artifacts folder, so read-only pools work too; the
+    built-in pool's (`None`) in the cache folder, one per package version and text model."""
+    if pool is None:
+        version = twemoji_pool.status().version or "missing"
+        digest = hashlib.sha256(f"{INDEX_VERSION}\x1f{version}\x1f{model}".encode()).hexdigest()[:12]
+        return cache_dir() / "pools" / f"{twemoji_pool.NAME}-{version}-{digest}"
     digest = hashlib.sha256(str(Path(pool).resolve()).encode()).hexdigest()[:12]
     return artifacts / "pools" / f"{Path(pool).name}-{digest}"
 
@@ -76,6 +113,11 @@ def open_rgb(load: Callable[[], Image.Image]) -> Image.Image:
             if image.mode not in CONVERTIBLE_MODES:
                 raise ValueError(f"unsupported image mode {image.mode}")
             image.load()
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                # transparent pixels (icons, emoji) go on white, not on whatever colour they hide
+                rgba = image.convert("RGBA")
+                background = Image.new("RGBA", rgba.size, "white")
+                image = Image.alpha_composite(background, rgba)
     except Image.DecompressionBombWarning as exc:
         raise ValueError(f"huge image, over Pillow's MAX_IMAGE_PIXELS: {exc}") from None
     except Image.DecompressionBombError as exc:
@@ -160,14 +202,34 @@ def _dataset_rows(pool: Path, dataset: Any, image_column: str, text_column: str)
         yield _Record(entry, load)
 
 
+def _builtin_records() -> list[_Record]:
+    status = twemoji_pool.status()
+    if not status.installed:
+        raise InputError(str(status.missing))
+    return [
+        _Record(
+            PoolEntry(
+                id=picture.id,
+                caption=picture.caption,
+                source=f"{status.label} '{picture.caption}'",
+                license=twemoji_pool.LICENSE,
+            ),
+            lambda path=picture.path: Image.open(path),
+        )
+        for picture in twemoji_pool.pictures()
+    ]
+
+
 def pool_records(
-    pool: Path,
+    pool: Path | None,
     image_column: str = "image",
     text_column: str = "text",
     max_record_chars: int = InputLimits().max_record_chars,
 ) -> Iterator[_Record]:
-    """The pool's records; a missing pool, a malformed caption file or missing dataset columns
-    raise InputError at once (a dataset's rows are then read lazily)."""
+    """The pool's records (`None`: the built-in pool); a missing pool, a malformed caption file or
+    missing dataset columns raise InputError at once (a dataset's rows are then read lazily)."""
+    if pool is None:
+        return iter(_builtin_records())
     pool = Path(pool)
     if not pool.is_dir():
         raise InputError("no such image pool folder", path=pool)
@@ -179,7 +241,9 @@ def pool_records(
 class PoolIndex:
     """A built index: entries, their caption vectors in faiss, and how to open each image."""
 
-    def __init__(self, directory: Path, pool: Path, image_column: str = "image", text_column: str = "text"):
+    def __init__(
+        self, directory: Path, pool: Path | None, image_column: str = "image", text_column: str = "text"
+    ):
         import faiss
 
         meta_file = directory / "meta.json"
@@ -226,7 +290,7 @@ class PoolIndex:
 
 
 def build_index(
-    pool: Path,
+    pool: Path | None,
     directory: Path,
     encode: Callable[[Sequence[str]], np.ndarray],
     model: str,
@@ -262,16 +326,17 @@ def build_index(
     vectors = encode([entry.caption for entry in kept])
     index = faiss.IndexFlatIP(vectors.shape[1])  # inner product of unit vectors = cosine
     index.add(np.ascontiguousarray(vectors, dtype=np.float32))
-    directory.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(index, str(directory / "captions.faiss"))
-    images_file = directory / "images.faiss"
-    images_file.unlink(missing_ok=True)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    # Written in a folder of its own, then moved into place: processes that index the same pool
+    # at once never read a half-written index.
+    work = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f"{directory.name}.part-"))
+    faiss.write_index(index, str(work / "captions.faiss"))
     if clip is not None:
         images = faiss.IndexFlatIP(image_vectors[0].shape[0])
         images.add(np.ascontiguousarray(np.stack(image_vectors), dtype=np.float32))
-        faiss.write_index(images, str(images_file))
+        faiss.write_index(images, str(work / "images.faiss"))
     lines = "".join(entry.model_dump_json() + "\n" for entry in kept)
-    (directory / "entries.jsonl").write_text(lines)
+    (work / "entries.jsonl").write_text(lines)
     clip_model = clip.model_name if clip is not None else None
     fingerprint = hashlib.sha256(
         f"{INDEX_VERSION}\x1f{model}\x1f{clip_model}\x1f{lines}".encode()
@@ -280,12 +345,13 @@ def build_index(
         "model": model,
         "clip_model": clip_model,
         "count": len(kept),
-        "pool": str(pool),
+        "pool": pool_label(pool),
         "fingerprint": fingerprint,
         "version": INDEX_VERSION,
     }
-    (directory / "meta.json").write_text(json.dumps(meta))
-    (directory / "skipped.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in skipped))
+    (work / "skipped.jsonl").write_text("".join(s.model_dump_json() + "\n" for s in skipped))
+    (work / "meta.json").write_text(json.dumps(meta))
+    _move_into_place(work, directory)
     return PoolIndexReport(
-        pool=str(pool), index_dir=directory, indexed=len(kept), skipped=skipped, model=model
+        pool=pool_label(pool), index_dir=directory, indexed=len(kept), skipped=skipped, model=model
     )

@@ -41,6 +41,7 @@ from builder.calibration.records import latest_calibrations
 from builder.curation.provenance import seed_sources
 from builder.errors import InputError, InputErrors
 from builder.items import Item
+from builder.pictures import picture_figures
 from builder.published import (
     ID_PREFIX,
     PUBLISHED_FIELDS,
@@ -216,6 +217,7 @@ def _description(
         "seed_sources": seed_sources(items),
         "taxonomy_hash": taxonomy.content_hash,
         "config": portable(config, known),
+        "pictures": picture_figures(items, (config.get("renderer") or {}).get("fallback")).model_dump(),
         "review": review.model_dump(),
         # construction-time attack success: rates and classes only, never an answer
         "attack": summarize(items).with_calibrations(calibrations).model_dump(mode="json"),

@@ -26,6 +26,7 @@ from builder.dedup import DedupStage
 from builder.failures import FailureGroup, exhausted, failure_groups
 from builder.filters import OFF
 from builder.items import Item, ItemStatus, Verdict
+from builder.pictures import PictureFigures
 from builder.run_scope import exclusive_status, exclusive_status_counts
 from builder.stats import StageStats
 from builder.store import Store
@@ -52,6 +53,7 @@ class BuildReport(BaseModel):
     failures: list[FailureGroup] = []  # this run's failed candidates, most common reason first
     exhausted: int = 0  # failed candidates of this run's pairs with every attempt used
     store_total: dict[str, int] = {}  # items by status over the whole store, every run
+    pictures: PictureFigures | None = None  # of the items queued for review
     stats_file: Path | None = None
 
     @property
@@ -68,7 +70,8 @@ class BuildReport(BaseModel):
             f"Cells with queued items: **{self.cells_queued}/{self.cells_total}**\n\n"
             f"| funnel | items |\n|---|---:|\n{rows}\n\n"
             f"| stage | items in | seconds |\n|---|---:|---:|\n{stages}\n\n"
-            f"## Construction-time attack success\n\n"
+            + "".join(f"- {line}\n" for line in (self.pictures.lines() if self.pictures else []))
+            + "\n## Construction-time attack success\n\n"
             f"{(self.attack or AttackSummary()).markdown()}"
         )
 

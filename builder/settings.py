@@ -75,6 +75,15 @@ def registry(kind: str) -> Registry[Any]:
     return getattr(importlib.import_module(package), name)
 
 
+def backend_default(kind: str) -> BackendSettings:
+    """The settings of backend `kind` when none are given: its package's `default_settings()`
+    where it decides at run time (the renderer: is the picture pool installed?), else the
+    registry's default backend."""
+    package = importlib.import_module(_REGISTRIES[kind][0])
+    decide = getattr(package, "default_settings", None)
+    return decide() if decide is not None else registry(kind).parse({})
+
+
 def _backend_field(kind: str) -> Any:
     """A settings field validated as one of the registered `kind` backends (discriminated by name)."""
     return Annotated[
@@ -354,8 +363,9 @@ class Settings(BaseSettings):
         description="Composer backend (a registered one) and its settings.",
     )
     renderer: _backend_field("renderer") = Field(  # type: ignore[valid-type]
-        default_factory=lambda: registry("renderer").parse({}),
-        description="Renderer backend (a registered one) and its settings.",
+        default_factory=lambda: backend_default("renderer"),
+        description="Renderer backend (a registered one) and its settings; default: retrieval from "
+        "the built-in picture pool, typographic cards where that pool is not installed.",
     )
     dedup: DedupSettings = DedupSettings()
     filters: Annotated[list[SerializeAsAny[BackendSettings]], PlainValidator(_filter_list)] = Field(

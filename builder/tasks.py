@@ -23,8 +23,9 @@ from builder import pipeline
 from builder.compose import planned_item
 from builder.errors import InputError
 from builder.items import Item, ItemStatus
+from builder.pictures import picture_figures
 from builder.release import Layout, ReleaseResult, release_approved
-from builder.report import BuildReport, build_report
+from builder.report import BuildReport, FunnelRow, build_report
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
 from builder.stats import StageStats
@@ -236,6 +237,12 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
     )
+    queued = workspace.store.ids_with_status(ItemStatus.QUEUED, None, spec.seed_ids, spec.relations)
+    fallback = getattr(spec.settings.renderer, "fallback", None)
+    report.pictures = picture_figures(workspace.store.get_items(queued), fallback)
+    if fallback:  # the funnel says what the images are
+        label = f"queued with typographic cards instead of pictures: {fallback}"
+        report.funnel.append(FunnelRow(label=label, count=len(queued)))
     run_dir = workspace.artifacts / "runs" / spec.run_id
     run_dir.mkdir(parents=True, exist_ok=True)
     report.stats_file = run_dir / "stats.json"

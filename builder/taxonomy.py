@@ -54,19 +54,22 @@ class ImageRole(BaseModel):
 
 
 class OfflineTemplates(BaseModel):
-    """What the offline composer needs: prompt variants and one slot description pattern."""
+    """What the offline composer needs: prompt variants and one slot description pattern. A
+    prompt is a lead-in, a template and a closing, each picked per seed and round."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     slot_description: str = Field(min_length=1)
     templates: list[str] = Field(min_length=1)
+    lead_ins: list[str] = Field(default_factory=lambda: [""], min_length=1)
+    closings: list[str] = Field(default_factory=lambda: [""], min_length=1)
 
     @field_validator("slot_description")
     @classmethod
     def _slot_placeholders(cls, value: str) -> str:
         return _check_placeholders(value, SLOT_PLACEHOLDERS)
 
-    @field_validator("templates")
+    @field_validator("templates", "lead_ins", "closings")
     @classmethod
     def _prompt_placeholders(cls, value: list[str]) -> list[str]:
         return [_check_placeholders(template, PROMPT_PLACEHOLDERS) for template in value]

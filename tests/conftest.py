@@ -26,6 +26,8 @@ for _name in [
     name for name in os.environ if name.startswith("MIRBENCH_") and not name.startswith("MIRBENCH_TEST_")
 ]:
     del os.environ[_name]
+# The built-in picture pool's index is built once per test session, in this session's cache.
+os.environ["MIRBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="mirbench-cache-")
 
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402

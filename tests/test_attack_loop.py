@@ -286,7 +286,8 @@ def test_cli_flags_and_config_file_run_the_loop(tmp_path: Path, server: Scripted
             }
         )
     )
-    runner = CliRunner()
+    # cards: the scripted descriptions name no picture of the pool
+    runner = CliRunner(env={"MIRBENCH_RENDERER__BACKEND": "typographic"})
     common = [
         "build", "--seeds", str(seed_file),
         "--composer", "openai", "--base-url", server.base_url, "--model", "composer",

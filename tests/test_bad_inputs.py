@@ -404,10 +404,10 @@ CASES = [
         {"c.yaml": "renderer:\n  size: 10\nfilters: [structural, vibes]\n"},
     ),
     Case(
-        "config-backend-needs-pool",
+        "config-retrieval-threshold-out-of-range",
         CONFIG,
-        ["{tmp}/c.yaml:1: setting 'renderer'", "needs an image pool"],
-        {"c.yaml": "renderer:\n  backend: retrieval\n"},
+        ["{tmp}/c.yaml:3: setting 'renderer.min_score'"],
+        {"c.yaml": "renderer:\n  backend: retrieval\n  min_score: 2\n"},
     ),
     Case(
         "config-limit-zero",

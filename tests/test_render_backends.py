@@ -19,7 +19,7 @@ from builder.items import ImageSlot, ItemStatus
 from builder.pool import PoolIndex, build_index, index_dir_for
 from builder.render import SlotJob, render_items
 from builder.render.diffusers import DiffusionRenderer
-from builder.render.retrieval import RetrievalRenderer
+from builder.render.retrieval import NO_MATCH, RetrievalRenderer
 from builder.settings import Settings
 from builder.store import Store
 from tests.helpers import make_item
@@ -135,17 +135,17 @@ def make_pool(folder: Path, extra: dict[str, str] | None = None) -> Path:
     return folder
 
 
-def _retrieval(
-    pool: Path, tmp_path: Path, embedder: TextEmbedder, store: Store, max_reuse: int = 3
-) -> RetrievalRenderer:
+def _retrieval(pool: Path, tmp_path: Path, embedder: TextEmbedder) -> RetrievalRenderer:
+    """No threshold: these tests are about ranking (loose paraphrases of five shapes score under
+    the default; test_picture_pool checks the threshold)."""
     directory = tmp_path / "index"
     build_index(pool, directory, embedder.encode, embedder.model_name)
-    return RetrievalRenderer(PoolIndex(directory, pool), embedder, store, size=64, max_reuse=max_reuse)
+    return RetrievalRenderer(PoolIndex(directory, pool), embedder, size=64, min_score=-1.0)
 
 
 def test_retrieval_picks_the_matching_picture(tmp_path: Path, embedder: TextEmbedder, store: Store) -> None:
     pool = make_pool(tmp_path / "pool")
-    renderer = _retrieval(pool, tmp_path, embedder, store)
+    renderer = _retrieval(pool, tmp_path, embedder)
     queries = {
         "circle.png": "a round red disc",
         "square.png": "a blue box shape",
@@ -164,37 +164,55 @@ def test_retrieval_picks_the_matching_picture(tmp_path: Path, embedder: TextEmbe
             )
 
 
-def test_retrieval_reuse_cap_holds_across_runs(tmp_path: Path, embedder: TextEmbedder, store: Store) -> None:
+def test_retrieval_keeps_an_item_distinct_and_ignores_other_items(
+    tmp_path: Path, embedder: TextEmbedder
+) -> None:
+    """A slot's picture depends on its own text and its item's earlier slots only: the same item
+    gets the same pictures alone or after other items, in any order of items, in a fresh store.
+    How many items may share a picture is dedup's cap (test_dedup), not the renderer's."""
     pool = make_pool(tmp_path / "pool")
-    item = make_item(descriptions=("a red circle", "a red circle again"))
-    render_items([item], _retrieval(pool, tmp_path, embedder, store, max_reuse=1), store, tmp_path)
-    first, second = (slot.source for slot in item.slots)
+    renderer = _retrieval(pool, tmp_path, embedder)
+
+    def sources(items: list, run: str) -> dict[str, list[str | None]]:
+        store = Store(f"sqlite:///{tmp_path / f'{run}.db'}")
+        render_items(items, renderer, store, tmp_path / run)
+        store.close()
+        return {item.seed_id: [slot.source for slot in item.slots] for item in items}
+
+    def item(seed_id: str, *descriptions: str):
+        return make_item(seed_id=seed_id, descriptions=descriptions)
+
+    alone = sources([item("twice", "a red circle", "a red circle again")], "alone")
+    first, second = alone["twice"]
     assert first == "test-suite/circle.png [circle.png]" and second != first
-    later = make_item(seed_id="later", descriptions=("a big red circle", "red round shape"))
-    render_items([later], _retrieval(pool, tmp_path, embedder, store, max_reuse=1), store, tmp_path)
-    assert first not in {slot.source for slot in later.slots}, "the cap was forgotten by the next run"
+    others = [item("o1", "a red circle", "a blue square"), item("o2", "a big red circle", "red round shape")]
+    forward = sources([*others, item("twice", "a red circle", "a red circle again")], "forward")
+    backward = sources([item("twice", "a red circle", "a red circle again"), *others[::-1]], "backward")
+    assert forward == backward and forward["twice"] == alone["twice"]
+    assert forward["o1"][0] == first, "another item's use of a picture changed nothing"
 
 
 def test_exhausted_pool_fails_the_item_with_a_reason(
     tmp_path: Path, embedder: TextEmbedder, store: Store
 ) -> None:
-    pool = make_pool(tmp_path / "pool")
+    pool = make_pool(tmp_path / "pool")  # five pictures for six slots: the sixth has none left
     item = make_item(descriptions=tuple(f"shape number {n}" for n in range(6)))
-    render_items([item], _retrieval(pool, tmp_path, embedder, store, max_reuse=1), store, tmp_path)
-    assert item.status is ItemStatus.FAILED and "reuse cap" in item.rejection.detail
+    render_items([item], _retrieval(pool, tmp_path, embedder), store, tmp_path)
+    assert item.status is ItemStatus.FAILED and item.rejection.reason == NO_MATCH
+    assert "no caption left" in item.rejection.detail and "slot 6" in item.rejection.detail
 
 
-def test_a_slot_over_the_reuse_cap_fails_its_item_only(
+def test_a_slot_without_a_picture_fails_its_item_only(
     tmp_path: Path, embedder: TextEmbedder, store: Store
 ) -> None:
-    pool = make_pool(tmp_path / "pool")  # 5 pictures, each usable once
+    pool = make_pool(tmp_path / "pool")
     healthy = make_item(seed_id="h1", descriptions=("a red circle", "a blue square"))
     also_healthy = make_item(seed_id="h2", descriptions=("a green triangle", "yellow stripes"))
     greedy = make_item(seed_id="g", descriptions=tuple(f"shape number {n}" for n in range(6)))
     items = [healthy, also_healthy, greedy]  # one batch: the renderer takes 256 slots at a time
-    output = render_items(items, _retrieval(pool, tmp_path, embedder, store, max_reuse=1), store, tmp_path)
+    output = render_items(items, _retrieval(pool, tmp_path, embedder), store, tmp_path)
     assert healthy.status is ItemStatus.RENDERED and also_healthy.status is ItemStatus.RENDERED
-    assert greedy.status is ItemStatus.FAILED and "reuse cap" in greedy.rejection.detail
+    assert greedy.status is ItemStatus.FAILED and greedy.rejection.reason == NO_MATCH
     assert output.stats.outcomes["rendered"] == 2 and output.stats.outcomes["failed"] == 1
 
 
@@ -245,7 +263,7 @@ def test_clip_image_vectors_join_the_ranking(tmp_path: Path, embedder: TextEmbed
         expected = clip.encode_images([square.convert("RGB")])[0]
     square_row = next(i for i, entry in enumerate(index.entries) if entry.id == "square.png")
     assert np.allclose(index.image_index.reconstruct(square_row), expected, atol=1e-5)
-    renderer = RetrievalRenderer(index, embedder, store, size=64, max_reuse=1, clip=clip)
+    renderer = RetrievalRenderer(index, embedder, size=64, min_score=-1.0, clip=clip)
     assert "/clip=" in renderer.signature()
     jobs = [
         SlotJob("i", n, ImageSlot(role="r", description=text, keywords=["shape"]))
@@ -263,7 +281,7 @@ def test_dataset_pool(tmp_path: Path, embedder: TextEmbedder, store: Store) -> N
     Dataset.from_dict(
         rows, features=Features({"image": ImageFeature(), "text": Value("string")})
     ).save_to_disk(str(tmp_path / "ds"))
-    renderer = _retrieval(tmp_path / "ds", tmp_path, embedder, store)
+    renderer = _retrieval(tmp_path / "ds", tmp_path, embedder)
     (picture,) = renderer.render(
         [SlotJob("i", 0, ImageSlot(role="r", description="green triangle", keywords=["up"]))]
     )
@@ -295,7 +313,7 @@ def test_build_with_each_backend_then_rerun_renders_nothing(
         "local_files_only": True,
     }
     if backend == "retrieval":
-        renderer = {"backend": backend, "size": 64, "pool": make_pool(tmp_path / "pool"), "max_reuse": 20}
+        renderer = {"backend": backend, "size": 64, "pool": make_pool(tmp_path / "pool")}
     settings = Settings(artifacts=tmp_path / "a", renderer=renderer, relations=["analogy", "causality"])
     report = build(settings=settings, limit=2)
     assert report.stages["render"].outcomes["images_rendered"] > 0

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from builder import twemoji_pool
 from builder.errors import InputError
 from builder.filters import filters
 from builder.settings import load_settings
@@ -56,7 +57,7 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
     config.write_text(
         "composer:\n  backend: openai\n  base_url: http://127.0.0.1:8000/v1\n"
         "  model: local\n  concurrency: 16\n"
-        "renderer:\n  backend: retrieval\n  pool: /data/pool\n  max_reuse: 2\n"
+        "renderer:\n  backend: retrieval\n  pool: /data/pool\n  min_score: 0.5\n"
     )
     monkeypatch.setenv("MIRBENCH_COMPOSER__TIMEOUT", "30")
     settings = load_settings(config)
@@ -68,7 +69,7 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
         30,
     )
     assert composer.base_url == "http://127.0.0.1:8000/v1"
-    assert settings.renderer.pool == Path("/data/pool") and settings.renderer.max_reuse == 2
+    assert settings.renderer.pool == Path("/data/pool") and settings.renderer.min_score == 0.5
     assert "api_key" not in type(composer).model_fields  # only the variable's name is a setting
 
 
@@ -77,7 +78,7 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
     [
         ({"composer": {"backend": "openai"}}, "needs a model name"),
         ({"renderer": {"backend": "diffusers"}}, "needs a model"),
-        ({"renderer": {"backend": "retrieval"}}, "needs an image pool"),
+        ({"renderer": {"backend": "retrieval", "min_score": 2}}, "min_score"),
         (
             {"renderer": {"backend": "diffusers", "model": "m", "prompt_template": "{subject}"}},
             "prompt_template",
@@ -87,3 +88,10 @@ def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.Monke
 def test_backends_say_what_they_are_missing(overrides: dict, message: str) -> None:
     with pytest.raises(InputError, match=message):
         load_settings(**overrides)
+
+
+def test_retrieval_without_a_pool_needs_the_built_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings(renderer={"backend": "retrieval"}).renderer.pool is None  # the built-in pool
+    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)  # as on a machine without it
+    with pytest.raises(InputError, match=r"picture pool is not installed.*or give an image pool"):
+        load_settings(renderer={"backend": "retrieval"})

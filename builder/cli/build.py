@@ -110,7 +110,8 @@ def build(
     renderer: Annotated[
         str | None,
         typer.Option(
-            help=f"Renderer backend: {renderers.describe()}. [default: typographic]",
+            help=f"Renderer backend: {renderers.describe()}. "
+            "[default: retrieval; typographic without the picture pool]",
             show_default=False,
         ),
     ] = None,
@@ -256,6 +257,8 @@ def build(
     console.print(
         "store total (every run): " + ", ".join(f"{k} {v}" for k, v in sorted(report.store_total.items()))
     )
+    for line in report.pictures.lines() if report.pictures else []:
+        console.print(f"pictures: {line}", highlight=False)
     if report.attack is not None:
         print_attack(report.attack)
     end_of_build(report, allow_failures)

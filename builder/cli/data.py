@@ -72,14 +72,20 @@ def taxonomy_validate(config: ConfigOption = None, taxonomy: TaxonomyOption = No
 @pool_app.command("index")
 def pool_index(
     pool: Annotated[
-        Path, typer.Argument(help="Image pool: a folder with captions.jsonl/.csv, or a saved dataset.")
-    ],
+        Path | None,
+        typer.Argument(
+            help="Image pool: a folder with captions.jsonl/.csv, or a saved dataset. "
+            "[default: the built-in picture pool]",
+            show_default=False,
+        ),
+    ] = None,
     text_column: Annotated[str, typer.Option(help="Caption column (datasets).")] = "text",
     image_column: Annotated[str, typer.Option(help="Image column (datasets).")] = "image",
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
 ) -> None:
-    """Index an image pool for the retrieval renderer (caption embeddings in faiss).
+    """Index an image pool for the retrieval renderer (caption embeddings in faiss). A build
+    indexes its pool by itself when needed; the built-in pool is indexed once per machine.
 
     Unreadable files, unsupported modes, huge images and decompression bombs are skipped and listed.
     """
@@ -102,7 +108,9 @@ def pool_index(
         report = index_pool(
             settings.renderer,
             settings.artifacts,
-            TextEmbedder(settings.dedup.text_model),
+            TextEmbedder(
+                settings.dedup.text_model, settings.dedup.text_backend, settings.artifacts / "models"
+            ),
             settings.limits.max_record_chars,
         )
     console.print(f"indexed {report.indexed} image(s) of {report.pool} into {report.index_dir}")

@@ -1,10 +1,18 @@
-"""Composer `offline`: deterministic drafts from the relation's templates; no model, no server."""
+"""Composer `offline`: deterministic drafts from the relation's templates; no model, no server.
+
+Each image names a depictable, benign thing from the picture pool's vocabulary (the captions
+nearest to the question: `builder/vocabulary.py`), never a word of the question; without a pool
+(not installed), it falls back to the question's own words, split across the images.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from typing import Literal
+import random
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Literal, Self
 
 from builder.compose import (
     Composer,
@@ -16,8 +24,17 @@ from builder.compose import (
     composers,
 )
 from builder.items import ImageSlot
+from builder.seeds import Seed
 from builder.taxonomy import Category, Relation
 from builder.text import STOPWORDS, content_words, keywords, stem
+from builder.vocabulary import Vocabulary
+
+if TYPE_CHECKING:
+    from builder.workspace import Workspace
+
+# How many of the nearest things a seed's items draw from: its relations and rounds take
+# different ones, so one picture does not recur in every item of a seed.
+THINGS_PER_SEED = 40
 
 
 class OfflineSettings(ComposerSettings):
@@ -63,50 +80,135 @@ def _slot_keywords(request: CompositionRequest, count: int, fallback: list[str])
     return slots
 
 
+def _image_count(seed: Seed, relation: Relation) -> int:
+    """As many images as the question has content words, within the relation's range."""
+    wanted = len(keywords(seed.query, limit=relation.max_images))
+    return min(relation.max_images, max(relation.min_images, wanted))
+
+
 def _leaked_before(request: CompositionRequest) -> bool:
     return any(reason.startswith("leakage:") for reason in request.feedback)
 
 
 @composers.register
 class OfflineComposer(Composer):
-    """Keywords come from the seed's key phrase, split across the images; a rejected candidate
-    comes back as the next round with another template variant and another split, and one
-    rejected for leakage comes back with no word of the key phrase at all."""
+    """Each image names a thing of the pool's vocabulary near the question (a draw per seed,
+    relation and round); a rejected candidate comes back as the next round with another draw and
+    another template variant. Without a vocabulary, keywords come from the seed's key phrase,
+    split across the images, and one rejected for leakage comes back with no word of the key
+    phrase at all."""
 
     name = "offline"
-    version = "2"
+    version = "3"
     Settings = OfflineSettings
+
+    def __init__(
+        self,
+        vocabulary: Vocabulary | None = None,
+        seeds: Sequence[Seed] = (),
+        relations: Sequence[Relation] = (),
+    ):
+        self.vocabulary = vocabulary
+        self._all = (list(seeds), list(relations))
+        self._things: dict[str, list[str]] = {}  # seed id -> nearest usable captions
+        self._plan: dict[tuple[str, str], list[str]] = {}  # (seed id, relation) -> first round's things
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_settings(cls, settings: OfflineSettings, workspace: Workspace) -> Self:
+        from builder.render.retrieval import shared_picture_pool  # the pool the renderer draws from
+
+        pool = shared_picture_pool(workspace)
+        if pool is None:
+            return cls()
+        relations = [workspace.taxonomy.relation(slug) for slug in sorted(workspace.taxonomy.relations)]
+        return cls(
+            Vocabulary(pool, workspace.embedder.encode),
+            [workspace.seeds[seed_id] for seed_id in sorted(workspace.seeds)],
+            relations,
+        )
+
+    def _learn(self, seeds: Sequence[Seed]) -> None:
+        """Find the things near each new seed's question."""
+        assert self.vocabulary is not None
+        new = list({seed.id: seed for seed in seeds if seed.id not in self._things}.values())
+        found = self.vocabulary.things(
+            [seed.query for seed in new], [seed.guarded_phrase for seed in new], THINGS_PER_SEED
+        )
+        self._things.update({seed.id: things for seed, things in zip(new, found, strict=True)})
+
+    def _make_plan(self) -> None:
+        """The first round's things of every (seed, relation) pair of the workspace, dealt in a
+        fixed order, least-used first (nearest among equals): the relations of one seed show
+        different things, and the pictures spread over the pool (dedup's cap on reuse rejects a
+        picture in too many items). Fixed by the seeds and the
+        taxonomy alone, whatever shard or process composes an item."""
+        seeds, relations = self._all
+        self._learn(seeds)
+        uses: Counter[str] = Counter()
+        for seed in seeds:
+            things = self._things[seed.id]
+            for relation in relations:
+                order = sorted(range(len(things)), key=lambda rank: (uses[things[rank]], rank))
+                picks = [things[rank] for rank in order[: _image_count(seed, relation)]]
+                uses.update(picks)
+                self._plan[(seed.id, relation.slug)] = picks
 
     def draft_many(
         self, jobs: list[CompositionJob], on_done: Callable[[], None]
     ) -> list[Draft | CompositionFailure]:
+        if self.vocabulary is not None:
+            with self._lock:
+                if not self._plan and self._all[0]:
+                    self._make_plan()
+                self._learn([job.request.seed for job in jobs])
         drafts: list[Draft | CompositionFailure] = []
         for job in jobs:
             drafts.append(self.draft(job.request, job.relation, job.category))
             on_done()
         return drafts
 
+    def _pool_things(self, request: CompositionRequest, relation: Relation, count: int) -> list[str] | None:
+        """Distinct things for the slots: the plan's in the first round; later rounds (and seeds
+        outside the plan) draw others from the nearest ones, per seed, relation and round."""
+        things = self._things.get(request.seed.id, [])
+        planned = self._plan.get((request.seed.id, relation.slug))
+        if request.iteration == 1 and planned and len(planned) == count:
+            return planned
+        fresh = [thing for thing in things if thing not in (planned or [])]
+        pool = fresh if len(fresh) >= count else things
+        if len(pool) < count:
+            return None
+        draw = random.Random(f"{request.seed.id}\x1f{relation.slug}\x1f{request.iteration}")
+        return draw.sample(pool, count)
+
     def draft(self, request: CompositionRequest, relation: Relation, category: Category) -> Draft:
         templates = relation.offline.templates
         # Seeds start at different variants so one relation's items do not all read alike;
         # each further round moves on by one.
         variant = (_stable_index(request.seed.id, len(templates)) + request.iteration - 1) % len(templates)
-        wanted = len(keywords(request.seed.query, limit=relation.max_images))
-        count = min(relation.max_images, max(relation.min_images, wanted))
+        count = _image_count(request.seed, relation)
         roles = relation.image_roles[:count]
         fallback = [category.display_name.lower(), *(role.name.replace("_", " ") for role in roles)]
         fields = {"n": count, "category": category.display_name}
+        things = self._pool_things(request, relation, count)
+        if things is not None:
+            slot_words, vocabulary = [[thing] for thing in things], "pool"
+        else:
+            slot_words, vocabulary = _slot_keywords(request, count, fallback), "question"
         slots = []
-        for index, (role, words) in enumerate(
-            zip(roles, _slot_keywords(request, count, fallback), strict=True)
-        ):
+        for index, (role, words) in enumerate(zip(roles, slot_words, strict=True)):
             description = relation.offline.slot_description.format(
                 index=index + 1, keyword=" and ".join(words), role=role.hint, **fields
             )
             slots.append(ImageSlot(role=role.name, description=description, keywords=words))
-        strict = "-no-key-words" if _leaked_before(request) else ""
+        strict = "-no-key-words" if _leaked_before(request) and vocabulary == "question" else ""
+        salt = f"{request.seed.id}\x1f{relation.slug}\x1f{request.iteration}"
+        lead = _stable_index(f"lead\x1f{salt}", len(relation.offline.lead_ins))
+        closing = _stable_index(f"closing\x1f{salt}", len(relation.offline.closings))
+        parts = [relation.offline.lead_ins[lead], templates[variant], relation.offline.closings[closing]]
         return Draft(
-            revised_prompt=templates[variant].format(**fields),
+            revised_prompt=" ".join(part.format(**fields) for part in parts if part),
             slots=slots,
-            template=f"{relation.slug}/offline/{variant}{strict}@{self.version}",
+            template=f"{relation.slug}/offline/{variant}.{lead}.{closing}/{vocabulary}{strict}@{self.version}",
         )

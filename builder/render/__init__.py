@@ -38,6 +38,7 @@ class SlotJob:
     item_id: str
     index: int
     slot: ImageSlot
+    earlier: tuple[ImageSlot, ...] = ()  # the item's slots before this one (retrieval: distinct pictures)
 
 
 @dataclass
@@ -46,13 +47,19 @@ class Rendered:
     source: str | None = None  # where a retrieved image came from
     license: str | None = None
     prompt: str | None = None  # what a generative model was asked for
+    score: float | None = None  # how well a retrieved picture's caption matches the slot
 
 
 @dataclass(frozen=True)
 class SlotFailure:
-    """Why one slot got no picture (its item fails; the rest of the batch goes on)."""
+    """Why one slot got no picture (its item fails; the rest of the batch goes on): a reason
+    that can be counted, and the specifics."""
 
     reason: str
+    detail: str = ""
+
+
+RENDERER_ERROR = "renderer error"
 
 
 class RendererSettings(BackendSettings):
@@ -81,18 +88,32 @@ class Renderer(Backend):
         filter reads it: text on one image must not carry the key phrase)."""
         return None
 
+    def match_scores(self, slots: Sequence[ImageSlot]) -> list[float | None]:
+        """How well each slot's picture (rendered in an earlier run) matches it, where the
+        backend measures that (retrieval: the caption match)."""
+        return [None] * len(slots)
+
 
 renderers: Registry[Renderer] = Registry(
-    "renderer", __name__, group="mirbench.renderers", default="typographic"
+    "renderer", __name__, group="mirbench.renderers", default="retrieval"
 )
+
+
+def default_settings() -> RendererSettings:
+    """Retrieval from the built-in picture pool; typographic cards where that pool is not
+    installed, saying so (the funnel and the release card read `fallback`)."""
+    from builder import twemoji_pool
+
+    missing = twemoji_pool.status().missing
+    if missing is None:
+        return renderers.parse({})
+    return renderers.parse({"backend": "typographic", "fallback": missing})
 
 
 class RenderCache(Protocol):
     def cached_renders(self, keys: list[str]) -> dict[str, Any]: ...
 
     def cache_renders(self, rows: list[dict[str, str | None]]) -> None: ...
-
-    def render_source_counts(self, renderer: str) -> dict[str, int]: ...
 
 
 @dataclass(frozen=True)
@@ -103,6 +124,7 @@ class StoredImage:
     source: str | None = None
     license: str | None = None
     prompt: str | None = None
+    score: float | None = None
 
 
 def content_key(renderer: Renderer, slot: ImageSlot, *extra: str) -> str:
@@ -157,7 +179,11 @@ class RenderStage(Stage):
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         renderer = self.renderer
-        jobs = [SlotJob(item.id, index, slot) for item in items for index, slot in enumerate(item.slots)]
+        jobs = [
+            SlotJob(item.id, index, slot, tuple(item.slots[:index]))
+            for item in items
+            for index, slot in enumerate(item.slots)
+        ]
         keys = [renderer.render_key(job) for job in jobs]
         known: dict[str, Any] = self.cache.cached_renders(sorted(set(keys)))
         todo: dict[str, SlotJob] = {}
@@ -165,47 +191,57 @@ class RenderStage(Stage):
             if key not in known:
                 todo.setdefault(key, job)
         fresh: dict[str, StoredImage] = {}
-        failed: dict[str, str] = {}  # item id -> why
+        failed_keys: dict[str, SlotFailure] = {}  # render key -> why (every slot with that key)
         pending = list(todo.items())
         for start in range(0, len(pending), renderer.batch_size):
             batch = pending[start : start + renderer.batch_size]
             try:
                 pictures = renderer.render([job for _, job in batch])
             except Exception as exc:  # a backend error fails the items of this batch, not the run
-                for _, job in batch:
-                    failed.setdefault(job.item_id, f"{type(exc).__name__}: {exc}")
+                for key, _ in batch:
+                    failed_keys[key] = SlotFailure(RENDERER_ERROR, f"{type(exc).__name__}: {exc}")
                 continue
-            for (key, job), picture in zip(batch, pictures, strict=True):
+            for (key, _), picture in zip(batch, pictures, strict=True):
                 if isinstance(picture, SlotFailure):
-                    failed.setdefault(job.item_id, picture.reason)
+                    failed_keys[key] = picture
                     continue
                 fresh[key] = replace(
                     store_image(picture.image, self.artifacts),
                     source=picture.source,
                     license=picture.license,
                     prompt=picture.prompt,
+                    score=picture.score,
                 )
         stats.count("images_rendered", len(fresh))
         stats.count("images_cached", sum(1 for key in keys if key in known))
         signature = renderer.signature()
         slot_keys = iter(keys)
+        from_cache: list[ImageSlot] = []
         for item in items:
             item_keys = [next(slot_keys) for _ in item.slots]
-            if item.id in failed or any(key not in fresh and key not in known for key in item_keys):
-                item.fail(
-                    "render", "renderer error", failed.get(item.id, "a slot of this item was not rendered")
+            if any(key not in fresh and key not in known for key in item_keys):
+                failure = next(
+                    (failed_keys[key] for key in item_keys if key in failed_keys),
+                    SlotFailure(RENDERER_ERROR, "a slot of this item was not rendered"),
                 )
+                item.fail("render", failure.reason, failure.detail)
                 continue
             for slot, key in zip(item.slots, item_keys, strict=True):
                 stored = fresh.get(key) or known[key]
                 slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
                 slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
                 slot.drawn_text = renderer.drawn_text(slot)
+                slot.match_score = fresh[key].score if key in fresh else None
+                if key not in fresh:
+                    from_cache.append(slot)
             item.provenance.renderer = signature
             item.provenance.used(
                 ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature)
             )
             item.status = self.gives
+        if from_cache:
+            for slot, score in zip(from_cache, renderer.match_scores(from_cache), strict=True):
+                slot.match_score = score
         self.cache.cache_renders(
             [
                 {

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Self
 
 import numpy as np
+from PIL import Image
 from pydantic import Field, model_validator
 
+from builder import twemoji_pool
 from builder.embeddings import ClipEncoder, TextEmbedder
 from builder.items import ImageSlot
 from builder.pool import PoolEntry, PoolIndex, PoolIndexReport, build_index, index_dir_for, pool_records
 from builder.render import (
-    RenderCache,
     Rendered,
     Renderer,
     RendererSettings,
@@ -25,16 +25,28 @@ from builder.render import (
     renderers,
 )
 
+# Why a slot got no picture (SlotFailure.reason): counted in the funnel.
+NO_MATCH = "no pool picture matches the slot"
+# Candidates looked at per slot: enough for the best match outside an item's other pictures.
+RANKING_DEPTH = 32
+
 if TYPE_CHECKING:
     from builder.workspace import Workspace
 
 
 class RetrievalSettings(RendererSettings):
     backend: Literal["retrieval"] = "retrieval"
-    pool: Path | None = Field(None, description="Image pool folder or saved HF dataset.")
+    pool: Path | None = Field(
+        None, description="Image pool folder or saved HF dataset; none: the built-in picture pool."
+    )
     pool_image_column: str = "image"
     pool_text_column: str = "text"
-    max_reuse: int = Field(3, ge=1, description="Uses allowed per pool image.")
+    min_score: float = Field(
+        0.45,
+        ge=-1.0,
+        le=1.0,
+        description="Lowest caption-match score (cosine) a slot accepts; below it the slot fails.",
+    )
     pool_clip_model: str | None = Field(
         None, description="A CLIP model (folder or hub id) to match images themselves too."
     )
@@ -42,14 +54,10 @@ class RetrievalSettings(RendererSettings):
 
     @model_validator(mode="after")
     def _pool_given(self) -> RetrievalSettings:
-        if self.pool is None:
-            raise ValueError("renderer backend 'retrieval' needs an image pool (--pool or renderer.pool)")
+        missing = twemoji_pool.status().missing
+        if self.pool is None and missing:
+            raise ValueError(f"{missing}; or give an image pool (--pool or renderer.pool)")
         return self
-
-    @property
-    def pool_path(self) -> Path:
-        assert self.pool is not None
-        return self.pool
 
 
 def _clip(settings: RetrievalSettings) -> ClipEncoder | None:
@@ -63,8 +71,8 @@ def index_pool(
 ) -> PoolIndexReport:
     """Build (or rebuild) the index of the pool (captions, and images with CLIP)."""
     return build_index(
-        settings.pool_path,
-        index_dir_for(artifacts, settings.pool_path),
+        settings.pool,
+        index_dir_for(artifacts, settings.pool, embedder.model_name),
         embedder.encode,
         embedder.model_name,
         settings.pool_image_column,
@@ -77,65 +85,99 @@ def index_pool(
 def open_pool(
     settings: RetrievalSettings, artifacts: Path, embedder: TextEmbedder, max_record_chars: int
 ) -> PoolIndex:
-    """The pool's index, (re)built first if missing or made with another CLIP model."""
-    directory = index_dir_for(artifacts, settings.pool_path)
+    """The pool's index, built first (with a progress bar) if missing or made with another CLIP
+    model or text model."""
+    directory = index_dir_for(artifacts, settings.pool, embedder.model_name)
     meta = directory / "meta.json"
-    if not meta.is_file() or json.loads(meta.read_text()).get("clip_model") != settings.pool_clip_model:
+    built = json.loads(meta.read_text()) if meta.is_file() else {}
+    if built.get("clip_model", "") != settings.pool_clip_model or built.get("model") != embedder.model_name:
         index_pool(settings, artifacts, embedder, max_record_chars)
-    return PoolIndex(directory, settings.pool_path, settings.pool_image_column, settings.pool_text_column)
+    return PoolIndex(directory, settings.pool, settings.pool_image_column, settings.pool_text_column)
+
+
+def picture_pool(
+    settings: RendererSettings, artifacts: Path, embedder: TextEmbedder, max_record_chars: int
+) -> PoolIndex | None:
+    """The retrieval renderer's pool; with another renderer, the built-in pool where installed
+    (the offline composer names things it can show), else None."""
+    if isinstance(settings, RetrievalSettings):
+        return open_pool(settings, artifacts, embedder, max_record_chars)
+    if twemoji_pool.status().installed:
+        return open_pool(RetrievalSettings(), artifacts, embedder, max_record_chars)
+    return None
+
+
+def shared_picture_pool(workspace: Workspace) -> PoolIndex | None:
+    """`picture_pool` of the build's renderer settings, opened once per build (the renderer and
+    the offline composer share it)."""
+    settings = workspace.settings
+    return workspace.once(
+        "picture_pool",
+        lambda: picture_pool(
+            settings.renderer, workspace.artifacts, workspace.embedder, settings.limits.max_record_chars
+        ),
+    )
 
 
 def _label(entry: PoolEntry) -> str:
-    """How a retrieved image's origin is recorded (and counted against the reuse cap)."""
+    """How a retrieved image's origin is recorded on its slot."""
     return f"{entry.source} [{entry.id}]"
+
+
+def _first_free(ranking: list[tuple[int, float]], taken: set[int]) -> tuple[int, float] | None:
+    """The best-ranked (entry, score) not taken by an earlier slot of the item."""
+    return next(((entry, score) for entry, score in ranking if entry not in taken), None)
 
 
 @renderers.register
 class RetrievalRenderer(Renderer):
-    """The pool image that best matches the slot, each pool image used at most `max_reuse` times
-    (counted across runs, from the render cache). Matching uses caption embeddings and, when the
-    index holds CLIP image vectors and a CLIP model is given, the mean of both similarities."""
+    """The pool image that best matches the slot and is not already the picture of an earlier
+    slot of its item. Matching uses caption embeddings and, when the index holds CLIP image
+    vectors and a CLIP model is given, the mean of both similarities.
+
+    A slot's picture depends on its own text and its item's earlier slots only (both are in its
+    render key), never on other items or on the order shards run in, so a resumed build draws
+    what an uninterrupted one does. How many items may show one picture is capped by dedup's
+    `image_reuse_max` over the whole round, kept items and releases (a later round draws
+    other things for the items it rejects)."""
 
     name = "retrieval"
-    version = "1"
+    version = "3"
     Settings = RetrievalSettings
-    thread_safe = False  # the reuse cap is counted in this object
     batch_size = 256
 
     def __init__(
         self,
         index: PoolIndex,
         embedder: TextEmbedder,
-        cache: RenderCache,
         *,
         size: int,
-        max_reuse: int,
+        min_score: float = RetrievalSettings.model_fields["min_score"].default,
         clip: ClipEncoder | None = None,
     ):
         self.index, self.embedder = index, embedder
         self.clip = clip if index.image_index is not None else None
-        self.size, self.max_reuse = size, max_reuse
-        self._uses: Counter[str] = Counter(cache.render_source_counts(self.signature()))
+        self.size, self.min_score = size, min_score
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings, workspace: Workspace) -> Self:
+        index = shared_picture_pool(workspace)
+        assert index is not None  # a retrieval renderer always has a pool
         return cls(
-            open_pool(
-                settings, workspace.artifacts, workspace.embedder, workspace.settings.limits.max_record_chars
-            ),
+            index,
             workspace.embedder,
-            workspace.store,
             size=settings.size,
-            max_reuse=settings.max_reuse,
+            min_score=settings.min_score,
             clip=_clip(settings),
         )
 
     @classmethod
     def preflight(cls, settings: Any) -> list[str]:
-        """The configured image pool exists and its captions parse (images are screened at indexing)."""
+        """The configured image pool (none: the built-in one) exists and its captions parse
+        (images are screened at indexing)."""
         renderer = settings.renderer
         pool_records(
-            renderer.pool_path,
+            renderer.pool,
             renderer.pool_image_column,
             renderer.pool_text_column,
             settings.limits.max_record_chars,
@@ -144,24 +186,25 @@ class RetrievalRenderer(Renderer):
 
     def signature(self) -> str:
         clip = f"/clip={self.clip.model_name}" if self.clip else ""
-        return (
-            f"{self.name}@{self.version}/{self.index.fingerprint}{clip}/{self.size}px/reuse={self.max_reuse}"
-        )
+        return f"{self.name}@{self.version}/{self.index.fingerprint}{clip}/{self.size}px/min={self.min_score}"
 
     def render_key(self, job: SlotJob) -> str:
-        return content_key(self, job.slot)
+        return content_key(self, job.slot, *(self.query(slot) for slot in job.earlier))
 
     @staticmethod
     def query(slot: ImageSlot) -> str:
         return f"{slot.description} {', '.join(slot.keywords)}"
 
-    def _rankings(self, queries: list[str]) -> list[list[int]]:
-        """Pool entry indices per query, best first."""
-        depth = max(32, 4 * self.max_reuse)
+    def _rankings(self, queries: list[str]) -> list[list[tuple[int, float]]]:
+        """(pool entry index, match score) per query, best first."""
+        depth = RANKING_DEPTH
         captions = self.embedder.encode(queries)
-        _, by_caption = self.index.search(captions, k=depth)
+        scores, by_caption = self.index.search(captions, k=depth)
         if self.clip is None:
-            return [[int(i) for i in row if i >= 0] for row in by_caption]
+            return [
+                [(int(i), float(score)) for i, score in zip(row, row_scores, strict=True) if i >= 0]
+                for row, row_scores in zip(by_caption, scores, strict=True)
+            ]
         texts = self.clip.encode_texts(queries)
         _, by_image = self.index.search(texts, k=depth, images=True)
         rankings = []
@@ -170,24 +213,58 @@ class RetrievalRenderer(Renderer):
             score = (
                 self.index.similarities(caption, ids) + self.index.similarities(text, ids, images=True)
             ) / 2
-            rankings.append([ids[i] for i in np.argsort(-score, kind="stable")])
+            rankings.append([(ids[i], float(score[i])) for i in np.argsort(-score, kind="stable")])
         return rankings
 
     def render(self, jobs: Sequence[SlotJob]) -> list[Rendered | SlotFailure]:
+        queries = list(dict.fromkeys(self.query(slot) for job in jobs for slot in (*job.earlier, job.slot)))
+        rankings = dict(zip(queries, self._rankings(queries), strict=True))
         pictures: list[Rendered | SlotFailure] = []
-        for job, ranking in zip(jobs, self._rankings([self.query(job.slot) for job in jobs]), strict=True):
-            candidates = (self.index.entries[i] for i in ranking)
-            choice = next((entry for entry in candidates if self._uses[_label(entry)] < self.max_reuse), None)
-            if choice is None:  # this slot's item fails; the batch's other items go on
-                pictures.append(
-                    SlotFailure(
-                        f"no pool image left under the reuse cap ({self.max_reuse}) for slot "
-                        f"{job.index + 1} of item {job.item_id}"
-                    )
+        for job in jobs:
+            # the earlier slots' pictures, chosen as their own jobs choose them
+            taken: set[int] = set()
+            for slot in job.earlier:
+                earlier = _first_free(rankings[self.query(slot)], taken)
+                if earlier is not None:
+                    taken.add(earlier[0])
+            query = self.query(job.slot)
+            choice = _first_free(rankings[query], taken)
+            where = f"slot {job.index + 1} of item {job.item_id} ({query!r})"
+            # a slot with no picture fails its item; the batch's other items go on
+            if choice is None or choice[1] < self.min_score:
+                best = (
+                    f"best caption {self.index.entries[choice[0]].caption!r} scores {choice[1]:.2f}"
+                    if choice
+                    else "no caption left"
                 )
+                pictures.append(SlotFailure(NO_MATCH, f"{best}, under {self.min_score:.2f}: {where}"))
                 continue
-            self._uses[_label(choice)] += 1
-            image = self.index.image(choice)
-            image.thumbnail((self.size, self.size))
-            pictures.append(Rendered(image, source=_label(choice), license=choice.license))
+            entry = self.index.entries[choice[0]]
+            pictures.append(
+                Rendered(
+                    self._fit(self.index.image(entry)),
+                    source=_label(entry),
+                    license=entry.license,
+                    score=choice[1],
+                )
+            )
         return pictures
+
+    def _fit(self, image: Image.Image) -> Image.Image:
+        """The picture scaled to fit the configured size (small icons scaled up, smoothly)."""
+        scale = self.size / max(image.size)
+        if scale < 1:
+            image.thumbnail((self.size, self.size))
+            return image
+        return image.resize((round(image.width * scale), round(image.height * scale)), Image.LANCZOS)
+
+    def match_scores(self, slots: Sequence[ImageSlot]) -> list[float | None]:
+        """The caption-match score of pictures this renderer chose in an earlier run."""
+        by_label = {_label(entry): number for number, entry in enumerate(self.index.entries)}
+        known = [(n, by_label[slot.source]) for n, slot in enumerate(slots) if slot.source in by_label]
+        scores: list[float | None] = [None] * len(slots)
+        if known and self.clip is None:
+            queries = self.embedder.encode([self.query(slots[n]) for n, _ in known])
+            for (n, entry), query in zip(known, queries, strict=True):
+                scores[n] = float(self.index.similarities(query, [entry])[0])
+        return scores

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any, Literal, Self
 
 from PIL import Image, ImageDraw, ImageFont
+from pydantic import Field
 
 from builder.items import ImageSlot
 from builder.render import Rendered, Renderer, RendererSettings, SlotJob, content_key, renderers
@@ -15,6 +16,9 @@ from builder.render import Rendered, Renderer, RendererSettings, SlotJob, conten
 
 class TypographicSettings(RendererSettings):
     backend: Literal["typographic"] = "typographic"
+    fallback: str | None = Field(
+        None, description="Why the build fell back to cards: the picture pool could not be used."
+    )
 
 
 @renderers.register

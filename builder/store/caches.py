@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from builder.store.engine import StoreBase, in_chunks
@@ -30,16 +30,6 @@ class CacheStore(StoreBase):
     def cache_renders(self, rows: list[dict[str, str | None]]) -> None:
         with self._session() as session:
             self._upsert(session, RenderRow.__table__, rows, "key")
-
-    def render_source_counts(self, renderer: str) -> dict[str, int]:
-        """How often each retrieved source was used by `renderer` (for reuse caps across runs)."""
-        query = (
-            select(RenderRow.source, func.count())
-            .where(RenderRow.renderer == renderer)
-            .group_by(RenderRow.source)
-        )
-        with Session(self.engine) as session:
-            return {source: count for source, count in session.execute(query) if source}
 
     def image_file(self, sha256: str) -> str | None:
         """The stored file (relative to the artifacts folder) of a known image, by content hash."""

