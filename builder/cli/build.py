@@ -14,6 +14,8 @@ from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
     DatabaseOption,
+    JudgeBaseUrlOption,
+    JudgeModelOption,
     TaxonomyOption,
     VerboseOption,
     command_settings,
@@ -175,13 +177,8 @@ def build(
             help=f"Judge of the testers' answers: {judges.describe()}. [default: rules]", show_default=False
         ),
     ] = None,
-    judge_base_url: Annotated[
-        str | None,
-        typer.Option(help="The judge's OpenAI-compatible server, ending in /v1.", show_default=False),
-    ] = None,
-    judge_model: Annotated[
-        str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
-    ] = None,
+    judge_base_url: JudgeBaseUrlOption = None,
+    judge_model: JudgeModelOption = None,
     allow_failures: Annotated[
         bool,
         typer.Option(

@@ -93,6 +93,13 @@ TaxonomyOption = Annotated[
         help="Taxonomy folder (categories.yaml + relations/). [default: the bundled one]", show_default=False
     ),
 ]
+JudgeBaseUrlOption = Annotated[
+    str | None,
+    typer.Option(help="The judge's OpenAI-compatible server, ending in /v1.", show_default=False),
+]
+JudgeModelOption = Annotated[
+    str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
+]
 VerboseOption = Annotated[
     bool, typer.Option("--verbose", "-v", help="Show Prefect's logs, and a traceback on a crash.")
 ]

@@ -16,7 +16,13 @@ from builder.calibration.labels import load_label_set, resolve
 from builder.calibration.metrics import RESAMPLES, SEED, Figures
 from builder.calibration.records import record_calibration
 from builder.calibration.run import JudgeCalibration, calibrate, judges_to_run
-from builder.cli.core import ArtifactsOption, ConfigOption, DatabaseOption
+from builder.cli.core import (
+    ArtifactsOption,
+    ConfigOption,
+    DatabaseOption,
+    JudgeBaseUrlOption,
+    JudgeModelOption,
+)
 from builder.cli.display import console
 from builder.errors import InputError
 from builder.judge import judges
@@ -129,13 +135,8 @@ def calibrate_command(
         str | None,
         typer.Option(help=f"Judge backend: {judges.describe()}. [default: attack.judge]", show_default=False),
     ] = None,
-    judge_base_url: Annotated[
-        str | None,
-        typer.Option(help="The judge's OpenAI-compatible server, ending in /v1.", show_default=False),
-    ] = None,
-    judge_model: Annotated[
-        str | None, typer.Option(help="The judge's model name, as its server knows it.", show_default=False)
-    ] = None,
+    judge_base_url: JudgeBaseUrlOption = None,
+    judge_model: JudgeModelOption = None,
     show: Annotated[int, typer.Option(min=0, help="Disagreements listed per judge.")] = 20,
     resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = RESAMPLES,
     seed: Annotated[int, typer.Option(help="Bootstrap seed (same seed, same intervals).")] = SEED,
