@@ -108,9 +108,7 @@ def pool_index(
         report = index_pool(
             settings.renderer,
             settings.artifacts,
-            TextEmbedder(
-                settings.dedup.text_model, settings.dedup.text_backend, settings.artifacts / "models"
-            ),
+            TextEmbedder(settings.dedup.text_model),
             settings.limits.max_record_chars,
         )
     console.print(f"indexed {report.indexed} image(s) of {report.pool} into {report.index_dir}")
