@@ -176,6 +176,13 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         raise InputErrors(problems)
 
 
+def _fallback(config: dict[str, Any]) -> str | None:
+    """Why the build runs that made the items drew typographic cards instead of pictures."""
+    runs = (config.get("build_runs") or {}).values()
+    reasons = {(run.get("renderer") or {}).get("fallback") for run in runs if run}
+    return "; ".join(sorted(reason for reason in reasons if reason)) or None
+
+
 def review_summary(store: Store, ids: set[str]) -> ReviewSummary:
     approved = [entry for entry in store.reviews(ReviewState.APPROVED) if entry.item.id in ids]
     return ReviewSummary(
@@ -217,7 +224,7 @@ def _description(
         "seed_sources": seed_sources(items),
         "taxonomy_hash": taxonomy.content_hash,
         "config": portable(config, known),
-        "pictures": picture_figures(items, (config.get("renderer") or {}).get("fallback")).model_dump(),
+        "pictures": picture_figures(items, _fallback(config)).model_dump(),
         "review": review.model_dump(),
         # construction-time attack success: rates and classes only, never an answer
         "attack": summarize(items).with_calibrations(calibrations).model_dump(mode="json"),

@@ -449,7 +449,9 @@ def test_card_says_when_the_build_fell_back_to_typographic_cards(
     monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)  # as on a machine without the pool
     settings = Settings(artifacts=tmp_path / "artifacts", release={"license": "cc-by-nc-4.0"})
     assert settings.renderer.backend == "typographic"
-    approve(settings, _items("fallback")).close()
+    store = approve(settings, _items("fallback"))
+    store.start_run("r", settings.model_dump(mode="json"))  # the build run the items name
+    store.close()
     release(settings, "1.0.0", tmp_path / "rel")
     _, body = _card(tmp_path / "rel")
     assert "typographic cards, not pictures: the picture pool is not installed" in body
