@@ -191,13 +191,13 @@ def test_build_with_openai_composer_every_relation_and_no_key_leak(
         "PREFECT_API_URL": prefect_api_url,
         "MIRBENCH_COMPOSER__MAX_TOKENS": "320",
         "MIRBENCH_COMPOSER__TEMPERATURE": "0.2",
+        # cards: the tiny model's descriptions need not name a picture of the pool
+        "MIRBENCH_RENDERER__BACKEND": "typographic",
     }
     command = [
         sys.executable, "-c", "from builder.cli import run; run()", "build", "--verbose",
         "--artifacts", str(artifacts), "--composer", "openai", "--base-url", proxy.base_url,
         "--model", "smollm2", "--limit", "1", "--max-iterations", "1",
-        # cards: the tiny model's descriptions need not name a picture of the pool
-        "--renderer", "typographic",
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, timeout=900)
     output = (result.stdout + result.stderr).decode(errors="replace")
