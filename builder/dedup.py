@@ -9,8 +9,11 @@ rejected when
 - two of its own images show the same picture (within `picture_max_distance`);
 - its images repeat a kept item's (same count, each slot identical by sha256 or within
   `phash_max_distance` of the other's slot);
-- one of its pictures already appears in `image_reuse_max` kept items (within
-  `picture_max_distance`: a single picture needs a closer match than a whole set of them);
+- one of its pictures already appears in as many kept items as the reuse cap allows (within
+  `picture_max_distance`: a single picture needs a closer match than a whole set of them). The
+  cap is `image_reuse_max`, or `image_reuse_share` of the kept items and the round's candidates
+  where that is more: a pool's pictures can fill only pool size x cap slots, so a fixed cap
+  would starve a benchmark-size build;
 - its text is as similar as `text_similarity` to a kept item's.
 Kept items are those still in play or waiting for people (in a status the pipeline gives
 from dedup onward), every earlier release given as history or recorded by the store, and the
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable, Iterable
@@ -206,13 +210,14 @@ class DedupStage(Stage):
         text_similarity: float,
         picture_max_distance: int = 2,
         image_reuse_max: int = 3,
+        image_reuse_share: float = 0.0,
         index_dir: Path | None = None,
         history: Iterable[tuple[str, list[Entry]]] = (),
     ):
         self.kept, self.text_vectors = kept, text_vectors
         self.picture_max_distance = picture_max_distance
         self.phash_max_distance, self.text_similarity = phash_max_distance, text_similarity
-        self.image_reuse_max = image_reuse_max
+        self.image_reuse_max, self.image_reuse_share = image_reuse_max, image_reuse_share
         self.index_dir, self.history = index_dir, history
 
     @classmethod
@@ -225,6 +230,7 @@ class DedupStage(Stage):
             text_similarity=dedup.text_similarity,
             picture_max_distance=dedup.picture_max_distance,
             image_reuse_max=dedup.image_reuse_max,
+            image_reuse_share=dedup.image_reuse_share,
             index_dir=workspace.artifacts / "dedup",
             history=workspace.once("release_history", lambda: release_history(workspace)),
         )
@@ -247,10 +253,15 @@ class DedupStage(Stage):
             index.add(entry, vector)
         return index, kept, vectors[len(fresh) :]
 
+    def reuse_cap(self, kept: int, candidates: int) -> int:
+        """How many items may show one picture, with `kept` items kept and `candidates` in the round."""
+        return max(self.image_reuse_max, math.ceil(self.image_reuse_share * (kept + candidates)))
+
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         index, kept, vectors = self._index(items)
+        cap = self.reuse_cap(len(kept), len(items))
         for item, vector in zip(items, vectors, strict=True):
-            verdict = self._judge(item, vector, index, kept)
+            verdict = self._judge(item, vector, index, kept, cap)
             if verdict.passed:
                 item.verdicts.append(verdict)
                 item.status = self.gives
@@ -266,7 +277,7 @@ class DedupStage(Stage):
     def _reject(self, reason: str, detail: str, score: float) -> Verdict:
         return Verdict(name="dedup", version=VERSION, passed=False, score=score, reason=reason, detail=detail)
 
-    def _judge(self, item: Item, vector: np.ndarray, index: DedupIndex, kept: set[str]) -> Verdict:
+    def _judge(self, item: Item, vector: np.ndarray, index: DedupIndex, kept: set[str], cap: int) -> Verdict:
         limit, same_picture = self.phash_max_distance, self.picture_max_distance
         slots = item.slots
         for a in range(len(slots)):
@@ -304,10 +315,10 @@ class DedupStage(Stage):
                 )
         for number, slot_hits in enumerate(hits, start=1):
             owners = sorted({index.entries[key].owner for key, _, d in slot_hits if d <= same_picture})
-            if len(owners) >= self.image_reuse_max:
+            if len(owners) >= cap:
                 return self._reject(
                     "picture reused in too many items",
-                    f"slot {number} already in {len(owners)} item(s): {', '.join(owners[:5])}",
+                    f"slot {number} already in {len(owners)} item(s) (cap {cap}): {', '.join(owners[:5])}",
                     float(len(owners)),
                 )
         text = [(key, cosine) for key, cosine in index.text_hits(vector, self.text_similarity) if key in kept]
@@ -384,6 +395,7 @@ def deduplicate(
     text_similarity: float,
     picture_max_distance: int = 2,
     image_reuse_max: int = 3,
+    image_reuse_share: float = 0.0,
     index_dir: Path | None = None,
     history: Iterable[tuple[str, list[Entry]]] = (),
 ) -> StageOutput[Item]:
@@ -395,6 +407,7 @@ def deduplicate(
         text_similarity=text_similarity,
         picture_max_distance=picture_max_distance,
         image_reuse_max=image_reuse_max,
+        image_reuse_share=image_reuse_share,
         index_dir=index_dir,
         history=history,
     )

@@ -163,8 +163,7 @@ def funnel(
 def build_report(
     store: Store,
     run_id: str,
-    seed_ids: list[str],
-    relations: list[str],
+    pairs: list[tuple[str, str]],
     categories: Mapping[str, Any],
     *,
     attack: bool = False,
@@ -180,14 +179,14 @@ def build_report(
     if attack:
         judged = (ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED)
         summary = calibrated(summarize(item for item in items if item.status in judged), store)
-    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, seed_ids, relations))
+    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, pairs))
     stuck = sum(exhausted(item, max_attempts) for item in failed)
     stages = merged_stats(store.task_records(run_id))
     rows = funnel(
         items,
         states,
-        len(seed_ids),
-        len(seed_ids) * len(relations),
+        len({seed_id for seed_id, _ in pairs}),
+        len(pairs),
         summary,
         stuck,
     )
@@ -197,12 +196,12 @@ def build_report(
             for label, count in sorted(stages["filters"].outcomes.items())
             if label.startswith(OFF)
         ]
-    wanted = {(categories[seed_id].category, relation) for seed_id in seed_ids for relation in relations}
+    wanted = {(categories[seed_id].category, relation) for seed_id, relation in pairs}
     queued_cells = {(item.category, item.relation) for item in items if item.id in pending}
     return BuildReport(
         run_id=run_id,
-        seeds=len(seed_ids),
-        pairs=len(seed_ids) * len(relations),
+        seeds=len({seed_id for seed_id, _ in pairs}),
+        pairs=len(pairs),
         funnel=rows,
         cells_queued=len(wanted & queued_cells),
         cells_total=len(wanted),

@@ -192,7 +192,17 @@ class DedupSettings(_Section):
         "two slots of one item); typographic cards of one layout differ by 4 bits or more.",
     )
     image_reuse_max: int = Field(
-        3, ge=1, description="A picture (or a near-duplicate of it) may appear in at most this many items."
+        3,
+        ge=1,
+        description="A picture (or a near-duplicate of it) may appear in at most this many items, "
+        "or in image_reuse_share of them where that is more.",
+    )
+    image_reuse_share: float = Field(
+        0.005,
+        ge=0,
+        le=1,
+        description="The cap on a picture's items grows with the benchmark: this share of the kept "
+        "items and the round's candidates (a pool of N pictures cannot fill more than N x cap slots).",
     )
     history: list[Path] = Field(
         default_factory=list,
@@ -351,6 +361,12 @@ class Settings(BaseSettings):
     seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds") / "default"])
     relations: list[str] = Field(
         default_factory=list, description="Relation slugs to build; empty means all."
+    )
+    relations_per_seed: int | None = Field(
+        None,
+        ge=1,
+        description="Relations each seed is built against, dealt in turn within its category so "
+        "every category spreads evenly over the relations; none: every relation.",
     )
     max_iterations: int = Field(3, ge=1, le=20, description="Rounds per (seed, relation) pair.")
     max_attempts: int = Field(

@@ -23,6 +23,7 @@ from builder import pipeline
 from builder.compose import planned_item
 from builder.errors import InputError
 from builder.items import Item, ItemStatus
+from builder.pairing import Pair, build_pairs
 from builder.pictures import picture_figures
 from builder.release import Layout, ReleaseResult, release_approved
 from builder.report import BuildReport, FunnelRow, build_report
@@ -46,6 +47,19 @@ class BuildSpec(BaseModel):
     @property
     def workspace(self) -> Workspace:
         return Workspace.of(self.settings, self.run_id)
+
+    @property
+    def pairs(self) -> list[Pair]:
+        """The (seed, relation) pairs this build makes (builder/pairing.py)."""
+        seeds = self.workspace.seeds
+        return self.workspace.once(
+            "pairs",
+            lambda: build_pairs(
+                [seeds[seed_id] for seed_id in self.seed_ids],
+                self.relations,
+                self.settings.relations_per_seed,
+            ),
+        )
 
 
 def new_run_id() -> str:
@@ -108,22 +122,22 @@ def has_work(settings: Settings, limit: int | None = None) -> bool:
     on its way, a rejected one with rounds left, a failed one with attempts left. Answered
     from the store alone, so that a build with nothing to do needs no orchestration."""
     _, seeds, relations = load_inputs(settings, limit)
+    slugs = [relation.slug for relation in relations]
     try:
         store = Store(settings.resolved_database_url, must_exist=True)
     except InputError:  # no store yet (or none reachable: the build itself says so)
         return True
     with store:
-        latest = store.latest_candidates([relation.slug for relation in relations])
+        latest = store.latest_candidates(slugs)
         failed = []
-        for seed in seeds:
-            for relation in relations:
-                candidate = latest.get((seed.id, relation.slug))
-                if candidate is None or candidate.status not in _SETTLED:
-                    return True
-                if candidate.status is ItemStatus.REJECTED and candidate.iteration < settings.max_iterations:
-                    return True
-                if candidate.status is ItemStatus.FAILED:
-                    failed.append(candidate.item_id)
+        for pair in build_pairs(seeds, slugs, settings.relations_per_seed):
+            candidate = latest.get(pair)
+            if candidate is None or candidate.status not in _SETTLED:
+                return True
+            if candidate.status is ItemStatus.REJECTED and candidate.iteration < settings.max_iterations:
+                return True
+            if candidate.status is ItemStatus.FAILED:
+                failed.append(candidate.item_id)
         return any(_retryable(item, settings) for item in store.get_items(failed))
 
 
@@ -149,7 +163,7 @@ def remove_partial_files(artifacts: Path) -> int:
 def retry_failed(spec: BuildSpec) -> int:
     """Send this build's failed items with attempts left back to the stage that failed them."""
     store = spec.workspace.store
-    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, spec.seed_ids, spec.relations))
+    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, spec.pairs))
     retried = []
     for item in failed:
         if _retryable(item, spec.settings):
@@ -167,7 +181,7 @@ def plan_round(spec: BuildSpec, iteration: int) -> int:
     become feedback). Idempotent: a planned pair's latest candidate is this round's."""
     workspace = spec.workspace
     latest = workspace.store.latest_candidates(spec.relations)
-    wanted = [(seed_id, relation) for seed_id in spec.seed_ids for relation in spec.relations]
+    wanted = spec.pairs
     refined = {
         pair: latest[pair]
         for pair in wanted
@@ -204,7 +218,7 @@ def pending(spec: BuildSpec, stage: str, iteration: int) -> list[str]:
     if not pipeline.stage(stage).enabled(spec.settings):
         return []
     status = pipeline.place(spec.settings, stage).takes
-    return spec.workspace.store.ids_with_status(status, iteration, spec.seed_ids, spec.relations)
+    return spec.workspace.store.ids_with_status(status, iteration, spec.pairs)
 
 
 def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[str]) -> StageStats:
@@ -231,13 +245,12 @@ def finish_build(spec: BuildSpec) -> BuildReport:
     report = build_report(
         workspace.store,
         spec.run_id,
-        spec.seed_ids,
-        spec.relations,
+        spec.pairs,
         workspace.seeds,
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
     )
-    queued = workspace.store.ids_with_status(ItemStatus.QUEUED, None, spec.seed_ids, spec.relations)
+    queued = workspace.store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
     fallback = getattr(spec.settings.renderer, "fallback", None)
     report.pictures = picture_figures(workspace.store.get_items(queued), fallback)
     if fallback:  # the funnel says what the images are

@@ -199,3 +199,35 @@ def test_review_rejection_is_refined_by_the_next_build(settings: Settings) -> No
     assert second.iteration == 2 and second.seed_id == first.seed_id
     assert second.feedback == ["review: too literal"]
     assert second.revised_prompt != first.revised_prompt
+
+
+def test_relations_are_dealt_per_seed_over_every_cell(
+    tmp_path: Path, taxonomy: Taxonomy, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--relations-per-seed 1`: 54 seeds (9 per category) make 54 pairs, one per cell, each
+    seed against one relation; asking for two relations later is new work."""
+    from builder.pairing import build_pairs
+    from builder.tasks import has_work, load_inputs
+
+    monkeypatch.setenv("MIRBENCH_RENDERER__SIZE", "64")
+    artifacts = tmp_path / "art"
+    cells = len(taxonomy.categories) * len(taxonomy.relations)
+    result = CliRunner().invoke(
+        app, ["build", "--artifacts", str(artifacts), "--limit", str(cells), "--relations-per-seed", "1"]
+    )
+    assert result.exit_code == 0, result.output
+    assert f"each seed against 1 of {len(taxonomy.relations)} relations" in result.output
+    stats = json.loads(next((artifacts / "runs").glob("*/stats.json")).read_text())
+    assert (stats["seeds"], stats["pairs"], stats["cells_total"]) == (cells, cells, cells)
+
+    settings = Settings(artifacts=artifacts, relations_per_seed=1)
+    _, seeds, relations = load_inputs(settings, cells)
+    dealt = build_pairs(seeds, [relation.slug for relation in relations], 1)
+    with Store(settings.resolved_database_url) as store:
+        built = {(item.seed_id, item.relation) for item in store.items_with_statuses(list(ItemStatus))}
+    assert built == set(dealt) and len({seed for seed, _ in built}) == cells
+    assert {(seed.category, relation) for seed, (_, relation) in zip(seeds, dealt, strict=True)} == {
+        (category, relation) for category in taxonomy.categories for relation in taxonomy.relations
+    }
+    assert not has_work(settings, cells)
+    assert has_work(settings.model_copy(update={"relations_per_seed": 2}), cells)

@@ -66,6 +66,7 @@ def _run(candidates: list[Item], kept: list[Item] = (), vectors: Vectors | None 
         "picture_max_distance": DEFAULTS.picture_max_distance,
         "text_similarity": DEFAULTS.text_similarity,
         "image_reuse_max": DEFAULTS.image_reuse_max,
+        "image_reuse_share": 0.0,  # the fixed cap, whatever the (small) test round
         **options,
     }
     return deduplicate(candidates, list(kept), vectors or Vectors(), **settings)
@@ -133,6 +134,21 @@ def test_picture_reuse_cap_at_its_edge(cap: int) -> None:
     assert under.status is ItemStatus.UNIQUE  # now cap items hold the picture
     _run([over], [*kept, under], image_reuse_max=cap)
     assert over.rejection.reason == "picture reused in too many items" and "slot 1" in over.rejection.detail
+
+
+def test_the_reuse_cap_grows_with_the_benchmark() -> None:
+    """A pool of N pictures fills at most N x cap slots: past `image_reuse_max`, the cap is
+    `image_reuse_share` of the kept items and the round's candidates."""
+    kept = [
+        _item("k0", (BASE, _far(1))),
+        *(_item(f"k{n}", (_far(10 * n), _far(10 * n + 1))) for n in range(1, 5)),
+    ]
+    fixed, grown = _item("f", (BASE, _far(90))), _item("g", (BASE, _far(91)))
+    _run([fixed], kept, image_reuse_max=1, image_reuse_share=0.0)
+    assert fixed.rejection.reason == "picture reused in too many items"
+    assert "(cap 1)" in fixed.rejection.detail
+    _run([grown], kept, image_reuse_max=1, image_reuse_share=0.3)  # ceil(0.3 x (5 + 1)) = 2
+    assert grown.status is ItemStatus.UNIQUE
 
 
 @pytest.mark.parametrize("distance", [DEFAULTS.picture_max_distance, 0, 5])

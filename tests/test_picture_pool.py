@@ -14,6 +14,7 @@ from builder import twemoji_pool
 from builder.compose import CompositionRequest, compose_items, composers
 from builder.filters.leakage import where_leaked
 from builder.items import ItemStatus
+from builder.pairing import build_pairs
 from builder.pictures import picture_figures
 from builder.pool import PoolIndex
 from builder.render import render_items
@@ -21,13 +22,12 @@ from builder.render.retrieval import NO_MATCH, RetrievalRenderer, shared_picture
 from builder.render.typographic import TypographicSettings
 from builder.settings import Settings
 from builder.store import Store
-from builder.tasks import load_inputs
 from builder.text import content_stems
 from builder.vocabulary import Vocabulary
 from builder.workspace import Workspace
 from tests.helpers import make_item
 
-DEMO_SEEDS = 60  # what `make run` builds (the Makefile's DEMO_SEEDS)
+DEMO_RELATIONS_PER_SEED = 1  # what `make run` builds (the Makefile's DEMO_RELATIONS_PER_SEED)
 
 
 @pytest.fixture(scope="session")
@@ -95,12 +95,11 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
         assert len(set(keywords)) == len(keywords), "two slots of one item name the same thing"
         assert where_leaked(item) is None, item.id
     assert picture_figures(items).share_from_question < 0.2
-    # The demo build's sample (`make run`: 60 seeds spread over the categories) must read as
-    # many different prompts; over all 600 seeds the relation templates' combinations repeat.
-    _, demo_seeds, _ = load_inputs(workspace.settings, DEMO_SEEDS)
-    demo_ids = {seed.id for seed in demo_seeds}
-    demo = [item for item in items if item.seed_id in demo_ids]
-    assert len(demo) == DEMO_SEEDS * len(relations)
+    # The demo build's pairs (`make run`: each seed against one relation) must read as many
+    # different prompts; over all 5,400 pairs the relation templates' combinations repeat.
+    dealt = set(build_pairs(seeds, relations, DEMO_RELATIONS_PER_SEED))
+    demo = [item for item in items if (item.seed_id, item.relation) in dealt]
+    assert len(demo) == len(seeds) * DEMO_RELATIONS_PER_SEED
     prompts = Counter(item.revised_prompt for item in demo)
     assert len(prompts) > len(demo) / 2, "prompts must vary by relation and seed"
 

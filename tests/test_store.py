@@ -65,9 +65,13 @@ def test_unknown_ids_are_named(store: Store) -> None:
 def test_ids_with_status_are_per_round_ordered_and_scoped(store: Store) -> None:
     items = [make_item(seed_id=f"s-{n}", iteration=1 + n % 2) for n in range(6)]
     store.save_items(items)
-    first_round = store.ids_with_status(ItemStatus.COMPOSED, 1, {"s-0", "s-2"}, ["analogy"])
+    first_round = store.ids_with_status(ItemStatus.COMPOSED, 1, [("s-0", "analogy"), ("s-2", "analogy")])
     assert first_round == sorted(item.id for item in items if item.seed_id in {"s-0", "s-2"})
-    assert store.ids_with_status(ItemStatus.COMPOSED, 1, {"s-0"}, ["causality"]) == []
+    assert store.ids_with_status(ItemStatus.COMPOSED, 1, [("s-0", "causality")]) == []
+    # a pair's seed with another pair's relation is not one of the pairs
+    assert store.ids_with_status(ItemStatus.COMPOSED, 1, [("s-0", "causality"), ("s-2", "analogy")]) == [
+        item.id for item in items if item.seed_id == "s-2"
+    ]
 
 
 def test_latest_candidate_per_pair(store: Store) -> None:

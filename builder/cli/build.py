@@ -97,6 +97,14 @@ def build(
             help="Use at most N seeds, spread over the categories (smoke runs).", show_default=False
         ),
     ] = None,
+    relations_per_seed: Annotated[
+        int | None,
+        typer.Option(
+            help="Build each seed against N relations, dealt in turn within its category (every "
+            "category spreads over all relations). [default: every relation]",
+            show_default=False,
+        ),
+    ] = None,
     composer: Annotated[
         str | None,
         typer.Option(
@@ -209,6 +217,7 @@ def build(
         taxonomy=taxonomy,
         seeds=seeds,
         relations=relation,
+        relations_per_seed=relations_per_seed,
         max_iterations=max_iterations,
         composer=given(backend=composer, base_url=base_url, model=model if composer else None),
         renderer=given(backend=renderer, model=model if renderer and not composer else None, pool=pool),
@@ -225,10 +234,16 @@ def build(
 
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with user_errors():
-        _, sample, _ = load_inputs(settings, limit)
+        _, sample, relations = load_inputs(settings, limit)
         if limit is not None:  # a demo or smoke run: say it is a sample of the seed set
             total = len(load_inputs(settings, None)[1])
             console.print(f"building {len(sample)} of {total} seeds (--limit), spread over the categories")
+        if settings.relations_per_seed is not None:
+            dealt = min(settings.relations_per_seed, len(relations))
+            console.print(
+                f"each seed against {dealt} of {len(relations)} relations (--relations-per-seed), "
+                "dealt in turn within its category"
+            )
         for note in preflight(settings):
             console.print(f"[yellow]note:[/] {note}")
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()

@@ -11,7 +11,7 @@ import hashlib
 import random
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Literal, Self
 
 from builder.compose import (
@@ -24,6 +24,7 @@ from builder.compose import (
     composers,
 )
 from builder.items import ImageSlot
+from builder.pairing import Pair, build_pairs
 from builder.seeds import Seed
 from builder.taxonomy import Category, Relation
 from builder.text import STOPWORDS, content_words, keywords, stem
@@ -107,9 +108,11 @@ class OfflineComposer(Composer):
         vocabulary: Vocabulary | None = None,
         seeds: Sequence[Seed] = (),
         relations: Sequence[Relation] = (),
+        pairs: Collection[Pair] | None = None,
     ):
         self.vocabulary = vocabulary
         self._all = (list(seeds), list(relations))
+        self._pairs = None if pairs is None else set(pairs)  # None: every seed x relation
         self._things: dict[str, list[str]] = {}  # seed id -> nearest usable captions
         self._plan: dict[tuple[str, str], list[str]] = {}  # (seed id, relation) -> first round's things
         self._lock = threading.Lock()
@@ -122,10 +125,15 @@ class OfflineComposer(Composer):
         if pool is None:
             return cls()
         relations = [workspace.taxonomy.relation(slug) for slug in sorted(workspace.taxonomy.relations)]
+        built = [
+            relation.slug for relation in workspace.taxonomy.select_relations(workspace.settings.relations)
+        ]
         return cls(
             Vocabulary(pool, workspace.embedder.encode),
             [workspace.seeds[seed_id] for seed_id in sorted(workspace.seeds)],
             relations,
+            # the pairs a build of these seeds makes (a --limit build makes some of them)
+            build_pairs(workspace.seeds.values(), built, workspace.settings.relations_per_seed),
         )
 
     def _learn(self, seeds: Sequence[Seed]) -> None:
@@ -138,17 +146,19 @@ class OfflineComposer(Composer):
         self._things.update({seed.id: things for seed, things in zip(new, found, strict=True)})
 
     def _make_plan(self) -> None:
-        """The first round's things of every (seed, relation) pair of the workspace, dealt in a
-        fixed order, least-used first (nearest among equals): the relations of one seed show
-        different things, and the pictures spread over the pool (dedup's cap on reuse rejects a
-        picture in too many items). Fixed by the seeds and the
-        taxonomy alone, whatever shard or process composes an item."""
+        """The first round's things of every (seed, relation) pair the seeds' builds make
+        (builder/pairing.py), dealt in a fixed order, least-used first (nearest among equals):
+        the relations of one seed show different things, and the pictures spread over the pool
+        (dedup's cap on reuse rejects a picture in too many items). Fixed by the seeds, the
+        taxonomy and the settings alone, whatever shard or process composes an item."""
         seeds, relations = self._all
         self._learn(seeds)
         uses: Counter[str] = Counter()
         for seed in seeds:
             things = self._things[seed.id]
             for relation in relations:
+                if self._pairs is not None and (seed.id, relation.slug) not in self._pairs:
+                    continue
                 order = sorted(range(len(things)), key=lambda rank: (uses[things[rank]], rank))
                 picks = [things[rank] for rank in order[: _image_count(seed, relation)]]
                 uses.update(picks)

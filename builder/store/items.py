@@ -3,7 +3,7 @@ the queries filter on), loading them by id or status, and the counts the funnel 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,20 +63,23 @@ class ItemStore(StoreBase):
         return [found[item_id] for item_id in ids]
 
     def ids_with_status(
-        self, status: ItemStatus, iteration: int | None, seed_ids: Iterable[str], relations: Iterable[str]
+        self, status: ItemStatus, iteration: int | None, pairs: Collection[tuple[str, str]]
     ) -> list[str]:
-        """Ids of one round's items (every round's, if `iteration` is None) in `status`, ordered
-        by id so every run orders them alike."""
+        """Ids of the (seed, relation) `pairs`' items of one round (every round's, if
+        `iteration` is None) in `status`, ordered by id so every run orders them alike."""
+        wanted = set(pairs)
         query = (
-            select(ItemRow.id, ItemRow.seed_id)
-            .where(ItemRow.status == status.value, ItemRow.relation.in_(list(relations)))
+            select(ItemRow.id, ItemRow.seed_id, ItemRow.relation)
+            .where(
+                ItemRow.status == status.value,
+                ItemRow.relation.in_(sorted({relation for _, relation in wanted})),
+            )
             .order_by(ItemRow.id)
         )
         if iteration is not None:
             query = query.where(ItemRow.iteration == iteration)
-        wanted = set(seed_ids)
         with Session(self.engine) as session:
-            return [row.id for row in session.execute(query) if row.seed_id in wanted]
+            return [row.id for row in session.execute(query) if (row.seed_id, row.relation) in wanted]
 
     def items_with_statuses(self, statuses: Iterable[ItemStatus]) -> list[Item]:
         query = (
