@@ -1,12 +1,13 @@
 """Benchmark a benchmark-size build: about 2,676 items over all 6 x 9 cells, offline defaults.
 
-Seeds are the shipped ones, replicated with a varied context prefix until there are enough
-(298 seeds x 9 relations = 2,682 pairs). Prints wall time, items/s, per-stage time, the
-orchestration overhead and the time of a rebuild with nothing left to do. Overhead is
+MIR-SafetyBench's shape: 536 of the bundled seeds (spread over the categories), each against 5
+relations dealt in turn within its category (`--relations-per-seed`), 2,680 pairs. Prints wall
+time, items/s, per-stage time, the orchestration overhead, the time of a rebuild with nothing
+left to do, and each figure's ratio to its goal (wall 60 s, overhead 5%). Overhead is
 (wall - busy) / wall, where busy is the time at least one stage task was working (the union
 of the tasks' intervals, so concurrent shards are not counted twice).
 
-    python bench/build.py [--runner thread|dask] [--workers N] [--seeds-total 298] [--size 512]
+    python bench/build.py [--runner thread|dask] [--workers N] [--seeds 536] [--relations-per-seed 5]
     python bench/build.py --runner dask --workers 2 --database-url postgresql+psycopg://...
 
 With --runner dask the build runs twice, on 1 worker and on N, each on a fresh schema of the
@@ -17,43 +18,14 @@ speed-up of N workers over one is printed.
 from __future__ import annotations
 
 import argparse
-import itertools
-import json
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-CONTEXTS = [
-    "At school",
-    "At work",
-    "Online",
-    "In a small town",
-    "On holiday",
-    "At a party",
-    "In a big city",
-    "During an exam",
-    "On the bus",
-    "At the gym",
-    "In a hospital",
-    "At a concert",
-]
-
-
-def replicated_seeds(target: Path, total: int) -> int:
-    from builder.seeds import load_seeds
-    from builder.settings import Settings, bundled
-    from builder.taxonomy import load_taxonomy
-
-    seeds = load_seeds(Settings().seeds, load_taxonomy(bundled("taxonomy")))
-    with target.open("w") as out:
-        for n, seed in enumerate(itertools.islice(itertools.cycle(seeds), total)):
-            copy = n // len(seeds)  # the k-th copy of every seed gets the k-th context
-            context = CONTEXTS[(copy - 1) % len(CONTEXTS)]
-            query = seed.query if copy == 0 else f"{context}, {seed.query[0].lower()}{seed.query[1:]}"
-            out.write(json.dumps({**seed.model_dump(), "id": f"{seed.id}-{n:04d}", "query": query}) + "\n")
-    return total
+GOAL_WALL_SECONDS = 60.0
+GOAL_OVERHEAD = 0.05
 
 
 def busy_seconds(records: list[dict[str, Any]]) -> float:
@@ -76,13 +48,13 @@ def reset_schema(url: str) -> None:
     engine.dispose()
 
 
-def timed_build(settings: Any) -> tuple[Any, float, float]:
+def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float]:
     """(report, wall seconds, busy seconds) of one build."""
     from builder.store import Store
     from flows.build import build
 
     start = time.perf_counter()
-    report = build(settings=settings)
+    report = build(settings=settings, limit=seeds)
     wall = time.perf_counter() - start
     store = Store(settings.resolved_database_url)
     busy = busy_seconds(store.task_records(report.run_id))
@@ -94,7 +66,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--seeds-total", type=int, default=298)
+    parser.add_argument("--seeds", type=int, default=536, help="bundled seeds, spread over the categories")
+    parser.add_argument("--relations-per-seed", type=int, default=5)
     parser.add_argument("--size", type=int, default=512, help="rendered image side (px)")
     parser.add_argument("--runner", choices=["thread", "dask"], default="thread")
     parser.add_argument("--workers", type=int, default=2, help="threads or Dask worker processes")
@@ -114,8 +87,6 @@ def main() -> None:
 
     from builder.settings import Settings
 
-    seeds_file = workdir / "seeds.jsonl"
-    replicated_seeds(seeds_file, args.seeds_total)
     worker_counts = [1, args.workers] if args.runner == "dask" and args.workers > 1 else [args.workers]
     walls: dict[int, float] = {}
     for workers in worker_counts:
@@ -124,11 +95,11 @@ def main() -> None:
         settings = Settings(
             artifacts=workdir / f"artifacts-{args.runner}-{workers}",
             database_url=args.database_url,
-            seeds=[seeds_file],
+            relations_per_seed=args.relations_per_seed,
             renderer={"size": args.size},
             runner={"kind": args.runner, "workers": workers},
         )
-        report, wall, busy = timed_build(settings)
+        report, wall, busy = timed_build(settings, args.seeds)
         walls[workers] = wall
         funnel = {row.label: row.count for row in report.funnel}
         candidates = funnel["candidates composed (all rounds)"]
@@ -137,11 +108,18 @@ def main() -> None:
             f"pairs {report.pairs}  candidates {candidates}  queued {funnel['queued for review']}  "
             f"cells {report.cells_queued}/{report.cells_total}  image size {args.size}"
         )
-        print(f"wall {wall:.1f}s (includes Prefect start)  candidates/s {candidates / wall:.1f}")
+        print(
+            f"wall {wall:.1f}s (includes Prefect start)  goal {GOAL_WALL_SECONDS:.0f}s  "
+            f"wall/goal {wall / GOAL_WALL_SECONDS:.2f}  candidates/s {candidates / wall:.1f}"
+        )
         for name, stats in report.stages.items():
             print(f"  {name:<8} {stats.seconds:7.2f}s  in {stats.items_in:5d}  {dict(stats.outcomes)}")
-        print(f"busy {busy:.1f}s  orchestration overhead (wall - busy) / wall = {(wall - busy) / wall:.1%}")
-        _, rewall, _ = timed_build(settings)
+        overhead = (wall - busy) / wall
+        print(
+            f"busy {busy:.1f}s  orchestration overhead (wall - busy) / wall = {overhead:.1%}  "
+            f"goal {GOAL_OVERHEAD:.0%}  overhead/goal {overhead / GOAL_OVERHEAD:.2f}"
+        )
+        _, rewall, _ = timed_build(settings, args.seeds)
         print(f"rebuild with nothing to do: {rewall:.1f}s = {rewall / wall:.1%} of the full build")
     if len(walls) > 1:
         print(f"speed-up of {args.workers} Dask workers over 1: {walls[1] / walls[args.workers]:.2f}x")

@@ -98,7 +98,7 @@ class Workspace:
         dedup = self.settings.dedup
         return self.once(
             "embedder",
-            lambda: TextEmbedder(dedup.text_model),
+            lambda: TextEmbedder(dedup.text_model, dedup.text_bfloat16),
         )
 
     def backend(self, registry: Registry[B], settings: BackendSettings) -> B:

@@ -72,6 +72,22 @@ def test_a_slot_gets_its_best_match_and_a_poor_match_fails_with_its_reason(
     store.close()
 
 
+def test_a_pool_picture_shown_by_many_slots_is_encoded_once(
+    pool: PoolIndex, workspace: Workspace, tmp_path: Path
+) -> None:
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    renderer = RetrievalRenderer(pool, workspace.embedder, size=96, min_score=0.45)
+    first = make_item(seed_id="a", descriptions=("a picture of a ladder", "a picture of an owl"))
+    second = make_item(seed_id="b", descriptions=("a tall ladder", "an owl"))
+    output = render_items([first, second], renderer, store, tmp_path)
+    assert [slot.source for slot in first.slots] == [slot.source for slot in second.slots]
+    assert output.stats.outcomes["images_rendered"] == 4  # four slots, each its own render key
+    assert output.stats.outcomes["images_encoded"] == 2  # two pictures
+    assert [slot.sha256 for slot in first.slots] == [slot.sha256 for slot in second.slots]
+    assert all((tmp_path / slot.file).is_file() for slot in second.slots)
+    store.close()
+
+
 def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
     pool: PoolIndex, workspace: Workspace
 ) -> None:

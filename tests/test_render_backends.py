@@ -70,9 +70,9 @@ def _jobs(count: int) -> list[SlotJob]:
 def test_diffusion_is_deterministic_and_batching_changes_nothing(tiny_model: Path) -> None:
     jobs = _jobs(5)
     batched = _diffusion(tiny_model, batch_size=4)
-    first = [np.asarray(r.image) for r in batched.render(jobs[:4]) + batched.render(jobs[4:])]
+    first = [np.asarray(r.pixels()) for r in batched.render(jobs[:4]) + batched.render(jobs[4:])]
     one_by_one = _diffusion(tiny_model, batch_size=1)
-    again = [np.asarray(one_by_one.render([job])[0].image) for job in jobs]
+    again = [np.asarray(one_by_one.render([job])[0].pixels()) for job in jobs]
     assert all(np.array_equal(a, b) for a, b in zip(first, again, strict=True))
     assert first[0].shape == (32, 32, 3) and first[0].std() > 0
     assert not np.array_equal(first[0], first[1])  # other slot, other seed
@@ -160,7 +160,7 @@ def test_retrieval_picks_the_matching_picture(tmp_path: Path, embedder: TextEmbe
         assert picture.source == f"test-suite/{expected} [{expected}]" and picture.license == "CC0-1.0"
         with Image.open(pool / expected) as original:
             assert np.array_equal(
-                np.asarray(picture.image), np.asarray(original.convert("RGB").resize((64, 64)))
+                np.asarray(picture.pixels()), np.asarray(original.convert("RGB").resize((64, 64)))
             )
 
 

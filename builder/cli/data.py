@@ -108,7 +108,7 @@ def pool_index(
         report = index_pool(
             settings.renderer,
             settings.artifacts,
-            TextEmbedder(settings.dedup.text_model),
+            TextEmbedder(settings.dedup.text_model, settings.dedup.text_bfloat16),
             settings.limits.max_record_chars,
         )
     console.print(f"indexed {report.indexed} image(s) of {report.pool} into {report.index_dir}")

@@ -43,11 +43,17 @@ class SlotJob:
 
 @dataclass
 class Rendered:
-    image: Image.Image
+    # the picture, or what draws it: a backend that names its `picture` is asked to draw
+    # only the first time the build meets that name
+    image: Image.Image | Callable[[], Image.Image]
     source: str | None = None  # where a retrieved image came from
     license: str | None = None
     prompt: str | None = None  # what a generative model was asked for
     score: float | None = None  # how well a retrieved picture's caption matches the slot
+    picture: str | None = None  # names the pixels: one name, one image (encoded and stored once)
+
+    def pixels(self) -> Image.Image:
+        return self.image() if callable(self.image) else self.image
 
 
 @dataclass(frozen=True)
@@ -168,14 +174,35 @@ class RenderStage(Stage):
     name = "render"
     gives = ItemStatus.RENDERED
 
-    def __init__(self, renderer: Renderer, cache: RenderCache, artifacts: Path):
+    def __init__(
+        self,
+        renderer: Renderer,
+        cache: RenderCache,
+        artifacts: Path,
+        stored: dict[str, StoredImage] | None = None,
+    ):
         self.renderer, self.backends = renderer, (renderer,)
         self.cache, self.artifacts = cache, artifacts
+        # named pictures already written (Rendered.picture -> file and hashes), shared by the
+        # build's shards in this process: a pool picture shown by many slots is encoded once
+        self.stored = {} if stored is None else stored
+        self.encoded = 0  # pictures this shard drew and encoded (the rest were named and known)
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
         renderer = workspace.backend(renderers, workspace.settings.renderer)
-        return cls(renderer, workspace.store, workspace.artifacts)
+        stored = workspace.once("stored_pictures", dict)
+        return cls(renderer, workspace.store, workspace.artifacts, stored)
+
+    def _store(self, picture: Rendered) -> StoredImage:
+        known = self.stored.get(picture.picture) if picture.picture else None
+        if known is not None and (self.artifacts / known.file).is_file():
+            return known
+        stored = store_image(picture.pixels(), self.artifacts)
+        self.encoded += 1
+        if picture.picture:
+            self.stored[picture.picture] = stored
+        return stored
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         renderer = self.renderer
@@ -192,6 +219,7 @@ class RenderStage(Stage):
                 todo.setdefault(key, job)
         fresh: dict[str, StoredImage] = {}
         failed_keys: dict[str, SlotFailure] = {}  # render key -> why (every slot with that key)
+        self.encoded = 0
         pending = list(todo.items())
         for start in range(0, len(pending), renderer.batch_size):
             batch = pending[start : start + renderer.batch_size]
@@ -206,13 +234,14 @@ class RenderStage(Stage):
                     failed_keys[key] = picture
                     continue
                 fresh[key] = replace(
-                    store_image(picture.image, self.artifacts),
+                    self._store(picture),
                     source=picture.source,
                     license=picture.license,
                     prompt=picture.prompt,
                     score=picture.score,
                 )
         stats.count("images_rendered", len(fresh))
+        stats.count("images_encoded", self.encoded)
         stats.count("images_cached", sum(1 for key in keys if key in known))
         signature = renderer.signature()
         slot_keys = iter(keys)

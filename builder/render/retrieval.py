@@ -242,10 +242,11 @@ class RetrievalRenderer(Renderer):
             entry = self.index.entries[choice[0]]
             pictures.append(
                 Rendered(
-                    self._fit(self.index.image(entry)),
+                    lambda entry=entry: self._fit(self.index.image(entry)),
                     source=_label(entry),
                     license=entry.license,
                     score=choice[1],
+                    picture=f"{self.name}@{self.version}/{self.index.fingerprint}/{self.size}px/{entry.id}",
                 )
             )
         return pictures
