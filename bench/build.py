@@ -1,11 +1,12 @@
 """Benchmark a benchmark-size build: about 2,676 items over all 6 x 9 cells, offline defaults.
 
 MIR-SafetyBench's shape: 536 of the bundled seeds (spread over the categories), each against 5
-relations dealt in turn within its category (`--relations-per-seed`), 2,680 pairs. Prints wall
-time, items/s, per-stage time, the orchestration overhead, the time of a rebuild with nothing
-left to do, and each figure's ratio to its goal (wall 60 s, overhead 5%). Overhead is
-(wall - busy) / wall, where busy is the time at least one stage task was working (the union
-of the tasks' intervals, so concurrent shards are not counted twice).
+relations dealt in turn within its category (`--relations-per-seed`), 2,680 pairs. Each build
+is a `mirbench build` process of its own, as a user runs it. Prints its wall time, items/s,
+per-stage time, the start-up before the run, the orchestration overhead, the time of a rebuild,
+and each figure's ratio to its goal (wall 60 s, overhead 5%). Overhead is (time - busy) / time,
+over the run and over the whole command, where busy is the time at least one stage task was
+working (the union of the tasks' intervals, so concurrent shards are not counted twice).
 
     python bench/build.py [--runner thread|dask] [--workers N] [--seeds 536] [--relations-per-seed 5]
     python bench/build.py --runner dask --workers 2 --database-url postgresql+psycopg://...
@@ -19,10 +20,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
 
 GOAL_WALL_SECONDS = 60.0
 GOAL_OVERHEAD = 0.05
@@ -48,18 +53,35 @@ def reset_schema(url: str) -> None:
     engine.dispose()
 
 
-def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float]:
-    """(report, wall seconds, busy seconds) of one build."""
+def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float, float]:
+    """(report, wall, run span, busy seconds) of one `mirbench build`, a process of its own as a
+    user runs it: its private Prefect server (in a fresh PREFECT_HOME the first time) starts
+    while the text model loads, and a build with nothing to do skips Prefect."""
+    from builder.report import BuildReport
     from builder.store import Store
-    from flows.build import build
 
+    command = [sys.executable, "-c", "from builder.cli import run; run()", "build", "--limit", str(seeds)]
+    command += [
+        "--artifacts",
+        str(settings.artifacts),
+        "--relations-per-seed",
+        str(settings.relations_per_seed),
+    ]
+    command += ["--runner", settings.runner.kind, "--workers", str(settings.runner.workers)]
+    if settings.database_url:
+        command += ["--database-url", settings.resolved_database_url]
+    env = {**os.environ, "MIRBENCH_RENDERER__SIZE": str(settings.renderer.size)}
     start = time.perf_counter()
-    report = build(settings=settings, limit=seeds)
+    subprocess.run(command, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
+    latest = max((settings.artifacts / "runs").glob("*/stats.json"), key=lambda path: path.stat().st_mtime)
+    report = BuildReport.model_validate_json(latest.read_text())
     store = Store(settings.resolved_database_url)
     busy = busy_seconds(store.task_records(report.run_id))
+    run = next(row for row in store.runs(limit=50) if row.id == report.run_id)
     store.close()
-    return report, wall, busy
+    assert run.finished_at is not None
+    return report, wall, (run.finished_at - run.started_at).total_seconds(), busy
 
 
 def main() -> None:
@@ -79,7 +101,6 @@ def main() -> None:
 
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="mirbench-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PREFECT_HOME", str(workdir / ".prefect"))
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -99,7 +120,7 @@ def main() -> None:
             renderer={"size": args.size},
             runner={"kind": args.runner, "workers": workers},
         )
-        report, wall, busy = timed_build(settings, args.seeds)
+        report, wall, span, busy = timed_build(settings, args.seeds)
         walls[workers] = wall
         funnel = {row.label: row.count for row in report.funnel}
         candidates = funnel["candidates composed (all rounds)"]
@@ -109,18 +130,26 @@ def main() -> None:
             f"cells {report.cells_queued}/{report.cells_total}  image size {args.size}"
         )
         print(
-            f"wall {wall:.1f}s (includes Prefect start)  goal {GOAL_WALL_SECONDS:.0f}s  "
+            f"wall {wall:.1f}s (the whole `mirbench build` command)  goal {GOAL_WALL_SECONDS:.0f}s  "
             f"wall/goal {wall / GOAL_WALL_SECONDS:.2f}  candidates/s {candidates / wall:.1f}"
         )
         for name, stats in report.stages.items():
             print(f"  {name:<8} {stats.seconds:7.2f}s  in {stats.items_in:5d}  {dict(stats.outcomes)}")
-        overhead = (wall - busy) / wall
         print(
-            f"busy {busy:.1f}s  orchestration overhead (wall - busy) / wall = {overhead:.1%}  "
-            f"goal {GOAL_OVERHEAD:.0%}  overhead/goal {overhead / GOAL_OVERHEAD:.2f}"
+            f"start-up {wall - span:.1f}s (Python, imports, input checks, Prefect's server; the text "
+            f"model loads meanwhile)  run {span:.1f}s  busy {busy:.1f}s"
         )
-        _, rewall, _ = timed_build(settings, args.seeds)
-        print(f"rebuild with nothing to do: {rewall:.1f}s = {rewall / wall:.1%} of the full build")
+        for label, total in (("of the run (open to report)", span), ("of the command", wall)):
+            overhead = (total - busy) / total
+            print(
+                f"orchestration overhead {label}: (time - busy) / time = {overhead:.1%}  "
+                f"goal {GOAL_OVERHEAD:.0%}  overhead/goal {overhead / GOAL_OVERHEAD:.2f}"
+            )
+        _, rewall, _, _ = timed_build(settings, args.seeds)
+        print(
+            f"rebuild (failed items with attempts left are retried, the rest is done): {rewall:.1f}s "
+            f"= {rewall / wall:.1%} of the full build"
+        )
     if len(walls) > 1:
         print(f"speed-up of {args.workers} Dask workers over 1: {walls[1] / walls[args.workers]:.2f}x")
     print(f"artifacts: {workdir}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from functools import cached_property
 from typing import Any
@@ -65,6 +66,16 @@ class TextEmbedder:
             )
         vectors = vectors.float()
         return torch.nn.functional.normalize(vectors, dim=1).numpy()
+
+
+_shared: dict[tuple[str, bool | None], TextEmbedder] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_embedder(model: str = BUNDLED_TEXT_MODEL, bfloat16: bool | None = None) -> TextEmbedder:
+    """This process's embedder of `model`: its weights load once, whatever builds use them."""
+    with _shared_lock:
+        return _shared.setdefault((model, bfloat16), TextEmbedder(model, bfloat16))
 
 
 class ClipEncoder:

@@ -23,6 +23,10 @@ from pathlib import Path
 _PR_SET_PDEATHSIG = 1
 
 
+class ServerDidNotStart(RuntimeError):
+    pass
+
+
 def _die_with_parent() -> None:
     """Runs in the child before it starts: ask the kernel for SIGTERM when the parent dies."""
     # Not Linux: no such call, and the child outlives a killed parent.
@@ -41,10 +45,17 @@ class PrivatePrefectServer:
         self.home, self.startup_timeout = home, startup_timeout
         self.process: subprocess.Popen[bytes] | None = None
         self.url = ""
+        self.launched = 0.0
 
     def start(self) -> str:
-        """Start the server, wait until it answers, and return its API URL. Prefect itself is not
-        imported here: it reads its settings once, at import, and PREFECT_API_URL is not set yet."""
+        """Start the server, wait until it answers, and return its API URL."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server without waiting for it (`wait_ready` waits): the caller can prepare
+        meanwhile. Prefect itself is not imported here: it reads its settings once, at import,
+        and PREFECT_API_URL is not set yet."""
         spec = importlib.util.find_spec("prefect")
         assert spec is not None and spec.origin is not None
         port = _free_port()
@@ -67,10 +78,16 @@ class PrivatePrefectServer:
             stderr=subprocess.DEVNULL,
             preexec_fn=_die_with_parent,
         )
-        deadline = time.monotonic() + self.startup_timeout
+        self.launched = time.monotonic()
+
+    def wait_ready(self) -> str:
+        """Wait until the launched server answers (at most `startup_timeout` from its launch);
+        its API URL."""
+        assert self.process is not None, "launch() first"
+        deadline = self.launched + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"Prefect's server exited at start (code {self.process.returncode})")
+                raise ServerDidNotStart(f"Prefect's server exited at start (code {self.process.returncode})")
             try:
                 with urllib.request.urlopen(f"{self.url}/health", timeout=2) as answer:
                     if answer.status == 200:
@@ -78,7 +95,7 @@ class PrivatePrefectServer:
             except OSError:
                 time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"Prefect's server did not answer within {self.startup_timeout:g}s")
+        raise ServerDidNotStart(f"Prefect's server did not answer within {self.startup_timeout:g}s")
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:

@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from builder import pipeline
 from builder.compose import planned_item
+from builder.embeddings import shared_embedder
 from builder.errors import InputError
 from builder.items import Item, ItemStatus
 from builder.pairing import Pair, build_pairs
@@ -150,6 +151,12 @@ def _retryable(item: Item, settings: Settings) -> bool:
     # `mirbench status` says why (builder/stuck.py).
     running = {stage.name for stage in pipeline.stages() if stage.enabled(settings)}
     return failure is not None and failure.stage in running and item.attempts < settings.max_attempts
+
+
+def warm_up(settings: Settings) -> None:
+    """Load what every build's first stages need (torch and the text model: seconds) in this
+    process, so it can happen while something else waits, such as Prefect's server starting."""
+    shared_embedder(settings.dedup.text_model, settings.dedup.text_bfloat16).encode(["warm-up"])
 
 
 def remove_partial_files(artifacts: Path) -> int:

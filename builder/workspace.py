@@ -2,7 +2,8 @@
 
 Orchestrated tasks take small serializable inputs (settings, run id and item ids) and find
 everything else here, so the same task runs in a thread of the CLI's process or in a Dask
-worker on another machine; a model loads once per process, however many shards it serves.
+worker on another machine; a model loads once per process, however many shards it serves
+(the text model once per process, however many builds).
 
 A workspace is per build (seeds, taxonomy and release history are read afresh by each) and
 knows no stage: a stage's `open` asks it for backends by registry and settings (`backend`,
@@ -20,7 +21,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from builder.embeddings import TextEmbedder
+from builder.embeddings import TextEmbedder, shared_embedder
 from builder.registry import Backend, BackendSettings, Registry
 from builder.seeds import Seed, load_seeds
 from builder.settings import Settings
@@ -98,7 +99,7 @@ class Workspace:
         dedup = self.settings.dedup
         return self.once(
             "embedder",
-            lambda: TextEmbedder(dedup.text_model, dedup.text_bfloat16),
+            lambda: shared_embedder(dedup.text_model, dedup.text_bfloat16),
         )
 
     def backend(self, registry: Registry[B], settings: BackendSettings) -> B:

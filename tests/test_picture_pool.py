@@ -72,6 +72,26 @@ def test_a_slot_gets_its_best_match_and_a_poor_match_fails_with_its_reason(
     store.close()
 
 
+def test_a_slot_that_names_a_caption_takes_that_picture(
+    pool: PoolIndex, workspace: Workspace, tmp_path: Path
+) -> None:
+    """Boilerplate around a short caption ('om') scores under min_score by meaning alone; named
+    exactly, it is the picture. A second slot naming it again is searched by its description."""
+    store = Store(f"sqlite:///{tmp_path / 'store.db'}")
+    renderer = RetrievalRenderer(pool, workspace.embedder, size=96, min_score=0.45)
+    item = make_item(seed_id="om", descriptions=("x", "y"))
+    item.slots[0].description = "A plain, neutral picture of om: a harmless worked example."
+    item.slots[0].keywords = ["OM"]
+    item.slots[1].description = "a house with a garden"
+    item.slots[1].keywords = ["om"]
+    render_items([item], renderer, store, tmp_path)
+    assert item.status is ItemStatus.RENDERED, item.rejection
+    assert "'om'" in item.slots[0].source and item.slots[0].match_score == 1.0
+    assert "'house with garden'" in item.slots[1].source and item.slots[1].match_score < 1.0
+    assert renderer.match_scores(item.slots)[0] == 1.0  # as a later run reads it back
+    store.close()
+
+
 def test_a_pool_picture_shown_by_many_slots_is_encoded_once(
     pool: PoolIndex, workspace: Workspace, tmp_path: Path
 ) -> None:

@@ -4,6 +4,7 @@ scheduled rebuilds."""
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -66,6 +67,22 @@ def preflight(settings: Settings) -> list[str]:
         chosen.append((judges, settings.attack.judge))
     backends = {registry.get(getattr(entry, registry.key)): None for registry, entry in chosen}
     return [note for backend in backends for note in backend.preflight(settings)]
+
+
+def execute_build(settings: Settings, limit: int | None, verbose: bool) -> BuildReport:
+    """`mirbench build` once its inputs are checked: a rerun with nothing left gets its report
+    without Prefect; otherwise the flow runs on a Prefect server that starts while the text
+    model loads."""
+    from builder.tasks import finish_build, has_work, open_build, warm_up
+
+    if not has_work(settings, limit):
+        with user_errors():
+            return finish_build(open_build(settings, limit))
+    with prefect_session(settings, verbose, while_starting=partial(warm_up, settings)):
+        from flows.build import build as run_build
+
+        with user_errors(), progress_bars():
+            return run_build(settings=settings, limit=limit)
 
 
 @app.command()
@@ -230,7 +247,7 @@ def build(
         ),
     )
     show_tracebacks(verbose)
-    from builder.tasks import finish_build, has_work, load_inputs, open_build
+    from builder.tasks import load_inputs
 
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with user_errors():
@@ -247,15 +264,7 @@ def build(
         for note in preflight(settings):
             console.print(f"[yellow]note:[/] {note}")
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()
-    if not has_work(settings, limit):  # a rerun with nothing left: its report, without Prefect
-        with user_errors():
-            report = finish_build(open_build(settings, limit))
-    else:
-        with prefect_session(settings, verbose):
-            from flows.build import build as run_build
-
-            with user_errors(), progress_bars():
-                report = run_build(settings=settings, limit=limit)
+    report = execute_build(settings, limit, verbose)
     table = make_table(f"Build {report.run_id}", "funnel", "items", right=("items",))
     for row in report.funnel:
         table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)

@@ -4,7 +4,7 @@ server that lives as long as the command."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,10 +14,13 @@ from builder.settings import Settings
 
 
 @contextmanager
-def prefect_session(settings: Settings, verbose: bool) -> Iterator[None]:
+def prefect_session(
+    settings: Settings, verbose: bool, while_starting: Callable[[], object] | None = None
+) -> Iterator[None]:
     """Prefect for one command: its settings (read at import, so set before the flows are
     imported) and, unless PREFECT_API_URL names a server, a private server that dies with this
-    process. Prefect's own logs (and its tracebacks) show only with --verbose."""
+    process; `while_starting` runs while that server starts (it takes seconds). Prefect's own
+    logs (and its tracebacks) show only with --verbose."""
     settings.artifacts.mkdir(parents=True, exist_ok=True)
     home = (settings.artifacts / ".prefect").resolve()
     os.environ.setdefault("PREFECT_HOME", str(home))
@@ -25,16 +28,25 @@ def prefect_session(settings: Settings, verbose: bool) -> Iterator[None]:
     os.environ.setdefault("DO_NOT_TRACK", "1")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if os.environ.get("PREFECT_API_URL"):
+        if while_starting is not None:
+            while_starting()
         yield
         return
-    from builder.prefect_server import PrivatePrefectServer
+    from builder.prefect_server import PrivatePrefectServer, ServerDidNotStart
 
     server = PrivatePrefectServer(Path(os.environ["PREFECT_HOME"]))
     with user_errors():
+        server.launch()
         try:
-            os.environ["PREFECT_API_URL"] = server.start()
-        except RuntimeError as exc:
+            if while_starting is not None:
+                while_starting()
+            url = server.wait_ready()
+        except ServerDidNotStart as exc:  # wait_ready stopped it
             raise InputError(f"{exc} (PREFECT_HOME {os.environ['PREFECT_HOME']})") from None
+        except BaseException:
+            server.stop()
+            raise
+        os.environ["PREFECT_API_URL"] = url
     try:
         yield
     finally:

@@ -132,17 +132,18 @@ def _first_free(ranking: list[tuple[int, float]], taken: set[int]) -> tuple[int,
 @renderers.register
 class RetrievalRenderer(Renderer):
     """The pool image that best matches the slot and is not already the picture of an earlier
-    slot of its item. Matching uses caption embeddings and, when the index holds CLIP image
-    vectors and a CLIP model is given, the mean of both similarities.
+    slot of its item. A slot whose keywords name a caption exactly takes that picture (score
+    1.0) without a search. Other slots are matched by caption embeddings and, when the index
+    holds CLIP image vectors and a CLIP model is given, the mean of both similarities.
 
     A slot's picture depends on its own text and its item's earlier slots only (both are in its
     render key), never on other items or on the order shards run in, so a resumed build draws
     what an uninterrupted one does. How many items may show one picture is capped by dedup's
-    `image_reuse_max` over the whole round, kept items and releases (a later round draws
-    other things for the items it rejects)."""
+    reuse cap over the whole round, kept items and releases (a later round draws other things
+    for the items it rejects)."""
 
     name = "retrieval"
-    version = "3"
+    version = "4"
     Settings = RetrievalSettings
     batch_size = 256
 
@@ -158,6 +159,9 @@ class RetrievalRenderer(Renderer):
         self.index, self.embedder = index, embedder
         self.clip = clip if index.image_index is not None else None
         self.size, self.min_score = size, min_score
+        self._by_caption: dict[str, int] = {}
+        for number, entry in enumerate(index.entries):
+            self._by_caption.setdefault(entry.caption.casefold(), number)
 
     @classmethod
     def from_settings(cls, settings: RetrievalSettings, workspace: Workspace) -> Self:
@@ -216,19 +220,41 @@ class RetrievalRenderer(Renderer):
             rankings.append([(ids[i], float(score[i])) for i in np.argsort(-score, kind="stable")])
         return rankings
 
+    def exact(self, slot: ImageSlot) -> int | None:
+        """The pool entry whose caption is one of the slot's keywords (the first such keyword):
+        the thing the slot names, so the best match by definition, without a search."""
+        return next(
+            (self._by_caption[k.casefold()] for k in slot.keywords if k.casefold() in self._by_caption), None
+        )
+
     def render(self, jobs: Sequence[SlotJob]) -> list[Rendered | SlotFailure]:
-        queries = list(dict.fromkeys(self.query(slot) for job in jobs for slot in (*job.earlier, job.slot)))
-        rankings = dict(zip(queries, self._rankings(queries), strict=True))
+        # A slot that names a caption exactly takes that picture (score 1.0); only the others,
+        # and one whose named picture an earlier slot of its item took, are searched.
+        searched = []
+        for job in jobs:
+            named: set[int | None] = set()
+            for slot in (*job.earlier, job.slot):
+                exact = self.exact(slot)
+                if exact is None or exact in named:
+                    searched.append(self.query(slot))
+                named.add(exact)
+        queries = list(dict.fromkeys(searched))
+        rankings = dict(zip(queries, self._rankings(queries), strict=True)) if queries else {}
+
+        def ranking(slot: ImageSlot) -> list[tuple[int, float]]:
+            exact = self.exact(slot)
+            return [*([(exact, 1.0)] if exact is not None else []), *rankings.get(self.query(slot), [])]
+
         pictures: list[Rendered | SlotFailure] = []
         for job in jobs:
             # the earlier slots' pictures, chosen as their own jobs choose them
             taken: set[int] = set()
             for slot in job.earlier:
-                earlier = _first_free(rankings[self.query(slot)], taken)
+                earlier = _first_free(ranking(slot), taken)
                 if earlier is not None:
                     taken.add(earlier[0])
             query = self.query(job.slot)
-            choice = _first_free(rankings[query], taken)
+            choice = _first_free(ranking(job.slot), taken)
             where = f"slot {job.index + 1} of item {job.item_id} ({query!r})"
             # a slot with no picture fails its item; the batch's other items go on
             if choice is None or choice[1] < self.min_score:
@@ -262,8 +288,14 @@ class RetrievalRenderer(Renderer):
     def match_scores(self, slots: Sequence[ImageSlot]) -> list[float | None]:
         """The caption-match score of pictures this renderer chose in an earlier run."""
         by_label = {_label(entry): number for number, entry in enumerate(self.index.entries)}
-        known = [(n, by_label[slot.source]) for n, slot in enumerate(slots) if slot.source in by_label]
         scores: list[float | None] = [None] * len(slots)
+        known = []
+        for n, slot in enumerate(slots):
+            entry = by_label.get(slot.source or "")
+            if entry is not None and entry == self.exact(slot):
+                scores[n] = 1.0
+            elif entry is not None:
+                known.append((n, entry))
         if known and self.clip is None:
             queries = self.embedder.encode([self.query(slots[n]) for n, _ in known])
             for (n, entry), query in zip(known, queries, strict=True):
