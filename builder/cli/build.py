@@ -69,16 +69,25 @@ def preflight(settings: Settings) -> list[str]:
     return [note for backend in backends for note in backend.preflight(settings)]
 
 
+def _prepare(settings: Settings) -> None:
+    """What a build loads while Prefect's server starts: the text model, then the flows (and
+    Prefect with them)."""
+    from builder.tasks import warm_up
+
+    warm_up(settings)
+    import flows.build  # noqa: F401
+
+
 def execute_build(settings: Settings, limit: int | None, verbose: bool) -> BuildReport:
     """`mirbench build` once its inputs are checked: a rerun with nothing left gets its report
     without Prefect; otherwise the flow runs on a Prefect server that starts while the text
     model loads."""
-    from builder.tasks import finish_build, has_work, open_build, warm_up
+    from builder.tasks import finish_build, has_work, open_build
 
     if not has_work(settings, limit):
         with user_errors():
             return finish_build(open_build(settings, limit))
-    with prefect_session(settings, verbose, while_starting=partial(warm_up, settings)):
+    with prefect_session(settings, verbose, while_starting=partial(_prepare, settings)):
         from flows.build import build as run_build
 
         with user_errors(), progress_bars():

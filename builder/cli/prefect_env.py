@@ -37,16 +37,19 @@ def prefect_session(
     server = PrivatePrefectServer(Path(os.environ["PREFECT_HOME"]))
     with user_errors():
         server.launch()
+        # Its address is known from the launch: Prefect, imported meanwhile, reads it then.
+        os.environ["PREFECT_API_URL"] = server.url
         try:
             if while_starting is not None:
                 while_starting()
-            url = server.wait_ready()
+            server.wait_ready()
         except ServerDidNotStart as exc:  # wait_ready stopped it
+            os.environ.pop("PREFECT_API_URL", None)
             raise InputError(f"{exc} (PREFECT_HOME {os.environ['PREFECT_HOME']})") from None
         except BaseException:
+            os.environ.pop("PREFECT_API_URL", None)
             server.stop()
             raise
-        os.environ["PREFECT_API_URL"] = url
     try:
         yield
     finally:
