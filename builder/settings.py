@@ -245,6 +245,13 @@ class ReviewSettings(_Section):
         description="Rejection reasons offered on the review page (free text is always allowed).",
     )
     session_hours: float = Field(12, gt=0, le=24 * 30, description="How long a login lasts.")
+    session_check_seconds: float = Field(
+        2,
+        ge=0,
+        le=60,
+        description="How long a server process trusts a session it looked up before asking the "
+        "store again (a logout elsewhere, or a removed reviewer, takes at most this long); 0: every request.",
+    )
     max_body_bytes: int = Field(
         65536,
         ge=1024,

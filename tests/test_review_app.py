@@ -12,6 +12,7 @@ from collections import Counter
 
 import pytest
 
+from builder.review.guard import RecentSessions
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
 from builder.settings import Settings
@@ -270,3 +271,31 @@ def test_eight_concurrent_reviewers_lose_nothing_and_never_share_a_lease(
     assert len(set(handed)) == len(handed)  # never twice to one reviewer
     assert len(store.approved_items()) == len(items)
     store.close()
+
+
+def test_a_session_looked_up_is_trusted_for_seconds_only() -> None:
+    """Each server process asks the store who a session is at most once per
+    `session_check_seconds`; an unknown session is asked about every time."""
+    now = [100.0]
+    asked: list[str] = []
+    live = {"known": "reviewer-a"}
+
+    def look_up(digest: str) -> str | None:
+        asked.append(digest)
+        return live.get(digest)
+
+    sessions = RecentSessions(2.0, clock=lambda: now[0])
+    assert sessions.get("known", look_up) == "reviewer-a"
+    del live["known"]  # logged out through another server process
+    now[0] += 1.9
+    assert sessions.get("known", look_up) == "reviewer-a" and asked == ["known"]
+    now[0] += 0.1
+    assert sessions.get("known", look_up) is None and asked == ["known", "known"]
+    assert sessions.get("other", look_up) is None and sessions.get("other", look_up) is None
+    assert asked.count("other") == 2
+    live["known"] = "reviewer-a"
+    sessions.get("known", look_up)
+    sessions.forget("known")  # a logout through this process: at once
+    del live["known"]
+    assert sessions.get("known", look_up) is None
+    assert RecentSessions(0).get("x", lambda _: "r") == "r"

@@ -32,6 +32,7 @@ from builder.review.guard import (
     DATABASE_FAULTS,
     BodyLimit,
     LoginThrottle,
+    RecentSessions,
     client_address,
     database_away,
     form_fields,
@@ -65,7 +66,8 @@ class LoginRequired(Exception):
 
 def current_reviewer(request: Request) -> Reviewer:
     token = request.cookies.get(COOKIE)
-    found = request.app.state.store.session_of(token_digest(token)) if token else None
+    state = request.app.state
+    found = state.sessions.get(token_digest(token), state.store.session_of) if token else None
     if found is None:
         raise LoginRequired
     row, csrf = found
@@ -88,6 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="mirbench review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.store = store
+    app.state.sessions = RecentSessions(settings.review.session_check_seconds)
     app.add_middleware(BodyLimit, limit=settings.review.max_body_bytes)
     for fault in DATABASE_FAULTS:
         app.add_exception_handler(fault, database_away)
@@ -153,7 +156,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/logout")
     async def logout(request: Request, reviewer: Session) -> Response:
         await form(request, reviewer)
-        store.close_session(token_digest(request.cookies.get(COOKIE, "")))
+        digest = token_digest(request.cookies.get(COOKIE, ""))
+        store.close_session(digest)
+        app.state.sessions.forget(digest)
         response = RedirectResponse("/login", status_code=303)
         response.delete_cookie(COOKIE)
         return response
