@@ -339,6 +339,8 @@ class Round:
 
 def _earlier_rounds(store: Store, item: Item) -> list[Round]:
     """The earlier rounds of an item's pair, with why each was rejected."""
+    if item.iteration == 1:  # the first round has none: no store round trip
+        return []
     return [
         Round(
             other,
