@@ -12,26 +12,24 @@ process of a build (and every rerun with the same inputs) computes the same pair
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Protocol
+from collections.abc import Callable, Sequence
 
 Pair = tuple[str, str]
 
 
-class Categorised(Protocol):
-    id: str
-    category: str
-
-
-def build_pairs(seeds: Iterable[Categorised], relations: list[str], per_seed: int | None) -> list[Pair]:
-    """The (seed id, relation slug) pairs, in seed order, each seed's relations in the deal's order."""
+def build_pairs(
+    seed_ids: Sequence[str], category_of: Callable[[str], str], relations: list[str], per_seed: int | None
+) -> list[Pair]:
+    """The (seed id, relation slug) pairs, in seed order, each seed's relations in the deal's
+    order; `category_of` is asked only when relations are dealt."""
     if per_seed is None or per_seed >= len(relations):
-        return [(seed.id, relation) for seed in seeds for relation in relations]
+        return [(seed_id, relation) for seed_id in seed_ids for relation in relations]
     dealt: dict[str, int] = {}
     pairs: list[Pair] = []
-    for seed in seeds:
-        turn = dealt.get(seed.category, 0)
-        dealt[seed.category] = turn + 1
+    for seed_id in seed_ids:
+        category = category_of(seed_id)
+        turn = dealt.get(category, 0)
+        dealt[category] = turn + 1
         start = turn * per_seed
-        pairs += [(seed.id, relations[(start + offset) % len(relations)]) for offset in range(per_seed)]
+        pairs += [(seed_id, relations[(start + offset) % len(relations)]) for offset in range(per_seed)]
     return pairs

@@ -52,11 +52,12 @@ class BuildSpec(BaseModel):
     @property
     def pairs(self) -> list[Pair]:
         """The (seed, relation) pairs this build makes (builder/pairing.py)."""
-        seeds = self.workspace.seeds
-        return self.workspace.once(
+        workspace = self.workspace
+        return workspace.once(
             "pairs",
             lambda: build_pairs(
-                [seeds[seed_id] for seed_id in self.seed_ids],
+                self.seed_ids,
+                lambda seed_id: workspace.seeds[seed_id].category,
                 self.relations,
                 self.settings.relations_per_seed,
             ),
@@ -131,7 +132,8 @@ def has_work(settings: Settings, limit: int | None = None) -> bool:
     with store:
         latest = store.latest_candidates(slugs)
         failed = []
-        for pair in build_pairs(seeds, slugs, settings.relations_per_seed):
+        categories = {seed.id: seed.category for seed in seeds}
+        for pair in build_pairs(list(categories), categories.__getitem__, slugs, settings.relations_per_seed):
             candidate = latest.get(pair)
             if candidate is None or candidate.status not in _SETTLED:
                 return True

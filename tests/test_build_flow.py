@@ -222,7 +222,10 @@ def test_relations_are_dealt_per_seed_over_every_cell(
 
     settings = Settings(artifacts=artifacts, relations_per_seed=1)
     _, seeds, relations = load_inputs(settings, cells)
-    dealt = build_pairs(seeds, [relation.slug for relation in relations], 1)
+    categories = {seed.id: seed.category for seed in seeds}
+    dealt = build_pairs(
+        list(categories), categories.__getitem__, [relation.slug for relation in relations], 1
+    )
     with Store(settings.resolved_database_url) as store:
         built = {(item.seed_id, item.relation) for item in store.items_with_statuses(list(ItemStatus))}
     assert built == set(dealt) and len({seed for seed, _ in built}) == cells

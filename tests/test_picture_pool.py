@@ -133,7 +133,8 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
     assert picture_figures(items).share_from_question < 0.2
     # The demo build's pairs (`make run`: each seed against one relation) must read as many
     # different prompts; over all 5,400 pairs the relation templates' combinations repeat.
-    dealt = set(build_pairs(seeds, relations, DEMO_RELATIONS_PER_SEED))
+    categories = {seed.id: seed.category for seed in seeds}
+    dealt = set(build_pairs(list(categories), categories.__getitem__, relations, DEMO_RELATIONS_PER_SEED))
     demo = [item for item in items if (item.seed_id, item.relation) in dealt]
     assert len(demo) == len(seeds) * DEMO_RELATIONS_PER_SEED
     prompts = Counter(item.revised_prompt for item in demo)

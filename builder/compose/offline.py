@@ -133,7 +133,12 @@ class OfflineComposer(Composer):
             [workspace.seeds[seed_id] for seed_id in sorted(workspace.seeds)],
             relations,
             # the pairs a build of these seeds makes (a --limit build makes some of them)
-            build_pairs(workspace.seeds.values(), built, workspace.settings.relations_per_seed),
+            build_pairs(
+                list(workspace.seeds),
+                lambda seed_id: workspace.seeds[seed_id].category,
+                built,
+                workspace.settings.relations_per_seed,
+            ),
         )
 
     def _learn(self, seeds: Sequence[Seed]) -> None:
