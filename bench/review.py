@@ -45,7 +45,7 @@ from builder.items import ImageSlot, Item, ItemStatus, Provenance, Verdict, item
 from builder.render import render_items
 from builder.render.typographic import TypographicRenderer
 from builder.review.service import ReviewService
-from builder.settings import ReviewSettings
+from builder.sections import ReviewSettings
 from builder.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

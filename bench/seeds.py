@@ -170,7 +170,8 @@ def main() -> None:
     from builder.curation.importer import import_source, load_source
     from builder.curation.merge import merge_near_duplicates
     from builder.curation.triage import source_profiles, triage
-    from builder.settings import CurationSettings, Settings, bundled
+    from builder.sections import CurationSettings
+    from builder.settings import Settings, bundled
     from builder.store import SeedState
     from builder.taxonomy import load_taxonomy
     from builder.workspace import Workspace

@@ -28,7 +28,8 @@ from pydantic import BaseModel
 from builder import progress
 from builder.errors import InputError
 from builder.release import VERSION_PATTERN, verify_release, version_key
-from builder.settings import PublishSettings, Settings
+from builder.sections import PublishSettings
+from builder.settings import Settings
 from builder.store import ReviewState, Store
 
 T = TypeVar("T")

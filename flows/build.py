@@ -22,7 +22,8 @@ from prefect.futures import wait
 from builder import pipeline, tasks
 from builder.errors import InputError
 from builder.report import BuildReport
-from builder.settings import RunnerSettings, Settings, load_settings
+from builder.sections import RunnerSettings
+from builder.settings import Settings, load_settings
 from builder.stats import StageStats
 from builder.tasks import BuildSpec
 from builder.transient import steady, transient_state

@@ -13,7 +13,7 @@ import pytest
 from builder.dedup import deduplicate, item_text, release_entries
 from builder.hashindex import HashIndex, pairs_within
 from builder.items import Item, ItemStatus
-from builder.settings import DedupSettings
+from builder.sections import DedupSettings
 from tests.helpers import make_item
 
 DEFAULTS = DedupSettings()

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from builder.review.service import ReviewService
-from builder.settings import ReviewSettings, Settings
+from builder.sections import ReviewSettings
+from builder.settings import Settings
 from builder.store import ReviewState, Store
 from tests.review_support import ReviewServer, queue_items
 

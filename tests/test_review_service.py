@@ -11,7 +11,7 @@ import pytest
 from builder.items import ItemStatus
 from builder.review.policy import Decision
 from builder.review.service import ReviewRefused, ReviewService
-from builder.settings import ReviewSettings
+from builder.sections import ReviewSettings
 from builder.store import ReviewState, Store
 from tests.review_support import queue_items
 

@@ -34,8 +34,9 @@ from builder.llm import LLMFailure
 from builder.review.policy import Decision
 from builder.review.seed_queue import SeedCuration, SeedEdit
 from builder.review.service import ReviewRefused, ReviewService
+from builder.sections import CurationSettings, TriageModelSettings
 from builder.seeds import load_seeds
-from builder.settings import CurationSettings, Settings, TriageModelSettings, bundled
+from builder.settings import Settings, bundled
 from builder.store import SeedState, Store
 from builder.taxonomy import Taxonomy
 from tests.review_support import ReviewServer
@@ -334,7 +335,7 @@ def test_disagreeing_categories_go_to_an_admin(imported, taxonomy: Taxonomy) -> 
     store, profiles = imported
     triage(store, profiles, CurationSettings())
     (pending,) = store.seed_candidates([SeedState.PENDING])
-    from builder.settings import ReviewSettings
+    from builder.sections import ReviewSettings
 
     curation = SeedCuration(store, ReviewSettings(votes_required=2), taxonomy)
     assert curation.next_seed("ada").id == pending.id

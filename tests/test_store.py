@@ -10,7 +10,7 @@ from builder.errors import InputError
 from builder.items import ItemStatus, Verdict
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
-from builder.settings import ReviewSettings
+from builder.sections import ReviewSettings
 from builder.store import ReviewState, Store
 from tests.helpers import make_item
 

@@ -151,7 +151,7 @@ def seeds_triage(
 ) -> None:
     """Sort seeds into the categories: the sources' label mappings, and a model when configured."""
     from builder.curation.triage import ModelTriage, source_profiles, triage
-    from builder.settings import TriageModelSettings
+    from builder.sections import TriageModelSettings
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     if model:  # the command line names the model: the config file's other triage settings stay

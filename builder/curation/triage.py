@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field, ValidationError
 from builder.curation.sources import OUT_OF_SCOPE, SourceProfile, load_profile, profile_path
 from builder.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
 from builder.prompts import PromptSet
-from builder.settings import CurationSettings
+from builder.sections import CurationSettings
 from builder.store import SeedRow, SeedState, Store
 from builder.taxonomy import Taxonomy
 from builder.text import contains_phrase

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy
 from builder.review.service import ReviewRefused
-from builder.settings import ReviewSettings
+from builder.sections import ReviewSettings
 from builder.store import (
     DecisionRow,
     LeaseRow,

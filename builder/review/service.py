@@ -20,7 +20,7 @@ from functools import partial
 from builder.errors import InputError
 from builder.items import Item, ItemStatus, Verdict
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy, pair_conflict
-from builder.settings import ReviewSettings
+from builder.sections import ReviewSettings
 from builder.store import DecisionRow, PairMember, ReviewState, ReviewTransaction, Store
 
 REVIEW_VERDICT = "review"
