@@ -12,9 +12,15 @@ process of a build (and every rerun with the same inputs) computes the same pair
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Protocol
 
 Pair = tuple[str, str]
+
+
+class Categorised(Protocol):
+    id: str
+    category: str
 
 
 def build_pairs(
@@ -33,3 +39,9 @@ def build_pairs(
         start = turn * per_seed
         pairs += [(seed_id, relations[(start + offset) % len(relations)]) for offset in range(per_seed)]
     return pairs
+
+
+def pairs_of(seeds: Iterable[Categorised], relations: list[str], per_seed: int | None) -> list[Pair]:
+    """`build_pairs` of seeds at hand, in their order."""
+    categories = {seed.id: seed.category for seed in seeds}
+    return build_pairs(list(categories), categories.__getitem__, relations, per_seed)

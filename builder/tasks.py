@@ -24,7 +24,7 @@ from builder.compose import planned_item
 from builder.embeddings import shared_embedder
 from builder.errors import InputError
 from builder.items import Item, ItemStatus
-from builder.pairing import Pair, build_pairs
+from builder.pairing import Pair, build_pairs, pairs_of
 from builder.pictures import picture_figures
 from builder.release import Layout, ReleaseResult, release_approved
 from builder.report import BuildReport, FunnelRow, build_report
@@ -132,8 +132,7 @@ def has_work(settings: Settings, limit: int | None = None) -> bool:
     with store:
         latest = store.latest_candidates(slugs)
         failed = []
-        categories = {seed.id: seed.category for seed in seeds}
-        for pair in build_pairs(list(categories), categories.__getitem__, slugs, settings.relations_per_seed):
+        for pair in pairs_of(seeds, slugs, settings.relations_per_seed):
             candidate = latest.get(pair)
             if candidate is None or candidate.status not in _SETTLED:
                 return True

@@ -206,7 +206,7 @@ def test_relations_are_dealt_per_seed_over_every_cell(
 ) -> None:
     """`--relations-per-seed 1`: 54 seeds (9 per category) make 54 pairs, one per cell, each
     seed against one relation; asking for two relations later is new work."""
-    from builder.pairing import build_pairs
+    from builder.pairing import pairs_of
     from builder.tasks import has_work, load_inputs
 
     monkeypatch.setenv("MIRBENCH_RENDERER__SIZE", "64")
@@ -222,10 +222,7 @@ def test_relations_are_dealt_per_seed_over_every_cell(
 
     settings = Settings(artifacts=artifacts, relations_per_seed=1)
     _, seeds, relations = load_inputs(settings, cells)
-    categories = {seed.id: seed.category for seed in seeds}
-    dealt = build_pairs(
-        list(categories), categories.__getitem__, [relation.slug for relation in relations], 1
-    )
+    dealt = pairs_of(seeds, [relation.slug for relation in relations], 1)
     with Store(settings.resolved_database_url) as store:
         built = {(item.seed_id, item.relation) for item in store.items_with_statuses(list(ItemStatus))}
     assert built == set(dealt) and len({seed for seed, _ in built}) == cells

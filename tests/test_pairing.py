@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import pytest
 
 from builder.pairing import build_pairs as deal
+from builder.pairing import pairs_of
 
 RELATIONS = ["a", "b", "c", "d"]
 
@@ -16,11 +17,6 @@ RELATIONS = ["a", "b", "c", "d"]
 class _Seed:
     id: str
     category: str
-
-
-def build_pairs(seeds: list[_Seed], relations: list[str], per_seed: int | None) -> list[tuple[str, str]]:
-    categories = {seed.id: seed.category for seed in seeds}
-    return deal(list(categories), categories.__getitem__, relations, per_seed)
 
 
 def _seeds(counts: dict[str, int]) -> list[_Seed]:
@@ -32,15 +28,15 @@ def _seeds(counts: dict[str, int]) -> list[_Seed]:
 def test_every_relation_by_default_and_when_asked_for_as_many() -> None:
     seeds = _seeds({"x": 2, "y": 1})
     everything = [(seed.id, relation) for seed in seeds for relation in RELATIONS]
-    assert build_pairs(seeds, RELATIONS, None) == everything
-    assert build_pairs(seeds, RELATIONS, 4) == build_pairs(seeds, RELATIONS, 9) == everything
+    assert pairs_of(seeds, RELATIONS, None) == everything
+    assert pairs_of(seeds, RELATIONS, 4) == pairs_of(seeds, RELATIONS, 9) == everything
     # every relation needs no category: the seeds' files need not even be read
     assert deal(["s"], lambda _: pytest.fail("asked"), RELATIONS, None) == [("s", r) for r in RELATIONS]
 
 
 def test_each_category_spreads_evenly_over_the_relations() -> None:
     seeds = _seeds({"x": 6, "y": 3})
-    pairs = build_pairs(seeds, RELATIONS, 1)
+    pairs = pairs_of(seeds, RELATIONS, 1)
     assert [relation for seed_id, relation in pairs if seed_id.startswith("x")] == [
         "a",
         "b",
@@ -55,8 +51,8 @@ def test_each_category_spreads_evenly_over_the_relations() -> None:
 
 def test_several_relations_per_seed_are_distinct_and_balanced() -> None:
     seeds = _seeds({"x": 6})
-    pairs = build_pairs(seeds, RELATIONS, 2)
+    pairs = pairs_of(seeds, RELATIONS, 2)
     per_seed = Counter(seed_id for seed_id, _ in pairs)
     assert set(per_seed.values()) == {2} and len(set(pairs)) == len(pairs)
     assert sorted(Counter(relation for _, relation in pairs).values()) == [3, 3, 3, 3]
-    assert build_pairs(seeds, RELATIONS, 2) == pairs  # the same inputs deal the same pairs
+    assert pairs_of(seeds, RELATIONS, 2) == pairs  # the same inputs deal the same pairs

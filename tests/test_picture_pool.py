@@ -14,7 +14,7 @@ from builder import twemoji_pool
 from builder.compose import CompositionRequest, compose_items, composers
 from builder.filters.leakage import where_leaked
 from builder.items import ItemStatus
-from builder.pairing import build_pairs
+from builder.pairing import pairs_of
 from builder.pictures import picture_figures
 from builder.pool import PoolIndex
 from builder.render import render_items
@@ -133,8 +133,7 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
     assert picture_figures(items).share_from_question < 0.2
     # The demo build's pairs (`make run`: each seed against one relation) must read as many
     # different prompts; over all 5,400 pairs the relation templates' combinations repeat.
-    categories = {seed.id: seed.category for seed in seeds}
-    dealt = set(build_pairs(list(categories), categories.__getitem__, relations, DEMO_RELATIONS_PER_SEED))
+    dealt = set(pairs_of(seeds, relations, DEMO_RELATIONS_PER_SEED))
     demo = [item for item in items if (item.seed_id, item.relation) in dealt]
     assert len(demo) == len(seeds) * DEMO_RELATIONS_PER_SEED
     prompts = Counter(item.revised_prompt for item in demo)

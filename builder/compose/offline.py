@@ -24,7 +24,7 @@ from builder.compose import (
     composers,
 )
 from builder.items import ImageSlot
-from builder.pairing import Pair, build_pairs
+from builder.pairing import Pair, pairs_of
 from builder.seeds import Seed
 from builder.taxonomy import Category, Relation
 from builder.text import STOPWORDS, content_words, keywords, stem
@@ -133,12 +133,7 @@ class OfflineComposer(Composer):
             [workspace.seeds[seed_id] for seed_id in sorted(workspace.seeds)],
             relations,
             # the pairs a build of these seeds makes (a --limit build makes some of them)
-            build_pairs(
-                list(workspace.seeds),
-                lambda seed_id: workspace.seeds[seed_id].category,
-                built,
-                workspace.settings.relations_per_seed,
-            ),
+            pairs_of(workspace.seeds.values(), built, workspace.settings.relations_per_seed),
         )
 
     def _learn(self, seeds: Sequence[Seed]) -> None:
