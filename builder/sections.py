@@ -95,6 +95,13 @@ class ReviewSettings(_Section):
         description="How long a server process trusts a session it looked up before asking the "
         "store again (a logout elsewhere, or a removed reviewer, takes at most this long); 0: every request.",
     )
+    progress_seconds: float = Field(
+        1,
+        ge=0,
+        le=60,
+        description="How long a server process shows a review progress count it read before "
+        "counting again (decisions made through it show at once; others' within this); 0: every page.",
+    )
     max_body_bytes: int = Field(
         65536,
         ge=1024,

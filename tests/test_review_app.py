@@ -12,8 +12,8 @@ from collections import Counter
 
 import pytest
 
-from builder.review.guard import RecentSessions
 from builder.review.policy import Decision
+from builder.review.recent import Recent
 from builder.review.service import ReviewService
 from builder.settings import Settings
 from builder.store import ReviewState, Store
@@ -284,7 +284,7 @@ def test_a_session_looked_up_is_trusted_for_seconds_only() -> None:
         asked.append(digest)
         return live.get(digest)
 
-    sessions = RecentSessions(2.0, clock=lambda: now[0])
+    sessions = Recent(2.0, clock=lambda: now[0])
     assert sessions.get("known", look_up) == "reviewer-a"
     del live["known"]  # logged out through another server process
     now[0] += 1.9
@@ -298,4 +298,4 @@ def test_a_session_looked_up_is_trusted_for_seconds_only() -> None:
     sessions.forget("known")  # a logout through this process: at once
     del live["known"]
     assert sessions.get("known", look_up) is None
-    assert RecentSessions(0).get("x", lambda _: "r") == "r"
+    assert Recent(0).get("x", lambda _: "r") == "r"

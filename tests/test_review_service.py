@@ -60,6 +60,22 @@ def test_a_vote_decides_review_and_item_state_together(store: Store, tmp_path: P
         reviews.vote("nope", "ada", APPROVE)
 
 
+def test_progress_is_counted_again_after_a_decision_here_or_after_progress_seconds(
+    store: Store, tmp_path: Path
+) -> None:
+    first, second, third = queue_items(store, tmp_path, 3)
+    page, elsewhere = service(store, progress_seconds=60), service(store)  # two server processes
+    assert page.progress() == (0, 3)
+    elsewhere.vote(first.id, "bob", APPROVE)
+    assert page.progress() == (0, 3)  # another process's decision: shown within progress_seconds
+    page.vote(second.id, "ada", APPROVE)
+    assert page.progress() == (2, 3)  # its own: at once, with every decision committed by then
+    fresh = service(store, progress_seconds=0)
+    assert fresh.progress() == (2, 3)
+    elsewhere.vote(third.id, "bob", APPROVE)
+    assert fresh.progress() == (3, 3) and page.progress() == (2, 3)
+
+
 def test_two_votes_required_and_disagreement_goes_to_an_admin(store: Store, tmp_path: Path) -> None:
     agreed, disputed = queue_items(store, tmp_path, 2)
     reviews = service(store, votes_required=2)

@@ -32,7 +32,6 @@ from builder.review.guard import (
     DATABASE_FAULTS,
     BodyLimit,
     LoginThrottle,
-    RecentSessions,
     client_address,
     database_away,
     form_fields,
@@ -40,6 +39,7 @@ from builder.review.guard import (
     same_token,
 )
 from builder.review.policy import Decision
+from builder.review.recent import Recent
 from builder.review.service import ReviewRefused, ReviewService, token_digest
 from builder.settings import Settings, load_settings
 from builder.store import ReviewState, Store
@@ -90,7 +90,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     app = FastAPI(title="mirbench review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.store = store
-    app.state.sessions = RecentSessions(settings.review.session_check_seconds)
+    app.state.sessions = Recent(settings.review.session_check_seconds)
     app.add_middleware(BodyLimit, limit=settings.review.max_body_bytes)
     for fault in DATABASE_FAULTS:
         app.add_exception_handler(fault, database_away)

@@ -152,32 +152,3 @@ def database_away(_request: Request, _error: Exception) -> Response:
 
 # What a request meets while the database restarts: a cut connection, a refused one.
 DATABASE_FAULTS: tuple[type[Exception], ...] = (OperationalError, InterfaceError, SystemFault)
-
-
-class RecentSessions:
-    """Sessions this process looked up in the last `seconds`, by token digest: most requests
-    then need no store round trip to say who is asking (the store stays the truth: an entry
-    lives `seconds` at most, and a logout here drops it at once)."""
-
-    def __init__(self, seconds: float, clock: Callable[[], float] = time.monotonic):
-        self.seconds, self.clock = seconds, clock
-        self._seen: dict[str, tuple[float, Any]] = {}
-        self._lock = threading.Lock()
-
-    def get(self, digest: str, look_up: Callable[[str], Any]) -> Any:
-        now = self.clock()
-        with self._lock:
-            seen = self._seen.get(digest)
-        if seen is not None and now - seen[0] < self.seconds:
-            return seen[1]
-        found = look_up(digest)
-        with self._lock:
-            if len(self._seen) > 10_000:  # expired entries of sessions that stopped asking
-                self._seen = {k: v for k, v in self._seen.items() if now - v[0] < self.seconds}
-            if found is not None and self.seconds > 0:
-                self._seen[digest] = (now, found)
-        return found
-
-    def forget(self, digest: str) -> None:
-        with self._lock:
-            self._seen.pop(digest, None)

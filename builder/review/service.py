@@ -20,10 +20,12 @@ from functools import partial
 from builder.errors import InputError
 from builder.items import Item, ItemStatus, Verdict
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy, pair_conflict
+from builder.review.recent import Recent
 from builder.sections import ReviewSettings
 from builder.store import DecisionRow, PairMember, ReviewState, ReviewTransaction, Store
 
 REVIEW_VERDICT = "review"
+_PROGRESS = "progress"
 _TRIES = 8  # choices a race may spoil in one request before it reports nothing to do
 
 
@@ -66,6 +68,7 @@ class ReviewService:
         self.settings = settings
         self.policy = Policy(settings.votes_required, settings.policy)
         self.clock = clock
+        self._progress = Recent(settings.progress_seconds)
 
     # --- reviewers ---------------------------------------------------------------------
 
@@ -126,6 +129,7 @@ class ReviewService:
             tx.add_decision(item_id, reviewer, decision.value, DecisionKind.VOTE.value, reason)
             self._apply(tx, item_id, outcome)
             tx.drop_leases(item_id, None if outcome.decided else reviewer)
+        self._progress.forget(_PROGRESS)  # once committed: a count read now sees the decision
         return outcome.state
 
     def finalize(self, item_id: str, admin: str, decision: Decision, reason: str | None) -> ReviewState:
@@ -143,6 +147,7 @@ class ReviewService:
             tx.add_decision(item_id, admin, decision.value, kind.value, reason)
             self._apply(tx, item_id, outcome)
             tx.drop_leases(item_id)
+        self._progress.forget(_PROGRESS)
         return outcome.state
 
     def vote_many(
@@ -158,7 +163,11 @@ class ReviewService:
     # --- progress ----------------------------------------------------------------------
 
     def progress(self) -> tuple[int, int]:
-        """(decided items, items in the review queue)."""
+        """(decided items, items in the review queue), as counted at most
+        `progress_seconds` ago or since a decision made through this service."""
+        return self._progress.get(_PROGRESS, lambda _: self._count_progress())
+
+    def _count_progress(self) -> tuple[int, int]:
         counts = self.store.review_counts()
         decided = counts.get(ReviewState.APPROVED.value, 0) + counts.get(ReviewState.REJECTED.value, 0)
         return decided, sum(counts.values())

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import DateTime, String, bindparam, delete, false, func, literal, select, update
+from sqlalchemy import DateTime, String, bindparam, delete, false, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -300,8 +300,8 @@ class ReviewTransaction:
 
     def claims(self, item_id: str, now: datetime, reviewer: str) -> int:
         """Votes cast on an item plus live leases on it held by reviewers other than `reviewer`."""
-        query = select(_claims(literal(item_id, String(32)), now, excluding=reviewer))
-        return int(self.session.scalar(query) or 0)
+        values = {"claimed": item_id, "now": now, "excluding": reviewer}
+        return int(self.session.scalar(_claims_query(), values) or 0)
 
     def lease(self, item_id: str, reviewer: str, expires_at: datetime, skipped: bool = False) -> None:
         dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
@@ -410,7 +410,13 @@ def _voted(reviewer: str) -> Any:
     )
 
 
-def _claims(item_id: Any, now: datetime, excluding: str | None = None) -> Any:
+@functools.cache
+def _claims_query() -> Any:
+    """`claims` (bound: claimed, now, excluding), built once: it runs on every item handed out."""
+    return select(_claims(bindparam("claimed"), bindparam("now"), excluding=bindparam("excluding")))
+
+
+def _claims(item_id: Any, now: Any, excluding: Any = None) -> Any:
     """SQL: active votes on the item plus live, unskipped leases on it (not `excluding`'s)."""
     votes = (
         select(func.count())
