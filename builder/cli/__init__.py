@@ -7,7 +7,10 @@ groups (its own `app`, a `typer.Typer`) to the app, in this order.
 
 from __future__ import annotations
 
+import atexit
+import os
 import sys
+import threading
 
 from builder.cli import answers, build, data, items, judge, release, review, seeds
 from builder.cli.core import app
@@ -19,8 +22,25 @@ for _module in COMMAND_MODULES:
 
 
 def run() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point. Once the command is done, its threads have ended and its
+    exit handlers have run (what a normal exit does first), the process ends without the
+    interpreter's teardown: unloading torch, faiss and the text model piece by piece took 1.5 s
+    after a small build and 2.9 s after a benchmark-size one, and keeps nothing."""
+    try:
+        app()
+        code: object = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    if code is not None and not isinstance(code, int):
+        print(code, file=sys.stderr)
+        code = 1
+    for thread in threading.enumerate():
+        if thread is not threading.current_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code or 0)
 
 
 __all__ = ["COMMAND_MODULES", "app", "run"]
