@@ -44,7 +44,7 @@ import numpy as np
 from builder.hashindex import HashIndex, parse
 from builder.items import Item, ItemStatus, Verdict
 from builder.stage import Place, Stage
-from builder.stats import StageOutput, StageStats
+from builder.stats import StageStats
 
 if TYPE_CHECKING:
     from builder.workspace import Workspace
@@ -384,31 +384,3 @@ def release_history(workspace: Workspace) -> list[tuple[str, list[Entry]]]:
     folders += [Path(row.location) for row in workspace.store.releases() if Path(row.location).is_dir()]
     unique = list(dict.fromkeys(folder.resolve() for folder in folders))
     return [release_entries(folder) for folder in unique]
-
-
-def deduplicate(
-    candidates: list[Item],
-    kept: list[Item],
-    text_vectors: Callable[[list[str]], np.ndarray],
-    *,
-    phash_max_distance: int,
-    text_similarity: float,
-    picture_max_distance: int = 2,
-    image_reuse_max: int = 3,
-    image_reuse_share: float = 0.0,
-    index_dir: Path | None = None,
-    history: Iterable[tuple[str, list[Entry]]] = (),
-) -> StageOutput[Item]:
-    """Deduplicate outside a build (tests, notebooks)."""
-    stage = DedupStage(
-        kept,
-        text_vectors,
-        phash_max_distance=phash_max_distance,
-        text_similarity=text_similarity,
-        picture_max_distance=picture_max_distance,
-        image_reuse_max=image_reuse_max,
-        image_reuse_share=image_reuse_share,
-        index_dir=index_dir,
-        history=history,
-    )
-    return stage.run(candidates)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.dedup import deduplicate, item_text, release_entries
+from builder.dedup import DedupStage, item_text, release_entries
 from builder.hashindex import HashIndex, pairs_within
 from builder.items import Item, ItemStatus
 from builder.sections import DedupSettings
@@ -69,7 +69,7 @@ def _run(candidates: list[Item], kept: list[Item] = (), vectors: Vectors | None 
         "image_reuse_share": 0.0,  # the fixed cap, whatever the (small) test round
         **options,
     }
-    return deduplicate(candidates, list(kept), vectors or Vectors(), **settings)
+    return DedupStage(list(kept), vectors or Vectors(), **settings).run(candidates)
 
 
 def test_round_candidates_are_compared_with_each_other() -> None:

@@ -10,7 +10,7 @@ from PIL import Image
 
 from builder.compose import CompositionRequest, compose_items
 from builder.compose.offline import OfflineComposer
-from builder.dedup import deduplicate
+from builder.dedup import DedupStage
 from builder.embeddings import TextEmbedder
 from builder.filters import filter_items
 from builder.filters.leakage import LeakageFilter
@@ -151,9 +151,8 @@ def test_dedup_exact_near_text_and_distinct(tmp_path: Path, store: Store, embedd
         tmp_path,
         store,
     )
-    output = deduplicate(
-        [copy, reworded, distinct], [kept], _vectors(embedder), phash_max_distance=6, text_similarity=0.95
-    )
+    stage = DedupStage([kept], _vectors(embedder), phash_max_distance=6, text_similarity=0.95)
+    output = stage.run([copy, reworded, distinct])
     assert copy.status is ItemStatus.REJECTED and copy.rejection.reason == "exact duplicate images"
     assert kept.id in copy.rejection.detail
     assert reworded.status is ItemStatus.REJECTED and reworded.rejection.reason == "near-duplicate text"
@@ -173,7 +172,7 @@ def test_dedup_near_duplicate_images_by_perceptual_hash(
         stored = store_image(shifted, tmp_path)
         slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
     assert near.slots[0].sha256 != kept.slots[0].sha256
-    deduplicate([near], [kept], _vectors(embedder), phash_max_distance=6, text_similarity=0.99)
+    DedupStage([kept], _vectors(embedder), phash_max_distance=6, text_similarity=0.99).run([near])
     assert near.status is ItemStatus.REJECTED and near.rejection.reason == "near-duplicate images"
 
 
