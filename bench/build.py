@@ -71,6 +71,11 @@ def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float, float]:
     if settings.database_url:
         command += ["--database-url", settings.resolved_database_url]
     env = {**os.environ, "MIRBENCH_RENDERER__SIZE": str(settings.renderer.size)}
+    from builder.prefect_server import migrated_template
+
+    if not (settings.artifacts / ".prefect" / "prefect.db").exists():
+        cached = migrated_template().is_file()
+        print(f"Prefect's new database: {'copied from the cache' if cached else 'migrated from nothing'}")
     start = time.perf_counter()
     subprocess.run(command, env=env, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start

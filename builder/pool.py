@@ -35,6 +35,7 @@ from builder.embeddings import ClipEncoder
 from builder.errors import InputError, InputErrors
 from builder.limits import InputLimits
 from builder.records import control_character, read_records
+from builder.user_cache import cache_dir
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
 CONVERTIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"})
@@ -83,14 +84,6 @@ def _move_into_place(work: Path, directory: Path) -> None:
         shutil.rmtree(work, ignore_errors=True)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
-
-
-def cache_dir() -> Path:
-    """The user's cache folder for mirbench (`MIRBENCH_CACHE_DIR`, else XDG's, else ~/.cache)."""
-    given = os.environ.get("MIRBENCH_CACHE_DIR")
-    if given:
-        return Path(given)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "mirbench"
 
 
 def index_dir_for(artifacts: Path, pool: Path | None, model: str = "") -> Path:
