@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import imagehash
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 from pydantic import BaseModel
@@ -39,7 +40,7 @@ from builder.user_cache import cache_dir
 
 CAPTION_FILES = ("captions.jsonl", "captions.csv")
 CONVERTIBLE_MODES = frozenset({"RGB", "RGBA", "L", "LA", "P", "PA", "CMYK", "YCbCr", "1"})
-INDEX_VERSION = "1"
+INDEX_VERSION = "2"  # 2: phashes.npy, each picture's perceptual hash
 
 
 class PoolEntry(BaseModel):
@@ -251,6 +252,9 @@ class PoolIndex:
         self.index = faiss.read_index(str(directory / "captions.faiss"))
         images = directory / "images.faiss"
         self.image_index = faiss.read_index(str(images)) if images.is_file() else None
+        hashes = directory / "phashes.npy"
+        # per entry, the picture's 64-bit perceptual hash (None: an index made before they were kept)
+        self.phashes: np.ndarray | None = np.load(hashes) if hashes.is_file() else None
         self._loaders = {
             record.entry.id: record.load for record in pool_records(pool, image_column, text_column)
         }
@@ -299,6 +303,7 @@ def build_index(
     records = list(pool_records(pool, image_column, text_column, max_record_chars))
     advance = progress.track("pool", len(records))
     kept: list[PoolEntry] = []
+    phashes: list[int] = []
     image_vectors: list[np.ndarray] = []
     skipped: list[Skipped] = []
     for record in records:
@@ -311,6 +316,7 @@ def build_index(
                 skipped.append(Skipped(id=record.entry.id, reason=str(exc)))
             else:
                 kept.append(record.entry)
+                phashes.append(int(str(imagehash.phash(image.convert("L"))), 16))
                 if clip is not None:
                     image_vectors.append(clip.encode_images([image])[0])
         advance(1)
@@ -324,6 +330,7 @@ def build_index(
     # at once never read a half-written index.
     work = Path(tempfile.mkdtemp(dir=directory.parent, prefix=f"{directory.name}.part-"))
     faiss.write_index(index, str(work / "captions.faiss"))
+    np.save(work / "phashes.npy", np.array(phashes, dtype=np.uint64))
     if clip is not None:
         images = faiss.IndexFlatIP(image_vectors[0].shape[0])
         images.add(np.ascontiguousarray(np.stack(image_vectors), dtype=np.float32))

@@ -4,6 +4,12 @@ The offline composer names, for each image, a thing the pool can show: one of th
 nearest to the question's concepts (MiniLM vectors in the pool's faiss index). It never names a
 word of the question itself (the key phrase included, word forms folded by the stemmer), and
 never a thing that is not benign on its own (weapons, drugs, death) or a flag.
+
+Captions name pictures, and pools hold pictures that look alike under different captions (an
+emoji's gendered or newer variants, medals of three places): two captions whose pictures'
+perceptual hashes are within dedup's `picture_max_distance` are one picture here. A question
+gets things that are different pictures, and `picture` tells a plan which uses of a picture
+add up (dedup would reject an item showing one picture twice, or a picture too often).
 """
 
 from __future__ import annotations
@@ -26,8 +32,22 @@ SEARCH_DEPTH = 200
 
 
 class Vocabulary:
-    def __init__(self, index: PoolIndex, encode: Callable[[Sequence[str]], np.ndarray]):
+    def __init__(
+        self,
+        index: PoolIndex,
+        encode: Callable[[Sequence[str]], np.ndarray],
+        same_picture_bits: int = 0,
+    ):
         self.index, self.encode = index, encode
+        groups = picture_groups(index.phashes, same_picture_bits) if index.phashes is not None else None
+        self._groups = groups if groups is not None else np.arange(len(index.entries))
+        self._entry_of = {}
+        for number, entry in enumerate(index.entries):
+            self._entry_of.setdefault(entry.caption, number)
+
+    def picture(self, caption: str) -> int:
+        """The picture a caption names: captions of pictures that look alike give the same number."""
+        return int(self._groups[self._entry_of[caption]])
 
     @staticmethod
     def usable(caption: str, banned: set[str]) -> bool:
@@ -44,11 +64,27 @@ class Vocabulary:
         for question, phrase, row in zip(questions, phrases, rows, strict=True):
             banned = set(content_stems(question)) | set(content_stems(phrase))
             captions: list[str] = []
+            pictures: set[int] = set()
             for number in (int(n) for n in row if n >= 0):
                 caption = self.index.entries[number].caption
-                if caption not in captions and self.usable(caption, banned):
+                picture = self.picture(caption)
+                if picture not in pictures and self.usable(caption, banned):
                     captions.append(caption)
+                    pictures.add(picture)
                 if len(captions) == limit:
                     break
             found.append(captions)
         return found
+
+
+def picture_groups(hashes: np.ndarray, bits: int) -> np.ndarray:
+    """Per picture, the first picture (by position) within `bits` of its perceptual hash, found
+    greedily: each picture not yet grouped names the group of every later one near it."""
+    groups = np.arange(len(hashes))
+    for first in range(len(hashes)):
+        if groups[first] != first:
+            continue
+        near = np.nonzero(np.bitwise_count(hashes[first + 1 :] ^ hashes[first]) <= bits)[0] + first + 1
+        ungrouped = near[groups[near] == near]
+        groups[ungrouped] = first
+    return groups

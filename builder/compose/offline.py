@@ -100,7 +100,7 @@ class OfflineComposer(Composer):
     phrase at all."""
 
     name = "offline"
-    version = "3"
+    version = "4"  # 4: things are distinct pictures (look-alike captions count as one)
     Settings = OfflineSettings
 
     def __init__(
@@ -129,7 +129,7 @@ class OfflineComposer(Composer):
             relation.slug for relation in workspace.taxonomy.select_relations(workspace.settings.relations)
         ]
         return cls(
-            Vocabulary(pool, workspace.embedder.encode),
+            Vocabulary(pool, workspace.embedder.encode, workspace.settings.dedup.picture_max_distance),
             [workspace.seeds[seed_id] for seed_id in sorted(workspace.seeds)],
             relations,
             # the pairs a build of these seeds makes (a --limit build makes some of them)
@@ -151,17 +151,19 @@ class OfflineComposer(Composer):
         the relations of one seed show different things, and the pictures spread over the pool
         (dedup's cap on reuse rejects a picture in too many items). Fixed by the seeds, the
         taxonomy and the settings alone, whatever shard or process composes an item."""
+        assert self.vocabulary is not None
         seeds, relations = self._all
         self._learn(seeds)
-        uses: Counter[str] = Counter()
+        picture = self.vocabulary.picture  # captions of look-alike pictures count as one
+        uses: Counter[int] = Counter()
         for seed in seeds:
             things = self._things[seed.id]
             for relation in relations:
                 if self._pairs is not None and (seed.id, relation.slug) not in self._pairs:
                     continue
-                order = sorted(range(len(things)), key=lambda rank: (uses[things[rank]], rank))
+                order = sorted(range(len(things)), key=lambda rank: (uses[picture(things[rank])], rank))
                 picks = [things[rank] for rank in order[: _image_count(seed, relation)]]
-                uses.update(picks)
+                uses.update(picture(thing) for thing in picks)
                 self._plan[(seed.id, relation.slug)] = picks
 
     def draft_many(
