@@ -34,6 +34,7 @@ from pydantic import BaseModel
 from builder import progress, twemoji_pool
 from builder.embeddings import ClipEncoder
 from builder.errors import InputError, InputErrors
+from builder.hashindex import parse
 from builder.limits import InputLimits
 from builder.records import control_character, read_records
 from builder.user_cache import cache_dir
@@ -316,7 +317,7 @@ def build_index(
                 skipped.append(Skipped(id=record.entry.id, reason=str(exc)))
             else:
                 kept.append(record.entry)
-                phashes.append(int(str(imagehash.phash(image.convert("L"))), 16))
+                phashes.append(parse(str(imagehash.phash(image.convert("L")))))
                 if clip is not None:
                     image_vectors.append(clip.encode_images([image])[0])
         advance(1)

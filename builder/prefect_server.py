@@ -132,10 +132,11 @@ class PrivatePrefectServer:
         database = self._database()
         if database is None or database.exists():
             return None
+        template = migrated_template()
         try:
-            if migrated_template().is_file():
+            if template.is_file():
                 database.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(migrated_template(), database)
+                shutil.copyfile(template, database)
                 return None
         except OSError:  # a cache that cannot be read only costs the migration
             database.unlink(missing_ok=True)

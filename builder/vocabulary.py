@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from builder.hashindex import pairs_within
 from builder.pool import PoolIndex
 from builder.text import content_stems, stem
 
@@ -39,8 +40,10 @@ class Vocabulary:
         same_picture_bits: int = 0,
     ):
         self.index, self.encode = index, encode
-        groups = picture_groups(index.phashes, same_picture_bits) if index.phashes is not None else None
-        self._groups = groups if groups is not None else np.arange(len(index.entries))
+        hashes = index.phashes
+        self._groups = (
+            picture_groups(hashes, same_picture_bits) if hashes is not None else np.arange(len(index.entries))
+        )
         self._entry_of = {}
         for number, entry in enumerate(index.entries):
             self._entry_of.setdefault(entry.caption, number)
@@ -79,12 +82,12 @@ class Vocabulary:
 
 def picture_groups(hashes: np.ndarray, bits: int) -> np.ndarray:
     """Per picture, the first picture (by position) within `bits` of its perceptual hash, found
-    greedily: each picture not yet grouped names the group of every later one near it."""
+    greedily: each picture not yet grouped names the group of every later one near it. The
+    pairs come from the multi-index search dedup uses, so a large pool is no quadratic scan."""
     groups = np.arange(len(hashes))
-    for first in range(len(hashes)):
-        if groups[first] != first:
-            continue
-        near = np.nonzero(np.bitwise_count(hashes[first + 1 :] ^ hashes[first]) <= bits)[0] + first + 1
-        ungrouped = near[groups[near] == near]
-        groups[ungrouped] = first
+    if len(hashes) < 2:
+        return groups
+    for first, later in pairs_within(hashes, bits):  # sorted by `first`, then `later`
+        if groups[first] == first and groups[later] == later:
+            groups[later] = first
     return groups
