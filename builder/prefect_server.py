@@ -133,13 +133,15 @@ class PrivatePrefectServer:
         if database is None or database.exists():
             return None
         template = migrated_template()
+        part = database.with_name(f"{database.name}.{os.getpid()}.part")
         try:
             if template.is_file():
                 database.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(template, database)
+                shutil.copyfile(template, part)
+                os.replace(part, database)  # a copy cut short never becomes the home's database
                 return None
         except OSError:  # a cache that cannot be read only costs the migration
-            database.unlink(missing_ok=True)
+            part.unlink(missing_ok=True)
         return database
 
     def _keep_template(self) -> None:
