@@ -3,9 +3,12 @@
 Pictures are compared one by one through their 64-bit perceptual hashes in a multi-index hash
 table tuned to the search radius `d` (`builder.hashindex`: exact by the pigeonhole principle,
 with `d + 1` substrings or more and no bit flipping), and every hit is verified by its true
-Hamming distance. Texts (prompt and image descriptions) are unit
-vectors in a faiss inner-product index, hits verified by their exact cosine. A candidate is
-rejected when
+Hamming distance. An item's text is one unit vector in a faiss inner-product index, hits
+verified by their exact cosine: the mean of its parts' vectors (the prompt and each image
+description), each part encoded alone. So no part is cut off at the text model's length limit
+(MiniLM reads 256 tokens; a long prompt and four descriptions can be more), and a part that
+many items share, such as the description of a picture they all show, is encoded once. A
+candidate is rejected when
 - two of its own images show the same picture (within `picture_max_distance`);
 - its images repeat a kept item's (same count, each slot identical by sha256 or within
   `phash_max_distance` of the other's slot);
@@ -49,7 +52,8 @@ from builder.stats import StageStats
 if TYPE_CHECKING:
     from builder.workspace import Workspace
 
-VERSION = "2"
+VERSION = "3"  # 3: texts are the mean of their parts' vectors
+TEXT_VECTORS = "mean of parts"  # what the index's text vectors are, with the model's name
 COUNTERS = {
     "two images of one item show the same picture": "same_picture_twice",
     "exact duplicate images": "duplicate_images",
@@ -59,8 +63,19 @@ COUNTERS = {
 }
 
 
-def item_text(item: Item) -> str:
-    return "\n".join([item.revised_prompt, *(slot.description for slot in item.slots)])
+def item_texts(item: Item) -> tuple[str, ...]:
+    """The parts of an item's text: its prompt, then each image's description."""
+    return (item.revised_prompt, *(slot.description for slot in item.slots))
+
+
+def mean_vectors(texts: list[tuple[str, ...]], text_vectors: Callable[[list[str]], np.ndarray]) -> np.ndarray:
+    """One unit vector per tuple of parts: the normalised mean of its parts' unit vectors."""
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    vectors = text_vectors([part for parts in texts for part in parts])
+    starts = np.cumsum([0, *(len(parts) for parts in texts[:-1])])
+    sums = np.add.reduceat(vectors, starts, axis=0)
+    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
 
 
 def hamming(a: str | None, b: str | None) -> int:
@@ -74,12 +89,12 @@ class Entry:
     owner: str  # an item id, or "<release version>/<item id>"
     sha256: tuple[str, ...]
     phash: tuple[str, ...]
-    text: str
+    texts: tuple[str, ...]  # the prompt, then each image's description
 
     @property
     def key(self) -> str:
         """The owner and a digest of its content: what index rows are tagged with."""
-        content = "\x1f".join([*self.sha256, *self.phash, self.text])
+        content = "\x1f".join([*self.sha256, *self.phash, *self.texts])
         return f"{self.owner}#{hashlib.sha256(content.encode()).hexdigest()[:16]}"
 
     @classmethod
@@ -88,15 +103,16 @@ class Entry:
             item.id,
             tuple(slot.sha256 or "" for slot in item.slots),
             tuple(slot.phash or "0" for slot in item.slots),
-            item_text(item),
+            item_texts(item),
         )
 
 
 class DedupIndex:
     """Perceptual hashes and text vectors of everything seen, each row tagged with its owner."""
 
-    def __init__(self, directory: Path | None = None):
+    def __init__(self, directory: Path | None = None, text_model: str = ""):
         self.directory = directory
+        self.text_vectors = f"{TEXT_VECTORS} of {text_model}"
         self.hashes = HashIndex(0)  # re-tuned to the radius that searches ask for
         self.texts: faiss.IndexFlatIP | None = None
         self.image_rows: list[tuple[str, int]] = []  # (entry key, slot) per hash row
@@ -108,18 +124,16 @@ class DedupIndex:
 
     def _load(self, directory: Path) -> None:
         meta = json.loads((directory / "meta.json").read_text())
-        if (directory / "hashes.npy").is_file():
-            codes = np.load(directory / "hashes.npy")
-        else:  # written by dedup 2 as a faiss index; its codes are big-endian bytes
-            legacy = faiss.read_index_binary(str(directory / "hashes.faiss"))
-            codes = faiss.vector_to_array(legacy.storage.xb).view(">u8").astype(np.uint64)
-        self.hashes = HashIndex(0, codes)
+        if meta.get("text_vectors") != self.text_vectors:
+            return  # vectors of another model or kind: every entry is indexed again
+        self.hashes = HashIndex(0, np.load(directory / "hashes.npy"))
         if (directory / "texts.faiss").is_file():
             self.texts = faiss.read_index(str(directory / "texts.faiss"))
         self.image_rows = [(key, slot) for key, slot in meta["image_rows"]]
         self.text_rows = meta["text_rows"]
         entries = (
-            Entry(e["owner"], tuple(e["sha256"]), tuple(e["phash"]), e["text"]) for e in meta["entries"]
+            Entry(e["owner"], tuple(e["sha256"]), tuple(e["phash"]), tuple(e["texts"]))
+            for e in meta["entries"]
         )
         self.entries = {entry.key: entry for entry in entries}
         self.sources = meta["sources"]
@@ -131,10 +145,11 @@ class DedupIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = {
             "version": VERSION,
+            "text_vectors": self.text_vectors,
             "image_rows": self.image_rows,
             "text_rows": self.text_rows,
             "entries": [
-                {"owner": e.owner, "sha256": e.sha256, "phash": e.phash, "text": e.text}
+                {"owner": e.owner, "sha256": e.sha256, "phash": e.phash, "texts": e.texts}
                 for e in self.entries.values()
             ],
             "sources": self.sources,
@@ -194,7 +209,7 @@ class DedupIndex:
 class DedupStage(Stage):
     """Mark each of a round's candidates unique or rejected, against every kept item, every
     release in `history` and the candidates accepted before it (in id order, so reruns decide
-    alike). `text_vectors` gives a unit vector per text."""
+    alike). `text_vectors` gives a unit vector per text, from `text_model`."""
 
     name = "dedup"
     gives = ItemStatus.UNIQUE
@@ -213,8 +228,9 @@ class DedupStage(Stage):
         image_reuse_share: float = 0.0,
         index_dir: Path | None = None,
         history: Iterable[tuple[str, list[Entry]]] = (),
+        text_model: str = "",
     ):
-        self.kept, self.text_vectors = kept, text_vectors
+        self.kept, self.text_vectors, self.text_model = kept, text_vectors, text_model
         self.picture_max_distance = picture_max_distance
         self.phash_max_distance, self.text_similarity = phash_max_distance, text_similarity
         self.image_reuse_max, self.image_reuse_share = image_reuse_max, image_reuse_share
@@ -233,13 +249,14 @@ class DedupStage(Stage):
             image_reuse_share=dedup.image_reuse_share,
             index_dir=workspace.artifacts / "dedup",
             history=workspace.once("release_history", lambda: release_history(workspace)),
+            text_model=dedup.text_model,
         )
 
     def _index(self, items: list[Item]) -> tuple[DedupIndex, set[str], np.ndarray]:
         """The index with every kept item and history entry in it, the entry keys kept now, and
         the text vectors of `items`: one call for the kept entries not yet indexed and the
         round's candidates together."""
-        index = DedupIndex(self.index_dir)
+        index = DedupIndex(self.index_dir, self.text_model)
         wanted = [Entry.of(item) for item in self.kept]
         for source, entries in self.history:
             wanted += entries
@@ -247,8 +264,8 @@ class DedupStage(Stage):
                 index.sources.append(source)
         kept = {entry.key for entry in wanted}
         fresh = list({entry.key: entry for entry in wanted if entry.key not in index.entries}.values())
-        texts = [entry.text for entry in fresh] + [item_text(item) for item in items]
-        vectors = self.text_vectors(texts) if texts else np.zeros((0, 0), dtype=np.float32)
+        texts = [entry.texts for entry in fresh] + [item_texts(item) for item in items]
+        vectors = mean_vectors(texts, self.text_vectors)
         for entry, vector in zip(fresh, vectors[: len(fresh)], strict=True):
             index.add(entry, vector)
         return index, kept, vectors[len(fresh) :]
@@ -371,7 +388,7 @@ def release_entries(folder: Path) -> tuple[str, list[Entry]]:
                     f"{version}/{row['id']}",
                     tuple(image["sha256"] for image in images),
                     tuple(image["phash"] for image in images),
-                    "\n".join([row["revised_prompt"], *row["image_descriptions"]]),
+                    (row["revised_prompt"], *row["image_descriptions"]),
                 )
             )
     return f"release {version} ({hashlib.sha256(raw).hexdigest()[:12]})", entries

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.dedup import DedupStage, item_text, release_entries
+from builder.dedup import DedupStage, item_texts, mean_vectors, release_entries
 from builder.hashindex import HashIndex, pairs_within
 from builder.items import Item, ItemStatus
 from builder.sections import DedupSettings
@@ -35,6 +35,11 @@ class Vectors:
         cosine = np.float32(cosine)
         self.chosen[text] = np.zeros(64, dtype=np.float32)
         self.chosen[text][:2] = cosine, np.sqrt(1 - cosine * cosine)
+
+    def similar_item(self, item: Item, cosine: float) -> None:
+        """Every part of `item`'s text at cosine `cosine` with the base, so their mean is too."""
+        for part in item_texts(item):
+            self.similar(part, cosine)
 
     def __call__(self, texts: list[str]) -> np.ndarray:
         rows = []
@@ -88,8 +93,8 @@ def test_round_candidates_are_compared_with_each_other() -> None:
 def test_round_text_duplicates_are_compared_with_each_other() -> None:
     vectors = Vectors()
     one, two = _item("a", (_far(1), _far(2)), prompt="same"), _item("b", (_far(3), _far(4)), prompt="same")
-    vectors.similar(item_text(one), 1.0)
-    vectors.similar(item_text(two), 1.0)
+    vectors.similar_item(one, 1.0)
+    vectors.similar_item(two, 1.0)
     ordered = sorted([one, two], key=lambda item: item.id)
     _run(ordered, vectors=vectors)
     assert [i.status for i in ordered] == [ItemStatus.UNIQUE, ItemStatus.REJECTED]
@@ -110,18 +115,44 @@ def test_phash_distance_at_its_edge(limit: int) -> None:
     assert beyond.status is ItemStatus.UNIQUE
 
 
+def _cosine(vectors: Vectors, one: Item, other: Item) -> float:
+    """The cosine of two items' text vectors as dedup computes them."""
+    pair = mean_vectors([item_texts(one), item_texts(other)], vectors)
+    return float(np.dot(pair[0], pair[1]))
+
+
 @pytest.mark.parametrize("threshold", [DEFAULTS.text_similarity, 0.75, 0.5])
 def test_text_similarity_at_its_edge(threshold: float) -> None:
     vectors = Vectors()
     kept = _item("k", (_far(1), _far(2)))
     at_edge, below = _item("e", (_far(3), _far(4))), _item("b", (_far(5), _far(6)))
-    vectors.similar(item_text(kept), 1.0)
-    vectors.similar(item_text(at_edge), threshold)
-    vectors.similar(item_text(below), float(np.nextafter(np.float32(threshold), np.float32(0))))
-    _run([at_edge], [kept], vectors, text_similarity=threshold)
-    _run([below], [kept], vectors, text_similarity=threshold)
+    vectors.similar_item(kept, 1.0)
+    vectors.similar_item(at_edge, threshold)
+    vectors.similar_item(below, threshold - 1e-6)
+    # averaging the parts moves a cosine by float32 rounding: the edge is the cosine dedup sees
+    edge = _cosine(vectors, kept, at_edge)
+    assert edge == pytest.approx(threshold, abs=1e-6) and _cosine(vectors, kept, below) < edge
+    _run([at_edge], [kept], vectors, text_similarity=edge)
+    _run([below], [kept], vectors, text_similarity=edge)
     assert at_edge.rejection.reason == "near-duplicate text" and kept.id in at_edge.rejection.detail
     assert below.status is ItemStatus.UNIQUE
+
+
+def test_text_vector_is_the_mean_of_its_parts() -> None:
+    """The prompt and each description count alike, whatever their length: an item sharing two
+    of its three parts with a kept one is a near-duplicate at cosine 2/3, one sharing one
+    part is not."""
+    vectors = Vectors()
+    kept = _item("k", (_far(1), _far(2)), prompt="shared prompt")
+    two_shared = _item("t", (_far(3), _far(4)), prompt="shared prompt")
+    one_shared = _item("o", (_far(5), _far(6)), prompt="shared prompt")
+    for item in (kept, two_shared):
+        item.slots[0].description = "a shared description, much longer than the prompt it goes with"
+    assert _cosine(vectors, kept, two_shared) == pytest.approx(2 / 3)
+    assert _cosine(vectors, kept, one_shared) == pytest.approx(1 / 3)
+    _run([two_shared, one_shared], [kept], vectors, text_similarity=0.6)
+    assert two_shared.rejection.reason == "near-duplicate text"
+    assert one_shared.status is ItemStatus.UNIQUE
 
 
 @pytest.mark.parametrize("cap", [DEFAULTS.image_reuse_max, 1, 5])
@@ -233,6 +264,22 @@ def test_persisted_index_grows_and_reruns_decide_alike(tmp_path: Path) -> None:
     late = _item("late", (_flip(BASE, 1), _far(1)))
     _run([late], [], index_dir=tmp_path / "dedup")
     assert late.status is ItemStatus.UNIQUE
+
+
+def test_an_index_of_another_text_model_is_indexed_again(tmp_path: Path) -> None:
+    """Vectors of two models are not comparable: a persisted index is used only by the model
+    (and the kind of text vector) that wrote it."""
+    kept, candidate = _item("k", (_far(1), _far(2))), _item("c", (_far(3), _far(4)))
+    old_model = Vectors()
+    old_model.similar_item(kept, 1.0)
+    _run([_item("x", (_far(8), _far(9)))], [kept], old_model, index_dir=tmp_path / "dedup", text_model="old")
+    new_model = Vectors()  # kept's parts on axes of their own: unlike the candidate
+    new_model.similar_item(candidate, 1.0)
+    stale = candidate.model_copy(deep=True)  # the same model name: the index's vector of kept decides
+    _run([stale], [kept], new_model, index_dir=tmp_path / "dedup", text_model="old")
+    assert stale.rejection is not None and stale.rejection.reason == "near-duplicate text"
+    _run([candidate], [kept], new_model, index_dir=tmp_path / "dedup", text_model="new")
+    assert candidate.status is ItemStatus.UNIQUE
 
 
 def test_a_redrawn_item_is_judged_by_its_new_content(tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ def merge_near_duplicates(
     for row, vector in zip(rows, vectors, strict=True):
         hits = index.text_hits(vector, similarity)
         if not hits:
-            index.add(Entry(row.id, (), (), row.text), vector)
+            index.add(Entry(row.id, (), (), (row.text,)), vector)
             continue
         key, cosine = max(hits, key=lambda hit: (hit[1], hit[0]))
         changes.append(
