@@ -135,6 +135,9 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
         assert len(set(shown)) == len(shown), f"{item.id} shows look-alike pictures: {keywords}"
         assert where_leaked(item) is None, item.id
     assert picture_figures(items).share_from_question < 0.2
+    # dedup would reject the second item that shows one set of pictures
+    sets = Counter(frozenset(vocabulary.picture(slot.keywords[0]) for slot in item.slots) for item in items)
+    assert sets.most_common(1)[0][1] == 1, "two items show the same pictures"
     # The demo build's pairs (`make run`: each seed against one relation) must read as many
     # different prompts; over all 5,400 pairs the relation templates' combinations repeat.
     dealt = set(pairs_of(seeds, relations, DEMO_RELATIONS_PER_SEED))

@@ -100,7 +100,7 @@ class OfflineComposer(Composer):
     phrase at all."""
 
     name = "offline"
-    version = "4"  # 4: things are distinct pictures (look-alike captions count as one)
+    version = "5"  # 5: no two planned items show the same set of pictures
     Settings = OfflineSettings
 
     def __init__(
@@ -156,13 +156,22 @@ class OfflineComposer(Composer):
         self._learn(seeds)
         picture = self.vocabulary.picture  # captions of look-alike pictures count as one
         uses: Counter[int] = Counter()
+        shown: set[frozenset[int]] = set()  # the picture sets planned so far
         for seed in seeds:
             things = self._things[seed.id]
             for relation in relations:
                 if self._pairs is not None and (seed.id, relation.slug) not in self._pairs:
                     continue
                 order = sorted(range(len(things)), key=lambda rank: (uses[picture(things[rank])], rank))
-                picks = [things[rank] for rank in order[: _image_count(seed, relation)]]
+                count = _image_count(seed, relation)
+                picks = [things[rank] for rank in order[:count]]
+                # Seeds with near questions reach the same things: an item showing another's
+                # pictures would only be rejected by dedup, so its last slot takes the next one.
+                for rank in order[count:]:
+                    if frozenset(map(picture, picks)) not in shown:
+                        break
+                    picks[-1] = things[rank]
+                shown.add(frozenset(map(picture, picks)))
                 uses.update(picture(thing) for thing in picks)
                 self._plan[(seed.id, relation.slug)] = picks
 
