@@ -138,6 +138,9 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
     # dedup would reject the second item that shows one set of pictures
     sets = Counter(frozenset(vocabulary.picture(slot.keywords[0]) for slot in item.slots) for item in items)
     assert sets.most_common(1)[0][1] == 1, "two items show the same pictures"
+    # a description says what its picture shows, alike in every item that shows it
+    described = {(slot.keywords[0], slot.description) for item in items for slot in item.slots}
+    assert len(described) == len({keyword for keyword, _ in described})
     # The demo build's pairs (`make run`: each seed against one relation) must read as many
     # different prompts; over all 5,400 pairs the relation templates' combinations repeat.
     dealt = set(pairs_of(seeds, relations, DEMO_RELATIONS_PER_SEED))

@@ -100,7 +100,7 @@ class OfflineComposer(Composer):
     phrase at all."""
 
     name = "offline"
-    version = "5"  # 5: no two planned items show the same set of pictures
+    version = "5"  # 5: no two planned items show one set of pictures; descriptions without roles
     Settings = OfflineSettings
 
     def __init__(
