@@ -163,16 +163,16 @@ def funnel(
 def build_report(
     store: Store,
     run_id: str,
+    items: list[Item],
     pairs: list[tuple[str, str]],
     categories: Mapping[str, Any],
     *,
     attack: bool = False,
     max_attempts: int = 3,
 ) -> BuildReport:
-    """The report of run `run_id`: what it (and any dead run it resumed) touched, nothing older.
-    `categories` maps each seed id to its seed (anything with a `category`); `attack`: the
-    attack loop was on."""
-    items = store.get_items(store.touched_ids(run_id))
+    """The report of run `run_id` from `items`, what it (and any dead run it resumed) touched
+    (`Store.touched_ids`), nothing older. `categories` maps each seed id to its seed (anything
+    with a `category`); `attack`: the attack loop was on."""
     states = store.review_states([item.id for item in items])
     pending = {item.id for item in items if exclusive_status(item, states.get(item.id)) == "queued"}
     summary = None

@@ -250,17 +250,22 @@ def run_stage(spec: BuildSpec, name: str, iteration: int, shard: int, ids: list[
 
 def finish_build(spec: BuildSpec) -> BuildReport:
     workspace = spec.workspace
+    store = workspace.store
+    touched = {item.id: item for item in store.get_items(store.touched_ids(spec.run_id))}
     report = build_report(
-        workspace.store,
+        store,
         spec.run_id,
+        list(touched.values()),
         spec.pairs,
         workspace.seeds,
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
     )
-    queued = workspace.store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
+    queued = store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
+    earlier = [item_id for item_id in queued if item_id not in touched]  # queued by an earlier run
+    known = touched | {item.id: item for item in store.get_items(earlier)}
     fallback = getattr(spec.settings.renderer, "fallback", None)
-    report.pictures = picture_figures(workspace.store.get_items(queued), fallback)
+    report.pictures = picture_figures([known[item_id] for item_id in queued], fallback)
     if fallback:  # the funnel says what the images are
         label = f"queued with typographic cards instead of pictures: {fallback}"
         report.funnel.append(FunnelRow(label=label, count=len(queued)))

@@ -409,6 +409,7 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
         report = build_report(
             store,
             "run",
+            store.get_items(store.touched_ids("run")),
             [(i.seed_id, "analogy") for i in items + other],
             {i.seed_id: i for i in items + other},
             attack=True,
