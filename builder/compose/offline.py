@@ -128,12 +128,15 @@ class OfflineComposer(Composer):
         built = [
             relation.slug for relation in workspace.taxonomy.select_relations(workspace.settings.relations)
         ]
+        per_seed = workspace.settings.relations_per_seed
+        seeds = workspace.seeds.values()
         return cls(
             Vocabulary(pool, workspace.embedder.encode, workspace.settings.dedup.picture_max_distance),
             [workspace.seeds[seed_id] for seed_id in sorted(workspace.seeds)],
             relations,
-            # the pairs a build of these seeds makes (a --limit build makes some of them)
-            pairs_of(workspace.seeds.values(), built, workspace.settings.relations_per_seed),
+            # The pairs builds of these seeds make (a --limit build makes some of them): over
+            # every relation too, so builds of one relation at a time plan as one build of all.
+            {*pairs_of(seeds, [r.slug for r in relations], per_seed), *pairs_of(seeds, built, per_seed)},
         )
 
     def _learn(self, seeds: Sequence[Seed]) -> None:
@@ -147,9 +150,10 @@ class OfflineComposer(Composer):
 
     def _make_plan(self) -> None:
         """The first round's things of every (seed, relation) pair the seeds' builds make
-        (builder/pairing.py), dealt in a fixed order, least-used first (nearest among equals):
-        the relations of one seed show different things, and the pictures spread over the pool
-        (dedup's cap on reuse rejects a picture in too many items). Fixed by the seeds, the
+        (builder/pairing.py), dealt in a fixed order: things the seed shows least first, then
+        least-used overall, then nearest. So the relations of one seed show different things
+        (a seed has more things than all its relations' slots), and the pictures spread over the
+        pool (dedup's cap on reuse rejects a picture in too many items). Fixed by the seeds, the
         taxonomy and the settings alone, whatever shard or process composes an item."""
         assert self.vocabulary is not None
         seeds, relations = self._all
@@ -159,10 +163,14 @@ class OfflineComposer(Composer):
         shown: set[frozenset[int]] = set()  # the picture sets planned so far
         for seed in seeds:
             things = self._things[seed.id]
+            own: Counter[int] = Counter()  # this seed's uses: its relations show other things first
             for relation in relations:
                 if self._pairs is not None and (seed.id, relation.slug) not in self._pairs:
                     continue
-                order = sorted(range(len(things)), key=lambda rank: (uses[picture(things[rank])], rank))
+                order = sorted(
+                    range(len(things)),
+                    key=lambda rank: (own[picture(things[rank])] >= 2, uses[picture(things[rank])], rank),
+                )
                 count = _image_count(seed, relation)
                 picks = [things[rank] for rank in order[:count]]
                 # Seeds with near questions reach the same things: an item showing another's
@@ -173,6 +181,7 @@ class OfflineComposer(Composer):
                     picks[-1] = things[rank]
                 shown.add(frozenset(map(picture, picks)))
                 uses.update(picture(thing) for thing in picks)
+                own.update(picture(thing) for thing in picks)
                 self._plan[(seed.id, relation.slug)] = picks
 
     def draft_many(
