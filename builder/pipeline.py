@@ -15,6 +15,8 @@ the stage that gave them.
 
 from __future__ import annotations
 
+import sys
+from functools import cache
 from importlib.metadata import entry_points
 from typing import TYPE_CHECKING
 
@@ -46,6 +48,14 @@ START = ItemStatus.PLANNED  # what the planner stores and the first stage takes
 
 def stages() -> list[type[Stage]]:
     """The stages in order: `STAGES` with every plug-in stage placed after the one it names."""
+    return list(_ordered(tuple(sys.path)))
+
+
+@cache
+def _ordered(search_path: tuple[str, ...]) -> tuple[type[Stage], ...]:
+    """The pipeline of the distributions on `search_path`: their entry points are read once per
+    search path (reading them takes milliseconds, and a build asks for the pipeline several
+    times per task)."""
     ordered = list(STAGES)
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         loaded = entry.load()
@@ -57,7 +67,7 @@ def stages() -> list[type[Stage]]:
         if loaded.after not in names(ordered):
             raise TypeError(f"{where}: `after` must name a stage of {names(ordered)}, not {loaded.after!r}")
         ordered.insert(names(ordered).index(loaded.after) + 1, loaded)
-    return ordered
+    return tuple(ordered)
 
 
 def names(pipeline: list[type[Stage]] | None = None) -> list[str]:
