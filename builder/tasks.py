@@ -70,8 +70,6 @@ def new_run_id() -> str:
 
 def load_inputs(settings: Settings, limit: int | None = None) -> tuple[Taxonomy, list[Seed], list[Relation]]:
     """Taxonomy, seeds (at most `limit`, spread over categories) and the relations to build."""
-    if limit is not None and limit < 1:
-        raise InputError(f"--limit must be at least 1 (got {limit})")
     if settings.runner.kind == "dask" and settings.resolved_database_url.startswith("sqlite"):
         raise InputError(
             "the dask runner runs tasks in several processes, which SQLite cannot serve: "
@@ -81,13 +79,16 @@ def load_inputs(settings: Settings, limit: int | None = None) -> tuple[Taxonomy,
     taxonomy = load_taxonomy(settings.taxonomy)
     seeds = load_seeds(settings.seeds, taxonomy, settings.limits)
     relations = taxonomy.select_relations(settings.relations)
-    if limit is not None:
-        seeds = _spread(seeds, limit)
-    return taxonomy, seeds, relations
+    return taxonomy, _spread(seeds, limit), relations
 
 
-def _spread(seeds: list[Seed], limit: int) -> list[Seed]:
-    """The first `limit` seeds taken round-robin over categories, so a smoke run covers all."""
+def _spread(seeds: list[Seed], limit: int | None) -> list[Seed]:
+    """The first `limit` seeds taken round-robin over categories, so a smoke run covers all
+    (all of them without a limit)."""
+    if limit is None:
+        return seeds
+    if limit < 1:
+        raise InputError(f"--limit must be at least 1 (got {limit})")
     by_category: dict[str, list[Seed]] = {}
     for seed in seeds:
         by_category.setdefault(seed.category, []).append(seed)
@@ -103,7 +104,8 @@ def _spread(seeds: list[Seed], limit: int) -> list[Seed]:
 def open_build(settings: Settings, limit: int | None = None) -> BuildSpec:
     """Validate every input first; only then create the artifacts folder and the store, and
     record the run (earlier unfinished runs are marked superseded by it)."""
-    _, seeds, relations = load_inputs(settings, limit)
+    taxonomy, every_seed, relations = load_inputs(settings)
+    seeds = _spread(every_seed, limit)
     # Workers on other machines get the settings from the spec: a relative folder would be
     # resolved against each worker's own working directory.
     settings = settings.model_copy(update={"artifacts": settings.artifacts.resolve()})
@@ -115,6 +117,9 @@ def open_build(settings: Settings, limit: int | None = None) -> BuildSpec:
         seed_ids=[seed.id for seed in seeds],
         relations=[relation.slug for relation in relations],
     )
+    # what this process's workspace would read again (the same files, the same settings)
+    spec.workspace.once("taxonomy", lambda: taxonomy)
+    spec.workspace.once("seeds", lambda: {seed.id: seed for seed in every_seed})
     spec.workspace.store.start_run(spec.run_id, settings.model_dump(mode="json"))
     return spec
 
