@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
 from builder import pipeline, tasks
@@ -30,8 +31,12 @@ from builder.transient import steady, transient_state
 from builder.workspace import close_all
 
 
+# The store holds every stage's work and decides what a rerun redoes: Prefect neither caches a
+# stage task (a cache key hashes the whole spec and id list on every run) nor persists its stats.
 @task(
     task_run_name="{stage}-r{iteration}-s{shard}",
+    cache_policy=NO_CACHE,
+    persist_result=False,
     retries=2,
     retry_delay_seconds=2,
     retry_condition_fn=transient_state,
