@@ -53,7 +53,7 @@ if TYPE_CHECKING:
     from builder.workspace import Workspace
 
 VERSION = "3"  # 3: texts are the mean of their parts' vectors
-TEXT_VECTORS = "mean of parts"  # what the index's text vectors are, with the model's name
+TEXT_ENCODING = "mean of parts"  # how the index's text vectors were made, with the model's name
 COUNTERS = {
     "two images of one item show the same picture": "same_picture_twice",
     "exact duplicate images": "duplicate_images",
@@ -112,7 +112,7 @@ class DedupIndex:
 
     def __init__(self, directory: Path | None = None, text_model: str = ""):
         self.directory = directory
-        self.text_vectors = f"{TEXT_VECTORS} of {text_model}"
+        self.text_encoding = f"{TEXT_ENCODING} of {text_model}"
         self.hashes = HashIndex(0)  # re-tuned to the radius that searches ask for
         self.texts: faiss.IndexFlatIP | None = None
         self.image_rows: list[tuple[str, int]] = []  # (entry key, slot) per hash row
@@ -124,7 +124,7 @@ class DedupIndex:
 
     def _load(self, directory: Path) -> None:
         meta = json.loads((directory / "meta.json").read_text())
-        if meta.get("text_vectors") != self.text_vectors:
+        if meta.get("text_encoding") != self.text_encoding:
             return  # vectors of another model or kind: every entry is indexed again
         self.hashes = HashIndex(0, np.load(directory / "hashes.npy"))
         if (directory / "texts.faiss").is_file():
@@ -145,7 +145,7 @@ class DedupIndex:
         self.directory.mkdir(parents=True, exist_ok=True)
         meta = {
             "version": VERSION,
-            "text_vectors": self.text_vectors,
+            "text_encoding": self.text_encoding,
             "image_rows": self.image_rows,
             "text_rows": self.text_rows,
             "entries": [

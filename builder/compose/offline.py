@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 # How many of the nearest things a seed's items draw from: its relations and rounds take
 # different ones, so one picture does not recur in every item of a seed.
 THINGS_PER_SEED = 40
+# How many of a seed's items may show one picture while the seed has other things to show.
+SEED_PICTURE_REPEATS = 2
 
 
 class OfflineSettings(ComposerSettings):
@@ -150,10 +152,10 @@ class OfflineComposer(Composer):
 
     def _make_plan(self) -> None:
         """The first round's things of every (seed, relation) pair the seeds' builds make
-        (builder/pairing.py), dealt in a fixed order: things the seed shows least first, then
-        least-used overall, then nearest. So the relations of one seed show different things
-        (a seed has more things than all its relations' slots), and the pictures spread over the
-        pool (dedup's cap on reuse rejects a picture in too many items). Fixed by the seeds, the
+        (builder/pairing.py), dealt in a fixed order: things the seed has shown fewer than
+        SEED_PICTURE_REPEATS times first, then least-used overall, then nearest. So the relations
+        of one seed show different things, and the pictures spread over the pool (dedup's cap
+        on reuse rejects a picture in too many items). Fixed by the seeds, the
         taxonomy and the settings alone, whatever shard or process composes an item."""
         assert self.vocabulary is not None
         seeds, relations = self._all
@@ -163,26 +165,28 @@ class OfflineComposer(Composer):
         shown: set[frozenset[int]] = set()  # the picture sets planned so far
         for seed in seeds:
             things = self._things[seed.id]
+            shows = [picture(thing) for thing in things]
             own: Counter[int] = Counter()  # this seed's uses: its relations show other things first
             for relation in relations:
                 if self._pairs is not None and (seed.id, relation.slug) not in self._pairs:
                     continue
                 order = sorted(
                     range(len(things)),
-                    key=lambda rank: (own[picture(things[rank])] >= 2, uses[picture(things[rank])], rank),
+                    key=lambda rank: (own[shows[rank]] >= SEED_PICTURE_REPEATS, uses[shows[rank]], rank),
                 )
                 count = _image_count(seed, relation)
-                picks = [things[rank] for rank in order[:count]]
+                picks = order[:count]
                 # Seeds with near questions reach the same things: an item showing another's
                 # pictures would only be rejected by dedup, so its last slot takes the next one.
                 for rank in order[count:]:
-                    if frozenset(map(picture, picks)) not in shown:
+                    if frozenset(shows[pick] for pick in picks) not in shown:
                         break
-                    picks[-1] = things[rank]
-                shown.add(frozenset(map(picture, picks)))
-                uses.update(picture(thing) for thing in picks)
-                own.update(picture(thing) for thing in picks)
-                self._plan[(seed.id, relation.slug)] = picks
+                    picks[-1] = rank
+                pictures = [shows[pick] for pick in picks]
+                shown.add(frozenset(pictures))
+                uses.update(pictures)
+                own.update(pictures)
+                self._plan[(seed.id, relation.slug)] = [things[pick] for pick in picks]
 
     def draft_many(
         self, jobs: list[CompositionJob], on_done: Callable[[], None]
