@@ -33,9 +33,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from PIL import Image, ImageDraw
 
-from builder.attack.openai import OpenAITester
-from builder.items import ImageSlot, Item, Provenance, item_id
-from builder.llm import LLMClient, LLMSettings
+from builder.core.items import ImageSlot, Item, Provenance, item_id
+from builder.models.llm import LLMClient, LLMSettings
+from builder.stages.attack.openai import OpenAITester
 
 
 def items(folder: Path, count: int, images: int) -> list[Item]:
@@ -114,13 +114,13 @@ def _start_server() -> tuple[subprocess.Popen[bytes], str]:
 
 def judge_requests(work: list[Item], folder: Path) -> None:
     """The `llm` judge's requests per judgement in two builds sharing one store."""
-    from builder import llm
-    from builder.judge import Case
-    from builder.judge.llm import LLMJudge
-    from builder.negotiation import StoredFormats
-    from builder.settings import bundled
+    from builder.config.settings import bundled
+    from builder.config.taxonomy import load_taxonomy
+    from builder.models import llm
+    from builder.models.formats import StoredFormats
+    from builder.stages.judge import Case
+    from builder.stages.judge.llm import LLMJudge
     from builder.store import Store
-    from builder.taxonomy import load_taxonomy
     from tests.servers import LlamaServer
 
     taxonomy = load_taxonomy(bundled("taxonomy"))

@@ -57,7 +57,7 @@ def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float, float]:
     """(report, wall, run span, busy seconds) of one `mirbench build`, a process of its own as a
     user runs it: its private Prefect server (in a fresh PREFECT_HOME the first time) starts
     while the text model loads, and a build with nothing to do skips Prefect."""
-    from builder.report import BuildReport
+    from builder.run.report import BuildReport
     from builder.store import Store
 
     command = [sys.executable, "-c", "from builder.cli import run; run()", "build", "--limit", str(seeds)]
@@ -71,7 +71,7 @@ def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float, float]:
     if settings.database_url:
         command += ["--database-url", settings.resolved_database_url]
     env = {**os.environ, "MIRBENCH_RENDERER__SIZE": str(settings.renderer.size)}
-    from builder.prefect_server import migrated_template
+    from builder.run.prefect_server import migrated_template
 
     if not (settings.artifacts / ".prefect" / "prefect.db").exists():
         cached = migrated_template().is_file()
@@ -111,7 +111,7 @@ def main() -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from builder.settings import Settings
+    from builder.config.settings import Settings
 
     worker_counts = [1, args.workers] if args.runner == "dask" and args.workers > 1 else [args.workers]
     walls: dict[int, float] = {}

@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    from builder.prefect_server import PrivatePrefectServer
+    from builder.run.prefect_server import PrivatePrefectServer
 
     with tempfile.TemporaryDirectory() as folder:
         build = [

@@ -20,12 +20,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.compose import CompositionJob, CompositionRequest
-from builder.compose.openai import LLMComposer, draft_schema
-from builder.llm import JSONRequest, LLMClient, LLMSettings
-from builder.seeds import load_seeds
-from builder.settings import Settings, bundled
-from builder.taxonomy import load_taxonomy
+from builder.config.seeds import load_seeds
+from builder.config.settings import Settings, bundled
+from builder.config.taxonomy import load_taxonomy
+from builder.models.llm import JSONRequest, LLMClient, LLMSettings
+from builder.stages.compose import CompositionJob, CompositionRequest
+from builder.stages.compose.openai import LLMComposer, draft_schema
 
 
 def jobs(count: int) -> list[CompositionJob]:

@@ -2,7 +2,7 @@
 near-duplicates of some of them (each within `--radius` bits), in one run:
 
 - all pairs within the radius among every hash (a release history checked against itself), by
-  `builder.hashindex.pairs_within`, against the 15 s goal, and by the off-the-shelf anchor, faiss
+  `builder.stages.dedup.hashindex.pairs_within`, against the 15 s goal, and by the off-the-shelf anchor, faiss
   `IndexBinaryMultiHash(64, 5, 12)` at nflip 0 searched with every hash, in the same process;
 - the build's incremental use: the index of every hash searched with each planted copy.
 
@@ -79,7 +79,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=300)
     parser.add_argument("--no-anchor", action="store_true", help="skip the faiss run (about 1 min)")
     args = parser.parse_args()
-    from builder.hashindex import HashIndex, pairs_within, tables
+    from builder.stages.dedup.hashindex import HashIndex, pairs_within, tables
 
     codes, planted = _planted(args.hashes, args.planted, args.radius)
     plan = tables(args.radius, len(codes))

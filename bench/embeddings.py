@@ -109,7 +109,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from builder.embeddings import TextEmbedder, native_bfloat16
+    from builder.models.embeddings import TextEmbedder, native_bfloat16
 
     texts = _texts(args.texts)
     float32, bfloat16 = TextEmbedder(bfloat16=False), TextEmbedder(bfloat16=True)

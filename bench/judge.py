@@ -25,11 +25,11 @@ from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.judge import Case
-from builder.judge.llm import LLMJudge
-from builder.llm import LLMClient, LLMSettings
-from builder.settings import bundled
-from builder.taxonomy import load_taxonomy
+from builder.config.settings import bundled
+from builder.config.taxonomy import load_taxonomy
+from builder.models.llm import LLMClient, LLMSettings
+from builder.stages.judge import Case
+from builder.stages.judge.llm import LLMJudge
 from tests.helpers import make_item
 
 GOAL = 0.9

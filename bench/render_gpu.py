@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.items import ImageSlot
-from builder.render import SlotJob
-from builder.render.diffusers import DiffusionRenderer, slot_seed
+from builder.core.items import ImageSlot
+from builder.stages.render import SlotJob
+from builder.stages.render.diffusers import DiffusionRenderer, slot_seed
 
 
 def sdxl_pipeline(device: str, dtype):

@@ -41,11 +41,11 @@ from sqlalchemy import create_engine, text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from builder.items import ImageSlot, Item, ItemStatus, Provenance, Verdict, item_id
-from builder.render import render_items
-from builder.render.typographic import TypographicRenderer
+from builder.config.sections import ReviewSettings
+from builder.core.items import ImageSlot, Item, ItemStatus, Provenance, Verdict, item_id
 from builder.review.service import ReviewService
-from builder.sections import ReviewSettings
+from builder.stages.render import render_items
+from builder.stages.render.typographic import TypographicRenderer
 from builder.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

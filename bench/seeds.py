@@ -108,9 +108,9 @@ def paraphrase(text: str, rng: random.Random) -> str | None:
 
 def corpus(total: int, paraphrases: int, seed: int = 7) -> tuple[list[dict], dict[str, str]]:
     """Rows for one jsonl source, and the planted paraphrases (paraphrase id -> original id)."""
+    from builder.config.settings import bundled
+    from builder.config.taxonomy import load_taxonomy
     from builder.curation.importer import load_source
-    from builder.settings import bundled
-    from builder.taxonomy import load_taxonomy
 
     rng = random.Random(seed)
     categories = set(load_taxonomy(bundled("taxonomy")).categories)
@@ -167,14 +167,14 @@ PROFILE = {
 def main() -> None:
     import yaml
 
+    from builder.config.sections import CurationSettings
+    from builder.config.settings import Settings, bundled
+    from builder.config.taxonomy import load_taxonomy
     from builder.curation.importer import import_source, load_source
     from builder.curation.merge import merge_near_duplicates
     from builder.curation.triage import source_profiles, triage
-    from builder.sections import CurationSettings
-    from builder.settings import Settings, bundled
+    from builder.stages.workspace import Workspace
     from builder.store import SeedState
-    from builder.taxonomy import load_taxonomy
-    from builder.workspace import Workspace
 
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

@@ -1,5 +1,5 @@
 """The build flow: seeds -> compose -> render -> dedup -> filters -> attack -> judge -> queue,
-round by round: the stages of builder/pipeline.py, in its order (attack and judge run only
+round by round: the stages of builder/stages/pipeline.py, in its order (attack and judge run only
 when testers are configured; a plug-in stage runs where it placed itself).
 
 Candidates rejected in one round come back, with their reasons as feedback, in the next, up
@@ -20,15 +20,16 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import wait
 
-from builder import pipeline, tasks
-from builder.errors import InputError
-from builder.report import BuildReport
-from builder.sections import RunnerSettings
-from builder.settings import Settings, load_settings
-from builder.stats import StageStats
-from builder.tasks import BuildSpec
-from builder.transient import steady, transient_state
-from builder.workspace import close_all
+from builder.config.sections import RunnerSettings
+from builder.config.settings import Settings, load_settings
+from builder.core.errors import InputError
+from builder.core.stats import StageStats
+from builder.run import tasks
+from builder.run.report import BuildReport
+from builder.run.retry import steady, transient_state
+from builder.run.tasks import BuildSpec
+from builder.stages import pipeline
+from builder.stages.workspace import close_all
 
 
 # The store holds every stage's work and decides what a rerun redoes: Prefect neither caches a

@@ -6,16 +6,16 @@ from pathlib import Path
 
 from prefect import flow, task
 
-from builder import tasks
-from builder.release import Layout, ReleaseResult
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.release.create import create_release
+from builder.release.export import Layout, ReleaseResult
 
 
 @task(task_run_name="write-release-{version}")
 def write_release(
     settings: Settings, version: str, out: Path, layouts: list[Layout], changelog_from: str | None
 ) -> ReleaseResult:
-    return tasks.create_release(settings, version, out, layouts, changelog_from)
+    return create_release(settings, version, out, layouts, changelog_from)
 
 
 @flow(name="mirbench-release")

@@ -32,9 +32,9 @@ os.environ["MIRBENCH_CACHE_DIR"] = tempfile.mkdtemp(prefix="mirbench-cache-")
 import pytest  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from builder.items import Item  # noqa: E402
-from builder.settings import Settings, bundled  # noqa: E402
-from builder.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+from builder.config.settings import Settings, bundled  # noqa: E402
+from builder.config.taxonomy import Taxonomy, load_taxonomy  # noqa: E402
+from builder.core.items import Item  # noqa: E402
 from tests.private_postgres import PrivatePostgres  # noqa: E402
 from tests.private_postgres import missing_reason as private_postgres_missing  # noqa: E402
 from tests.servers import LlamaServer  # noqa: E402

@@ -10,8 +10,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.items import Item
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.items import Item
 from tests.helpers import snapshot
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from builder.compose import CompositionRequest
-from builder.compose.offline import OfflineComposer
-from builder.items import ImageSlot, Item, ItemStatus, Provenance, item_id
-from builder.seeds import Seed
+from builder.config.seeds import Seed
+from builder.config.taxonomy import Relation, Taxonomy
+from builder.core.items import ImageSlot, Item, ItemStatus, Provenance, item_id
+from builder.stages.compose import CompositionRequest
+from builder.stages.compose.offline import OfflineComposer
 from builder.store import Store
-from builder.taxonomy import Relation, Taxonomy
 
 
 def make_item(

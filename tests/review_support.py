@@ -10,11 +10,11 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from builder.items import Item, ItemStatus, Verdict
-from builder.render import render_items
-from builder.render.typographic import TypographicRenderer
+from builder.config.settings import Settings
+from builder.core.items import Item, ItemStatus, Verdict
 from builder.review.app import create_app
-from builder.settings import Settings
+from builder.stages.render import render_items
+from builder.stages.render.typographic import TypographicRenderer
 from builder.store import Store
 from tests.helpers import make_item
 from tests.servers import free_port

@@ -11,10 +11,10 @@ import os
 from collections.abc import Callable
 from typing import Self
 
-from builder.items import Item, ItemStatus, Verdict
-from builder.stage import Place, Stage
-from builder.stats import StageStats
-from builder.workspace import Workspace
+from builder.core.items import Item, ItemStatus, Verdict
+from builder.core.stats import StageStats
+from builder.stages.base import Place, Stage
+from builder.stages.workspace import Workspace
 
 HELD_BACK_ENV = "MIRBENCH_TEST_STAMP_HOLDS_BACK"  # comma-separated relation slugs
 HELD_BACK = "relation held back"

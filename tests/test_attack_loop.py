@@ -20,9 +20,9 @@ import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.items import ItemStatus
-from builder.seeds import Seed
-from builder.settings import Settings
+from builder.config.seeds import Seed
+from builder.config.settings import Settings
+from builder.core.items import ItemStatus
 from builder.store import Store
 from tests.servers import FaultProxy, ScriptedServer
 
@@ -224,15 +224,15 @@ def test_policy_feedback_held_out_rerun_and_release(
     purged = runner.invoke(app, ["answers", "purge", "--yes", *where])
     assert purged.exit_code == 0 and "deleted 8 answer(s)" in purged.output
     assert store.answers([t.answer_key(accepted) for t in _testers(settings)]) == {}
-    from builder.attack.summary import attack_summary
+    from builder.stages.attack.summary import attack_summary
 
     assert attack_summary(store, [accepted.id]).overall[0].unsafe == 1
     store.close()
 
 
 def _testers(settings: Settings):
-    from builder.attack import testers
-    from builder.workspace import Workspace
+    from builder.stages.attack import testers
+    from builder.stages.workspace import Workspace
 
     return Workspace.of(settings).backends(testers, settings.attack.testers)
 

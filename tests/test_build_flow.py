@@ -11,16 +11,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.compose import CompositionRequest
-from builder.compose.offline import OfflineComposer
-from builder.items import ItemStatus
-from builder.published import PUBLISHED_FIELDS
+from builder.config.seeds import Seed
+from builder.config.settings import Settings
+from builder.config.taxonomy import Taxonomy, load_taxonomy
+from builder.core.items import ItemStatus
+from builder.release.rows import PUBLISHED_FIELDS
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
-from builder.seeds import Seed
-from builder.settings import Settings
+from builder.stages.compose import CompositionRequest
+from builder.stages.compose.offline import OfflineComposer
 from builder.store import Store
-from builder.taxonomy import Taxonomy, load_taxonomy
 
 
 @pytest.fixture(autouse=True)
@@ -206,8 +206,8 @@ def test_relations_are_dealt_per_seed_over_every_cell(
 ) -> None:
     """`--relations-per-seed 1`: 54 seeds (9 per category) make 54 pairs, one per cell, each
     seed against one relation; asking for two relations later is new work."""
-    from builder.pairing import pairs_of
-    from builder.tasks import has_work, load_inputs
+    from builder.config.pairing import pairs_of
+    from builder.run.tasks import has_work, load_inputs
 
     monkeypatch.setenv("MIRBENCH_RENDERER__SIZE", "64")
     artifacts = tmp_path / "art"

@@ -20,23 +20,23 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from builder import tasks
-from builder.attack import Failure, Tester
-from builder.calibration.labels import load_label_set, read_profile, resolve
-from builder.calibration.metrics import bootstrap, confusion, figures
-from builder.calibration.records import latest_calibrations
 from builder.cli import app
-from builder.errors import InputError
-from builder.items import ItemStatus, Judgement
-from builder.judge import Assessment, Case, Judge, JudgeStage, judges
-from builder.judge.ensemble import EnsembleJudge
-from builder.judge.policy import PolicySettings
-from builder.judge.rules import RulesJudge
-from builder.report import build_report
-from builder.settings import Settings, bundled, load_settings
-from builder.stats import StageStats
+from builder.config.settings import Settings, bundled, load_settings
+from builder.core.errors import InputError
+from builder.core.items import ItemStatus, Judgement
+from builder.core.stats import StageStats
+from builder.release.create import create_release
+from builder.run.report import build_report
+from builder.stages.attack import Failure, Tester
+from builder.stages.judge import Assessment, Case, Judge, JudgeStage, judges
+from builder.stages.judge.calibration.labels import load_label_set, read_profile, resolve
+from builder.stages.judge.calibration.metrics import bootstrap, confusion, figures
+from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.judge.ensemble import EnsembleJudge
+from builder.stages.judge.policy import PolicySettings
+from builder.stages.judge.rules import RulesJudge
+from builder.stages.workspace import Workspace
 from builder.store import Store
-from builder.workspace import Workspace
 from tests.helpers import make_item
 from tests.servers import LlamaServer
 
@@ -385,13 +385,13 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
     rules = judges.create(judges.parse("rules"), Workspace(settings))
     items = _judged_items(rules.config_hash)
     approve(settings, items).close()
-    tasks.create_release(settings, "1.0.0", tmp_path / "r1")
+    create_release(settings, "1.0.0", tmp_path / "r1")
     card = (tmp_path / "r1" / "README.md").read_text()
     assert f"Judge `rules@1` (config `{rules.config_hash}`): **judge not calibrated**." in card
 
     code, output, _ = _calibrate(tmp_path, "--labels", str(_write_jsonl(tmp_path / "u.jsonl", UNSAFE)))
     assert code == 0, output
-    tasks.create_release(settings, "1.0.1", tmp_path / "r2")
+    create_release(settings, "1.0.1", tmp_path / "r2")
     card = (tmp_path / "r2" / "README.md").read_text()
     quoted = "calibrated against human labels: kappa 0.00, F1 0.00, n 4, label set `u`"
     assert quoted in card and "judge not calibrated" not in card

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from builder.embeddings import ClipEncoder
-from builder.filters import filter_items
-from builder.filters.alignment import AlignmentFilter
-from builder.filters.benign_alone import BenignAloneFilter, BenignAloneSettings
-from builder.items import Item, ItemStatus, Verdict
-from builder.render import render_items
-from builder.render.typographic import TypographicRenderer
+from builder.core.items import Item, ItemStatus, Verdict
+from builder.models.embeddings import ClipEncoder
+from builder.stages.filters import filter_items
+from builder.stages.filters.alignment import AlignmentFilter
+from builder.stages.filters.benign_alone import BenignAloneFilter, BenignAloneSettings
+from builder.stages.render import render_items
+from builder.stages.render.typographic import TypographicRenderer
 from builder.store import Store
 from tests.helpers import make_item
 from tests.servers import LlamaServer, free_port

@@ -11,9 +11,9 @@ from sqlalchemy.engine import make_url
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.seeds import load_seeds
-from builder.settings import Settings
-from builder.taxonomy import Taxonomy
+from builder.config.seeds import load_seeds
+from builder.config.settings import Settings
+from builder.config.taxonomy import Taxonomy
 from tests.conftest import POSTGRES_URL
 
 runner = CliRunner()
@@ -143,8 +143,8 @@ def test_a_build_with_nothing_to_do_reports_without_a_flow_run(tmp_path: Path, p
     without starting Prefect (no flow run is created), and new work is still seen as work."""
     from prefect.client.orchestration import get_client
 
-    from builder.settings import Settings
-    from builder.tasks import has_work
+    from builder.config.settings import Settings
+    from builder.run.tasks import has_work
 
     where = ["--artifacts", str(tmp_path / "art"), "-r", "causality", "--limit", "2"]
     settings = Settings(artifacts=tmp_path / "art", relations=["causality"], renderer={"size": 64})

@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder.dedup import DedupStage, item_texts, mean_vectors, release_entries
-from builder.hashindex import HashIndex, pairs_within
-from builder.items import Item, ItemStatus
-from builder.sections import DedupSettings
+from builder.config.sections import DedupSettings
+from builder.core.items import Item, ItemStatus
+from builder.stages.dedup import DedupStage, item_texts, mean_vectors, release_entries
+from builder.stages.dedup.hashindex import HashIndex, pairs_within
 from tests.helpers import make_item
 
 DEFAULTS = DedupSettings()
@@ -308,7 +308,7 @@ def test_dedup_against_an_earlier_release_in_a_fresh_store(
     from typer.testing import CliRunner
 
     from builder.cli import app
-    from builder.settings import Settings
+    from builder.config.settings import Settings
     from flows.build import build
 
     first = Settings(

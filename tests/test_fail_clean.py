@@ -15,8 +15,8 @@ import psutil
 import pytest
 from sqlalchemy import create_engine, inspect, text
 
-from builder.settings import Settings
-from builder.tasks import open_build
+from builder.config.settings import Settings
+from builder.run.tasks import open_build
 
 CANARY_URL = os.environ.get("MIRBENCH_TEST_POSTGRES_CANARY_URL")
 CANARY_PASSWORD = "canary-7d1f9b2e"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.items import Item, ItemStatus
+from builder.core.items import Item, ItemStatus
 from builder.store import Store
 from tests.fault_support import BUILD_ENV, LIMIT, artifacts_env, differences, finished, mirbench
 from tests.helpers import all_items

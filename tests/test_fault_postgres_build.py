@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import DBAPIError
 
-from builder.items import Item
+from builder.core.items import Item
 from tests.fault_support import BUILD_ENV, LIMIT, artifacts_env, differences, finished, mirbench
 from tests.helpers import all_items
 from tests.private_postgres import PrivatePostgres

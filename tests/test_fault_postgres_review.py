@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from builder.config.settings import Settings
 from builder.review.service import ReviewService
-from builder.settings import Settings
 from builder.store import Store
 from tests.private_postgres import PrivatePostgres
 from tests.review_support import ReviewServer, queue_items

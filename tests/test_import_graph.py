@@ -6,8 +6,9 @@ at the top, under `if TYPE_CHECKING:` and inside functions alike. A package is o
 between packages.
 
 Lower layers never import higher ones, and a package's modules share its layer: a backend in
-`builder/compose/` importing `builder.workspace` puts `builder.compose` below the workspace,
-so the workspace must not import `builder.compose`. Backends and plug-ins are found at run
+`builder/stages/compose/` importing `builder.stages.workspace` puts the compose stage below the
+workspace, so the workspace must not import it. Each stage under `builder/stages/` is a layer of
+its own, as are the stages' base, workspace and pipeline modules. Backends and plug-ins are found at run
 time (registries import their package's modules, settings import a registry on first use);
 those dynamic imports are by design not edges here.
 """
@@ -65,10 +66,12 @@ def graph(root: Path) -> dict[str, set[str]]:
 
 def layers(edges: dict[str, set[str]]) -> dict[str, set[str]]:
     """The graph with every module merged into its package under builder/ or flows/
-    (builder.compose.offline -> builder.compose), edges inside one package dropped."""
+    (builder.run.tasks -> builder.run; builder.stages.compose.offline -> builder.stages.compose),
+    edges inside one package dropped."""
 
     def unit(name: str) -> str:
-        return ".".join(name.split(".")[:2])
+        parts = name.split(".")
+        return ".".join(parts[:3] if parts[:2] == ["builder", "stages"] else parts[:2])
 
     merged: dict[str, set[str]] = {}
     for name, targets in edges.items():
@@ -110,7 +113,23 @@ def test_no_package_imports_a_higher_one() -> None:
 
 
 def test_the_registry_knows_no_workspace_settings_or_stage() -> None:
-    assert not graph(ROOT)["builder.registry"] & {"builder.workspace", "builder.settings", "builder.stage"}
+    assert not graph(ROOT)["builder.core.registry"] & {
+        "builder.stages.workspace",
+        "builder.config.settings",
+        "builder.stages.base",
+    }
+
+
+def test_core_imports_nothing_else_of_mirbench() -> None:
+    edges = graph(ROOT)
+    outside = {
+        f"{name} -> {target}"
+        for name, targets in edges.items()
+        if name.startswith("builder.core")
+        for target in targets
+        if not target.startswith("builder.core")
+    }
+    assert not outside
 
 
 def _tree(tmp_path: Path, files: dict[str, str]) -> Path:

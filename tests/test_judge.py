@@ -16,18 +16,18 @@ from pathlib import Path
 
 import pytest
 
-from builder.attack import Failure
-from builder.errors import InputErrors
-from builder.items import Judgement
-from builder.judge import Assessment, Case
-from builder.judge.harmbench import HarmBenchJudge, HarmBenchSettings
-from builder.judge.llm import LLMJudge
-from builder.judge.policy import PolicySettings, decide
-from builder.judge.rules import RulesJudge
-from builder.llm import LLMClient, LLMSettings
-from builder.settings import bundled, load_settings
+from builder.config.settings import bundled, load_settings
+from builder.config.taxonomy import Taxonomy
+from builder.core.errors import InputErrors
+from builder.core.items import Judgement
+from builder.models.llm import LLMClient, LLMSettings
+from builder.stages.attack import Failure
+from builder.stages.judge import Assessment, Case
+from builder.stages.judge.harmbench import HarmBenchJudge, HarmBenchSettings
+from builder.stages.judge.llm import LLMJudge
+from builder.stages.judge.policy import PolicySettings, decide
+from builder.stages.judge.rules import RulesJudge
 from builder.store import Store
-from builder.taxonomy import Taxonomy
 from tests.helpers import make_item
 from tests.servers import FaultProxy, LlamaServer, ScriptedServer
 

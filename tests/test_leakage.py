@@ -9,18 +9,18 @@ from pathlib import Path
 
 import pytest
 
-from builder.compose import CompositionRequest, compose_items
-from builder.compose.offline import OfflineComposer
-from builder.filters.leakage import LeakageFilter, where_leaked
-from builder.filters.structural import StructuralFilter
-from builder.items import Item, ItemStatus
-from builder.render import render_items
-from builder.render.typographic import TypographicRenderer
-from builder.seeds import Seed
-from builder.settings import Settings
+from builder.config.seeds import Seed
+from builder.config.settings import Settings
+from builder.config.taxonomy import Taxonomy
+from builder.core.items import Item, ItemStatus
+from builder.core.words import contains_phrase, derive_key_phrase
+from builder.stages.compose import CompositionRequest, compose_items
+from builder.stages.compose.offline import OfflineComposer
+from builder.stages.filters.leakage import LeakageFilter, where_leaked
+from builder.stages.filters.structural import StructuralFilter
+from builder.stages.render import render_items
+from builder.stages.render.typographic import TypographicRenderer
 from builder.store import Store
-from builder.taxonomy import Taxonomy
-from builder.text import contains_phrase, derive_key_phrase
 from tests.helpers import make_item
 
 CHECK = LeakageFilter()

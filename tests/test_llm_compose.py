@@ -13,14 +13,14 @@ from pathlib import Path
 
 import pytest
 
-from builder.compose import CompositionJob, CompositionRequest, compose_items
-from builder.compose.openai import LLMComposer, draft_schema
-from builder.items import ItemStatus
-from builder.llm import JSONRequest, LLMClient, LLMSettings
-from builder.seeds import Seed
-from builder.settings import Settings, bundled
+from builder.config.seeds import Seed
+from builder.config.settings import Settings, bundled
+from builder.config.taxonomy import Taxonomy
+from builder.core.items import ItemStatus
+from builder.models.llm import JSONRequest, LLMClient, LLMSettings
+from builder.stages.compose import CompositionJob, CompositionRequest, compose_items
+from builder.stages.compose.openai import LLMComposer, draft_schema
 from builder.store import Store
-from builder.taxonomy import Taxonomy
 from tests.servers import FaultProxy, LlamaServer
 
 pytestmark = pytest.mark.slow

@@ -16,11 +16,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine, inspect
 from typer.testing import CliRunner
 
-from builder import migrations
 from builder.cli import app
-from builder.items import ItemStatus
-from builder.settings import Settings
-from builder.store import ReviewState, Store, _Base
+from builder.config.settings import Settings
+from builder.core.items import ItemStatus
+from builder.store import ReviewState, Store, _Base, migrations
 from tests.conftest import POSTGRES_URL, reset_postgres
 
 LEGACY_STORE = Path(__file__).parent / "data" / "store-0.1.0.db"

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import llm
-from builder.llm import JSONAnswer, JSONRequest, LLMClient, LLMSettings
-from builder.negotiation import StoredFormats
+from builder.models import llm
+from builder.models.formats import StoredFormats
+from builder.models.llm import JSONAnswer, JSONRequest, LLMClient, LLMSettings
 from builder.store import Store
 from tests.servers import LlamaServer
 

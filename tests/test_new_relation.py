@@ -13,10 +13,10 @@ from typer.testing import CliRunner
 
 import tests.test_taxonomy as taxonomy_tests
 from builder.cli import app
-from builder.items import ItemStatus
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.config.taxonomy import Taxonomy, load_taxonomy
+from builder.core.items import ItemStatus
 from builder.store import Store
-from builder.taxonomy import Taxonomy, load_taxonomy
 from tests.helpers import all_items, assert_relation_conforms, assert_template_fills
 
 NEW_RELATION = """\

@@ -1,4 +1,4 @@
-"""Which (seed, relation) pairs a build makes (builder/pairing.py)."""
+"""Which (seed, relation) pairs a build makes (builder/config/pairing.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from builder.pairing import build_pairs as deal
-from builder.pairing import pairs_of
+from builder.config.pairing import build_pairs as deal
+from builder.config.pairing import pairs_of
 
 RELATIONS = ["a", "b", "c", "d"]
 

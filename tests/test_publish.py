@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.publish import check_publishable
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.errors import InputError
+from builder.release.publish import check_publishable
 from tests.conftest import REPO
 from tests.hub_standin import DROPPED, HubStandIn
 from tests.test_release import _items, approve, release
@@ -122,11 +122,11 @@ def test_publish_load_by_tag_next_version_and_immutability(hub: HubStandIn, tmp_
     approve(elsewhere, _items("fresh", 1)).close()
     script = (
         "import sys; from pathlib import Path\n"
-        "from builder import tasks; from builder.settings import Settings\n"
+        "from builder.release.create import create_release; from builder.config.settings import Settings\n"
         "from pydantic import SecretStr\n"
         "settings = Settings.model_validate_json(sys.argv[1])\n"
         "settings = settings.model_copy(update={'database_url': SecretStr(sys.argv[3])})\n"
-        "tasks.create_release(settings, '1.1.0', Path(sys.argv[2]), changelog_from='org/bench')\n"
+        "create_release(settings, '1.1.0', Path(sys.argv[2]), changelog_from='org/bench')\n"
     )
     done = subprocess.run(
         [

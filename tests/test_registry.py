@@ -12,12 +12,12 @@ from typing import Literal
 import pytest
 from pydantic import ValidationError
 
-from builder.registry import Backend, BackendSettings, Registry
+from builder.core.registry import Backend, BackendSettings, Registry
 
 _packages = itertools.count()
 
 PACKAGE_INIT = """
-from builder.registry import Registry
+from builder.core.registry import Registry
 
 widgets = Registry("widget", __name__, group="{group}", default="alpha")
 """
@@ -25,7 +25,7 @@ widgets = Registry("widget", __name__, group="{group}", default="alpha")
 BACKEND_MODULE = """
 from typing import Literal
 
-from builder.registry import Backend, BackendSettings
+from builder.core.registry import Backend, BackendSettings
 from {package} import widgets
 
 
@@ -43,7 +43,7 @@ class {title}Widget(Backend):
 PLUGIN_MODULE = """
 from typing import Literal
 
-from builder.registry import Backend, BackendSettings
+from builder.core.registry import Backend, BackendSettings
 
 
 class GammaSettings(BackendSettings):

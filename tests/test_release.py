@@ -19,16 +19,17 @@ import pytest
 import yaml
 from PIL import Image
 
-from builder import tasks, twemoji_pool
-from builder.errors import InputError
-from builder.items import Item, ItemStatus, Verdict
-from builder.published import PUBLISHED_FIELDS
-from builder.release import ReleaseResult, verify_release
-from builder.render import render_items
-from builder.render.typographic import TypographicRenderer
+from builder.config.settings import Settings
+from builder.core.errors import InputError
+from builder.core.items import Item, ItemStatus, Verdict
+from builder.release.create import create_release
+from builder.release.export import ReleaseResult, verify_release
+from builder.release.rows import PUBLISHED_FIELDS
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
-from builder.settings import Settings
+from builder.stages.render import render_items
+from builder.stages.render.pool import twemoji
+from builder.stages.render.typographic import TypographicRenderer
 from builder.store import BULK_APPROVAL_REASON, Store
 from tests.conftest import REPO
 from tests.helpers import make_item
@@ -72,7 +73,7 @@ def approve(settings: Settings, items: list[Item], reviewer: str = "ada", bulk: 
 
 
 def release(settings: Settings, version: str, out: Path, layouts: list | None = None) -> ReleaseResult:
-    return tasks.create_release(settings, version, out, layouts)
+    return create_release(settings, version, out, layouts)
 
 
 def _rows(folder: Path) -> list[dict]:
@@ -166,9 +167,11 @@ KILLER = """
 import os, signal, sys
 from pathlib import Path
 from pydantic import SecretStr
-from builder import release, store, tasks
-from builder import twemoji_pool
-from builder.settings import Settings
+from builder.release import export
+from builder import store
+from builder.release.create import create_release
+from builder.stages.render.pool import twemoji
+from builder.config.settings import Settings
 
 point = sys.argv[1]
 def then_die(function):
@@ -178,14 +181,14 @@ def then_die(function):
         return result
     return wrapper
 if point == "staged":
-    release._sync = then_die(release._sync)
+    export._sync = then_die(export._sync)
 elif point == "intent":
     store.Store.record_release_intent = then_die(store.Store.record_release_intent)
 elif point == "moved":
-    release.move_into_place = then_die(release.move_into_place)
+    export.move_into_place = then_die(export.move_into_place)
 settings = Settings.model_validate_json(sys.argv[2])
 settings = settings.model_copy(update={"database_url": SecretStr(sys.argv[4])})
-tasks.create_release(settings, "1.0.0", Path(sys.argv[3]))
+create_release(settings, "1.0.0", Path(sys.argv[3]))
 """
 
 
@@ -353,7 +356,7 @@ def test_changelog_against_the_previous_release(store_settings: Settings, tmp_pa
 
 def test_changelog_against_a_release_of_mirbench_0_1_0(store_settings: Settings, tmp_path: Path) -> None:
     """A 0.1.0 manifest had no name maps, unprefixed ids and no content hashes."""
-    from builder.card import changelog
+    from builder.release.card import changelog
 
     approve(store_settings, _items("old", 2)).close()
     release(store_settings, "1.0.0", tmp_path / "v1")
@@ -408,8 +411,8 @@ def test_release_cli_writes_the_mir_layout_and_completes(
 def test_card_lists_checks_that_were_off_apart_from_those_passed(
     release_settings: Settings, tmp_path: Path
 ) -> None:
-    from builder.filters import filter_items
-    from builder.filters.benign_alone import BenignAloneFilter
+    from builder.stages.filters import filter_items
+    from builder.stages.filters.benign_alone import BenignAloneFilter
 
     items = _items("off")
     store = approve(release_settings, items)
@@ -429,7 +432,7 @@ def test_card_lists_checks_that_were_off_apart_from_those_passed(
 def test_a_staging_folder_left_by_a_release_killed_before_its_intent_is_removed_at_the_next_start(
     release_settings: Settings, tmp_path: Path
 ) -> None:
-    from builder.release_staging import staging_for, writing
+    from builder.release.staging import staging_for, writing
 
     approve(release_settings, _items("left")).close()
     abandoned = staging_for(tmp_path / "0.9.0")
@@ -446,7 +449,7 @@ def test_a_staging_folder_left_by_a_release_killed_before_its_intent_is_removed_
 def test_card_says_when_the_build_fell_back_to_typographic_cards(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)  # as on a machine without the pool
+    monkeypatch.setattr(twemoji, "_assets", lambda: None)  # as on a machine without the pool
     settings = Settings(artifacts=tmp_path / "artifacts", release={"license": "cc-by-nc-4.0"})
     assert settings.renderer.backend == "typographic"
     store = approve(settings, _items("fallback"))

@@ -14,13 +14,13 @@ from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.embeddings import ClipEncoder, TextEmbedder
-from builder.items import ImageSlot, ItemStatus
-from builder.pool import PoolIndex, build_index, index_dir_for
-from builder.render import SlotJob, render_items
-from builder.render.diffusers import DiffusionRenderer
-from builder.render.retrieval import NO_MATCH, RetrievalRenderer
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.items import ImageSlot, ItemStatus
+from builder.models.embeddings import ClipEncoder, TextEmbedder
+from builder.stages.render import SlotJob, render_items
+from builder.stages.render.diffusers import DiffusionRenderer
+from builder.stages.render.pool import PoolIndex, build_index, index_dir_for
+from builder.stages.render.retrieval import NO_MATCH, RetrievalRenderer
 from builder.store import Store
 from tests.helpers import make_item
 from tests.tiny_models import save_tiny_clip, save_tiny_pipeline

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.settings import Settings, bundled
+from builder.config.settings import Settings, bundled
+from builder.config.taxonomy import load_taxonomy
 from builder.store import Store
-from builder.taxonomy import load_taxonomy
 from tests.helpers import all_items, snapshot
 
 pytestmark = pytest.mark.slow

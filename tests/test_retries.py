@@ -14,9 +14,9 @@ import pytest
 from prefect import flow, task
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from builder.errors import InputError
-from builder.items import Item, ItemStatus
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.errors import InputError
+from builder.core.items import Item, ItemStatus
 from tests.helpers import all_items
 from tests.servers import free_port
 
@@ -71,7 +71,7 @@ def test_a_failed_item_is_retried_while_attempts_are_left(tmp_path: Path) -> Non
 
 
 def test_the_stage_task_retries_on_transient_errors() -> None:
-    from builder.transient import transient_state
+    from builder.run.retry import transient_state
     from flows.build import run_stage
 
     assert run_stage.retry_condition_fn is transient_state and run_stage.retries >= 1
@@ -101,7 +101,7 @@ calls: Counter[str] = Counter()
 
 @pytest.mark.parametrize("kind", list(RAISES))
 def test_transient_errors_are_retried_and_others_are_not(kind: str) -> None:
-    from builder.transient import transient_state
+    from builder.run.retry import transient_state
 
     @task(retries=2, retry_delay_seconds=0, retry_condition_fn=transient_state)
     def fails(kind: str) -> None:
@@ -117,7 +117,7 @@ def test_transient_errors_are_retried_and_others_are_not(kind: str) -> None:
 
 
 def test_a_transient_error_that_clears_lets_the_task_finish() -> None:
-    from builder.transient import transient_state
+    from builder.run.retry import transient_state
 
     tries: list[int] = []
 

@@ -12,10 +12,10 @@ from collections import Counter
 
 import pytest
 
+from builder.config.settings import Settings
 from builder.review.policy import Decision
 from builder.review.recent import Recent
 from builder.review.service import ReviewService
-from builder.settings import Settings
 from builder.store import ReviewState, Store
 from tests.review_support import ReviewServer, queue_items
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from builder.config.sections import ReviewSettings
+from builder.config.settings import Settings
 from builder.review.service import ReviewService
-from builder.sections import ReviewSettings
-from builder.settings import Settings
 from builder.store import ReviewState, Store
 from tests.review_support import ReviewServer, queue_items
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import create_engine, text
 
-from builder.items import ItemStatus
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.items import ItemStatus
 from builder.store import ReviewState, Store
 from tests.conftest import REPO
 from tests.review_support import queue_items

@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from builder.config.settings import Settings
 from builder.review.service import ReviewService
-from builder.settings import Settings
 from builder.store import ReviewState, Store
 from tests.review_support import ReviewServer, queue_items
 

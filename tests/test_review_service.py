@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.items import ItemStatus
+from builder.config.sections import ReviewSettings
+from builder.core.items import ItemStatus
 from builder.review.policy import Decision
 from builder.review.service import ReviewRefused, ReviewService
-from builder.sections import ReviewSettings
 from builder.store import ReviewState, Store
 from tests.review_support import queue_items
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from builder.config.sections import ReviewSettings
+from builder.config.settings import Settings
 from builder.review.labelstudio import export_tasks, import_annotations
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
 from builder.review.stats import review_stats
-from builder.sections import ReviewSettings
-from builder.settings import Settings
 from builder.store import ReviewState, Store
 from tests.review_support import queue_items
 

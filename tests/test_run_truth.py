@@ -18,9 +18,9 @@ import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.items import ItemStatus
+from builder.config.settings import Settings
+from builder.core.items import ItemStatus
 from builder.review.service import ReviewService
-from builder.settings import Settings
 from builder.store import Store
 from tests.servers import ScriptedServer, free_port
 

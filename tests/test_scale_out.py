@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.errors import InputError
 from tests.conftest import POSTGRES_URL, reset_postgres
 from tests.helpers import all_items, snapshot
 
 
 def test_the_dask_runner_refuses_sqlite(tmp_path: Path) -> None:
-    from builder.tasks import load_inputs
+    from builder.run.tasks import load_inputs
 
     settings = Settings(artifacts=tmp_path, runner={"kind": "dask"})
     with pytest.raises(InputError, match="SQLite cannot serve"):

@@ -22,23 +22,23 @@ import yaml
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.compose import CompositionRequest, compose_items
-from builder.compose.offline import OfflineComposer
+from builder.config.input_limits import InputLimits
+from builder.config.sections import CurationSettings, TriageModelSettings
+from builder.config.seeds import load_seeds
+from builder.config.settings import Settings, bundled
+from builder.config.taxonomy import Taxonomy
 from builder.curation.importer import import_source, load_source
 from builder.curation.merge import merge_near_duplicates
 from builder.curation.select import write_seed_set
 from builder.curation.triage import ModelTriage, source_profiles, triage
-from builder.embeddings import TextEmbedder
-from builder.limits import InputLimits
-from builder.llm import LLMFailure
+from builder.models.embeddings import TextEmbedder
+from builder.models.llm import LLMFailure
 from builder.review.policy import Decision
 from builder.review.seed_queue import SeedCuration, SeedEdit
 from builder.review.service import ReviewRefused, ReviewService
-from builder.sections import CurationSettings, TriageModelSettings
-from builder.seeds import load_seeds
-from builder.settings import Settings, bundled
+from builder.stages.compose import CompositionRequest, compose_items
+from builder.stages.compose.offline import OfflineComposer
 from builder.store import SeedState, Store
-from builder.taxonomy import Taxonomy
 from tests.review_support import ReviewServer
 from tests.servers import LlamaServer
 
@@ -335,7 +335,7 @@ def test_disagreeing_categories_go_to_an_admin(imported, taxonomy: Taxonomy) -> 
     store, profiles = imported
     triage(store, profiles, CurationSettings())
     (pending,) = store.seed_candidates([SeedState.PENDING])
-    from builder.sections import ReviewSettings
+    from builder.config.sections import ReviewSettings
 
     curation = SeedCuration(store, ReviewSettings(votes_required=2), taxonomy)
     assert curation.next_seed("ada").id == pending.id

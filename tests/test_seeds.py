@@ -12,11 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from builder.cli import app
-from builder.errors import InputError
-from builder.limits import InputLimits
-from builder.seeds import load_seeds
-from builder.settings import bundled
-from builder.taxonomy import Taxonomy
+from builder.config.input_limits import InputLimits
+from builder.config.seeds import load_seeds
+from builder.config.settings import bundled
+from builder.config.taxonomy import Taxonomy
+from builder.core.errors import InputError
 
 
 def _write(path: Path, *lines: str) -> Path:

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from builder import twemoji_pool
-from builder.errors import InputError
-from builder.filters import filters
-from builder.settings import load_settings
+from builder.config.settings import load_settings
+from builder.core.errors import InputError
+from builder.stages.filters import filters
+from builder.stages.render.pool import twemoji
 
 
 def test_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -92,6 +92,6 @@ def test_backends_say_what_they_are_missing(overrides: dict, message: str) -> No
 
 def test_retrieval_without_a_pool_needs_the_built_in_one(monkeypatch: pytest.MonkeyPatch) -> None:
     assert load_settings(renderer={"backend": "retrieval"}).renderer.pool is None  # the built-in pool
-    monkeypatch.setattr(twemoji_pool, "_assets", lambda: None)  # as on a machine without it
+    monkeypatch.setattr(twemoji, "_assets", lambda: None)  # as on a machine without it
     with pytest.raises(InputError, match=r"picture pool is not installed.*or give an image pool"):
         load_settings(renderer={"backend": "retrieval"})

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import pipeline
-from builder.items import ItemStatus
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.config.taxonomy import load_taxonomy
+from builder.core.items import ItemStatus
+from builder.stages import pipeline
 from builder.store import Store
-from builder.taxonomy import load_taxonomy
 from tests.stamp_stage import HELD_BACK, HELD_BACK_ENV
 
 

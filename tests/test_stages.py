@@ -8,20 +8,20 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from builder.compose import CompositionRequest, compose_items
-from builder.compose.offline import OfflineComposer
-from builder.dedup import DedupStage
-from builder.embeddings import TextEmbedder
-from builder.filters import filter_items
-from builder.filters.leakage import LeakageFilter
-from builder.filters.structural import StructuralFilter
-from builder.items import Item, ItemStatus
-from builder.render import SlotJob, content_key, render_items, store_image
-from builder.render.typographic import TypographicRenderer
-from builder.seeds import Seed
+from builder.config.seeds import Seed
+from builder.config.taxonomy import Taxonomy
+from builder.core.items import Item, ItemStatus
+from builder.core.words import contains_phrase, keywords
+from builder.models.embeddings import TextEmbedder
+from builder.stages.compose import CompositionRequest, compose_items
+from builder.stages.compose.offline import OfflineComposer
+from builder.stages.dedup import DedupStage
+from builder.stages.filters import filter_items
+from builder.stages.filters.leakage import LeakageFilter
+from builder.stages.filters.structural import StructuralFilter
+from builder.stages.render import SlotJob, content_key, render_items, store_image
+from builder.stages.render.typographic import TypographicRenderer
 from builder.store import Store
-from builder.taxonomy import Taxonomy
-from builder.text import contains_phrase, keywords
 from tests.helpers import make_item
 
 SEEDS = [

@@ -6,11 +6,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from builder.errors import InputError
-from builder.items import ItemStatus, Verdict
+from builder.config.sections import ReviewSettings
+from builder.core.errors import InputError
+from builder.core.items import ItemStatus, Verdict
 from builder.review.policy import Decision
 from builder.review.service import ReviewService
-from builder.sections import ReviewSettings
 from builder.store import ReviewState, Store
 from tests.helpers import make_item
 

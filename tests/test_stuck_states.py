@@ -8,12 +8,13 @@ from pathlib import Path
 
 from typer.testing import CliRunner
 
-from builder import pipeline, tasks
 from builder.cli import app
-from builder.items import ItemStatus
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.items import ItemStatus
+from builder.run import tasks
+from builder.run.status_reasons import status_reasons
+from builder.stages import pipeline
 from builder.store import Store
-from builder.stuck import status_reasons
 from tests.helpers import make_item
 
 LOOP_ON = {"testers": [{"model": "m", "base_url": "http://127.0.0.1:9/v1"}]}

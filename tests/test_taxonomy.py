@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.settings import bundled
-from builder.taxonomy import Taxonomy, load_taxonomy
+from builder.config.settings import bundled
+from builder.config.taxonomy import Taxonomy, load_taxonomy
+from builder.core.errors import InputError
 from tests.helpers import assert_relation_conforms, assert_template_fills
 
 # Every registered relation (and each of its offline templates) gets the conformance tests:

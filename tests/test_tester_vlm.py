@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from builder.attack.openai import OpenAITester
-from builder.items import ImageSlot
-from builder.llm import LLMClient, LLMSettings
+from builder.core.items import ImageSlot
+from builder.models.llm import LLMClient, LLMSettings
+from builder.stages.attack.openai import OpenAITester
 from builder.store import Store
 from tests.helpers import make_item
 from tests.tiny_vlm import VisionServer, pixel_hashes

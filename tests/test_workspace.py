@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.registry import Backend
-from builder.settings import Settings
-from builder.workspace import Workspace
+from builder.config.settings import Settings
+from builder.core.registry import Backend
+from builder.stages.workspace import Workspace
 
 SHARDS = 6
 

@@ -10,10 +10,10 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from builder.answers import answers_of, purge
 from builder.cli.core import ArtifactsOption, ConfigOption, DatabaseOption, open_store, user_errors
 from builder.cli.display import console, make_table
-from builder.items import ItemStatus
+from builder.core.items import ItemStatus
+from builder.review.answers import answers_of, purge
 
 answers_app = typer.Typer(
     help="Testers' answers from the attack loop (kept in the store, never released).", no_args_is_help=True

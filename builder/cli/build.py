@@ -10,7 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from builder.attack import testers
 from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
@@ -37,19 +36,20 @@ from builder.cli.display import (
     progress_bars,
 )
 from builder.cli.prefect_env import prefect_session
-from builder.compose import composers
-from builder.errors import InputError
-from builder.failures import failure_groups, summary
-from builder.filters import filters
-from builder.items import ItemStatus
-from builder.judge import judges
-from builder.registry import BackendSettings, Registry
-from builder.render import renderers
-from builder.report import BuildReport
-from builder.run_scope import exclusive_status_counts
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.errors import InputError
+from builder.core.items import ItemStatus
+from builder.core.registry import BackendSettings, Registry
+from builder.run.failures import failure_groups, summary
+from builder.run.report import BuildReport
+from builder.run.scope import exclusive_status_counts
+from builder.run.status_reasons import failed_where_off, status_reasons
+from builder.stages.attack import testers
+from builder.stages.compose import composers
+from builder.stages.filters import filters
+from builder.stages.judge import judges
+from builder.stages.render import renderers
 from builder.store import ReviewState, open_engine
-from builder.stuck import failed_where_off, status_reasons
 
 app = typer.Typer()
 
@@ -72,7 +72,7 @@ def preflight(settings: Settings) -> list[str]:
 def _prepare(settings: Settings) -> None:
     """What a build loads while Prefect's server starts: the text model, then the flows (and
     Prefect with them)."""
-    from builder.tasks import warm_up
+    from builder.run.tasks import warm_up
 
     warm_up(settings)
     import flows.build  # noqa: F401
@@ -82,7 +82,7 @@ def execute_build(settings: Settings, limit: int | None, verbose: bool) -> Build
     """`mirbench build` once its inputs are checked: a rerun with nothing left gets its report
     without Prefect; otherwise the flow runs on a Prefect server that starts while the text
     model loads."""
-    from builder.tasks import finish_build, has_work, open_build
+    from builder.run.tasks import finish_build, has_work, open_build
 
     if not has_work(settings, limit):
         with user_errors():
@@ -256,7 +256,7 @@ def build(
         ),
     )
     show_tracebacks(verbose)
-    from builder.tasks import load_inputs
+    from builder.run.tasks import load_inputs
 
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with user_errors():

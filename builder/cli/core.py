@@ -15,8 +15,8 @@ from typer.core import TyperGroup
 
 from builder import __version__
 from builder.cli.display import console, errors
-from builder.errors import InputError, SystemFault
-from builder.settings import Settings, load_settings
+from builder.config.settings import Settings, load_settings
+from builder.core.errors import InputError, SystemFault
 from builder.store import Store
 
 # Set by -v/--verbose (global or a command's) for the one command line being run.

@@ -34,7 +34,7 @@ app.add_typer(db_app, name="db")
 def taxonomy_list(config: ConfigOption = None, taxonomy: TaxonomyOption = None) -> None:
     """List categories and relations."""
     settings = command_settings(config, taxonomy=taxonomy)
-    from builder.taxonomy import load_taxonomy
+    from builder.config.taxonomy import load_taxonomy
 
     with user_errors():
         loaded = load_taxonomy(settings.taxonomy)
@@ -59,7 +59,7 @@ def taxonomy_list(config: ConfigOption = None, taxonomy: TaxonomyOption = None) 
 def taxonomy_validate(config: ConfigOption = None, taxonomy: TaxonomyOption = None) -> None:
     """Check every taxonomy file; report all problems with file:line."""
     settings = command_settings(config, taxonomy=taxonomy)
-    from builder.taxonomy import load_taxonomy
+    from builder.config.taxonomy import load_taxonomy
 
     with user_errors():
         loaded = load_taxonomy(settings.taxonomy)
@@ -99,8 +99,8 @@ def pool_index(
             "pool_image_column": image_column,
         },
     )
-    from builder.embeddings import TextEmbedder
-    from builder.render.retrieval import RetrievalRenderer, index_pool
+    from builder.models.embeddings import TextEmbedder
+    from builder.stages.render.retrieval import RetrievalRenderer, index_pool
 
     with user_errors():
         RetrievalRenderer.preflight(settings)
@@ -125,7 +125,7 @@ def db_upgrade(
 ) -> None:
     """Upgrade the store's schema to this version of mirbench (every command also does it on
     first use)."""
-    from builder import migrations
+    from builder.store import migrations
 
     with open_store(config, artifacts, database_url, migrate=False) as store:
         before, head = migrations.revisions(store.engine)

@@ -13,9 +13,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from rich.text import Text
 
-from builder import progress
-from builder.attack.summary import AttackSummary
-from builder.failures import FailureGroup
+from builder.core import progress
+from builder.run.failures import FailureGroup
+from builder.stages.attack.summary import AttackSummary
 
 # In a terminal rich fits tables to its width; piped into a log, wide lines read better than
 # lines folded at rich's default of 80 columns.

@@ -8,8 +8,6 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from builder import pipeline
-from builder.answers import answers_of
 from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
@@ -19,10 +17,12 @@ from builder.cli.core import (
     user_errors,
 )
 from builder.cli.display import LIST_FAILED, console, make_table
-from builder.errors import InputError
-from builder.failures import attempts, current_failure, exhausted
-from builder.items import Item, ItemStatus
-from builder.run_scope import exclusive_status
+from builder.core.errors import InputError
+from builder.core.items import Item, ItemStatus
+from builder.review.answers import answers_of
+from builder.run.failures import attempts, current_failure, exhausted
+from builder.run.scope import exclusive_status
+from builder.stages import pipeline
 from builder.store import Store
 
 items_app = typer.Typer(

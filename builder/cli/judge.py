@@ -12,10 +12,6 @@ from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from builder.calibration.labels import load_label_set, resolve
-from builder.calibration.metrics import RESAMPLES, SEED, Figures
-from builder.calibration.records import record_calibration
-from builder.calibration.run import JudgeCalibration, calibrate, judges_to_run
 from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
@@ -24,10 +20,14 @@ from builder.cli.core import (
     JudgeModelOption,
 )
 from builder.cli.display import console
-from builder.errors import InputError
-from builder.judge import judges
-from builder.settings import load_settings
-from builder.workspace import Workspace
+from builder.config.settings import load_settings
+from builder.core.errors import InputError
+from builder.stages.judge import judges
+from builder.stages.judge.calibration.labels import load_label_set, resolve
+from builder.stages.judge.calibration.metrics import RESAMPLES, SEED, Figures
+from builder.stages.judge.calibration.records import record_calibration
+from builder.stages.judge.calibration.run import JudgeCalibration, calibrate, judges_to_run
+from builder.stages.workspace import Workspace
 
 app = typer.Typer()
 judge_app = typer.Typer(help="Judges: calibrate against human labels.", no_args_is_help=True)

@@ -9,8 +9,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from builder.cli.core import user_errors
-from builder.errors import InputError
-from builder.settings import Settings
+from builder.config.settings import Settings
+from builder.core.errors import InputError
 
 
 @contextmanager
@@ -32,7 +32,7 @@ def prefect_session(
             while_starting()
         yield
         return
-    from builder.prefect_server import PrivatePrefectServer, ServerDidNotStart
+    from builder.run.prefect_server import PrivatePrefectServer, ServerDidNotStart
 
     server = PrivatePrefectServer(Path(os.environ["PREFECT_HOME"]))
     with user_errors():

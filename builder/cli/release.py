@@ -21,7 +21,7 @@ from builder.cli.core import (
 )
 from builder.cli.display import console, errors, progress_bars
 from builder.cli.prefect_env import prefect_session
-from builder.errors import InputError
+from builder.core.errors import InputError
 from builder.store import ReviewState
 
 app = typer.Typer()
@@ -62,7 +62,7 @@ def release(
         fail(InputError(f"unknown --layout {', '.join(unknown)}; known: mir"))
     show_tracebacks(verbose)
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
-    from builder.release import check_release
+    from builder.release.export import check_release
 
     with existing_store(settings) as store:
         started = {row.version: row.location for row in store.releases()}
@@ -108,7 +108,7 @@ def publish(
     content again is a no-op; a rerun resumes an interrupted upload. Refuses unapproved items,
     images that do not decode and releases without release.license.
     """
-    from builder import publish as hub
+    from builder.release import publish as hub
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
     target = dry_run_out or settings.artifacts / "publish" / repo.replace("/", "--") / f"v{version}"

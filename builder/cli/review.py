@@ -22,7 +22,7 @@ from builder.cli.core import (
     user_errors,
 )
 from builder.cli.display import console, errors, make_table
-from builder.errors import InputError
+from builder.core.errors import InputError
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 
 review_app = typer.Typer(

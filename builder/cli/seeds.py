@@ -21,9 +21,9 @@ from builder.cli.core import (
     user_errors,
 )
 from builder.cli.display import console, make_table
-from builder.errors import InputError
-from builder.settings import Settings
-from builder.taxonomy import Taxonomy
+from builder.config.settings import Settings
+from builder.config.taxonomy import Taxonomy
+from builder.core.errors import InputError
 
 app = typer.Typer()
 seeds_app = typer.Typer(
@@ -40,7 +40,7 @@ SeedIds = Annotated[list[str], typer.Argument(help="Seed ids (sd-...).")]
 
 
 def _taxonomy(settings: Settings) -> Taxonomy:
-    from builder.taxonomy import load_taxonomy
+    from builder.config.taxonomy import load_taxonomy
 
     with user_errors():
         return load_taxonomy(settings.taxonomy)
@@ -57,7 +57,7 @@ def seeds_validate(
 ) -> None:
     """Check seed files (JSONL or CSV); report all problems with file:line."""
     settings = command_settings(config, taxonomy=taxonomy, seeds=paths)
-    from builder.seeds import load_seeds
+    from builder.config.seeds import load_seeds
 
     with user_errors():
         loaded = load_seeds(settings.seeds, _taxonomy(settings), settings.limits)
@@ -126,7 +126,7 @@ def seeds_merge(
 ) -> None:
     """Merge near-duplicate seeds across sources into aliases (MiniLM vectors, faiss)."""
     from builder.curation.merge import merge_near_duplicates
-    from builder.workspace import Workspace
+    from builder.stages.workspace import Workspace
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
     threshold = similarity if similarity is not None else settings.curation.near_duplicate_similarity
@@ -150,8 +150,8 @@ def seeds_triage(
     taxonomy: TaxonomyOption = None,
 ) -> None:
     """Sort seeds into the categories: the sources' label mappings, and a model when configured."""
+    from builder.config.sections import TriageModelSettings
     from builder.curation.triage import ModelTriage, source_profiles, triage
-    from builder.sections import TriageModelSettings
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     if model:  # the command line names the model: the config file's other triage settings stay

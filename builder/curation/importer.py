@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from builder.config.input_limits import InputLimits
+from builder.config.user_files import control_character
+from builder.core.errors import InputError, InputErrors
 from builder.curation.sources import LoadedSource, SourceRow, load_profile, profile_path, read_source
-from builder.errors import InputError, InputErrors
-from builder.limits import InputLimits
-from builder.records import control_character
 from builder.store import SEED_ID_PREFIX, SeedState, Store
 
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builder.dedup import DedupIndex, Entry
+from builder.stages.dedup import DedupIndex, Entry
 from builder.store import SeedState, Store
 
 

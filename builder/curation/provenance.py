@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from builder.items import Item
+from builder.core.items import Item
 
 
 def seed_sources(items: list[Item]) -> list[dict[str, Any]]:

@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from builder.core.errors import InputError
 from builder.curation.sources import SourceProfile
-from builder.errors import InputError
 from builder.store import SeedRow, SeedState, Store
 
 SEEDS_FILE = "seeds.jsonl"

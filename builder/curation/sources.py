@@ -19,8 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from builder.errors import InputError, InputErrors
-from builder.yamlfile import line_of, read_yaml, validation_errors
+from builder.config.yaml_lines import line_of, read_yaml, validation_errors
+from builder.core.errors import InputError, InputErrors
 
 OUT_OF_SCOPE = "out_of_scope"
 Format = Literal["jsonl", "csv", "parquet", "datasets", "yaml", "text"]

@@ -21,13 +21,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from builder.config.sections import CurationSettings
+from builder.config.taxonomy import Taxonomy
+from builder.core.words import contains_phrase
 from builder.curation.sources import OUT_OF_SCOPE, SourceProfile, load_profile, profile_path
-from builder.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
-from builder.prompts import PromptSet
-from builder.sections import CurationSettings
+from builder.models.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
+from builder.models.prompts import PromptSet
 from builder.store import SeedRow, SeedState, Store
-from builder.taxonomy import Taxonomy
-from builder.text import contains_phrase
 
 TRIAGE_DECIDER = "triage"
 

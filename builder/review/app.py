@@ -26,8 +26,9 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from builder.answers import answers_of
-from builder.items import Item
+from builder.config.settings import Settings, load_settings
+from builder.core.items import Item
+from builder.review.answers import answers_of
 from builder.review.guard import (
     DATABASE_FAULTS,
     BodyLimit,
@@ -41,7 +42,6 @@ from builder.review.guard import (
 from builder.review.policy import Decision
 from builder.review.recent import Recent
 from builder.review.service import ReviewRefused, ReviewService, token_digest
-from builder.settings import Settings, load_settings
 from builder.store import ReviewState, Store
 
 COOKIE = "mirbench_review"

@@ -22,7 +22,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import InterfaceError, OperationalError
 
-from builder.errors import SystemFault
+from builder.core.errors import SystemFault
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

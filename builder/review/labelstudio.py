@@ -17,10 +17,10 @@ from typing import Any
 from urllib.parse import quote
 from xml.sax.saxutils import quoteattr
 
-from builder.errors import InputError
+from builder.config.settings import Settings
+from builder.core.errors import InputError
 from builder.review.policy import Decision
 from builder.review.service import BulkResult, ReviewService
-from builder.settings import Settings
 from builder.store import ReviewState, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="

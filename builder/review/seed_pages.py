@@ -11,12 +11,12 @@ from typing import Any
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
+from builder.config.settings import Settings
+from builder.config.taxonomy import load_taxonomy
 from builder.review.policy import Decision
 from builder.review.seed_queue import SeedCuration, SeedEdit
 from builder.review.service import ReviewRefused
-from builder.settings import Settings
 from builder.store import SeedState, Store
-from builder.taxonomy import load_taxonomy
 
 
 def add_seed_routes(

@@ -18,9 +18,11 @@ from typing import Any
 
 from sqlalchemy import select
 
+from builder.config.sections import ReviewSettings
+from builder.config.taxonomy import Taxonomy
+from builder.core.words import contains_phrase
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy
 from builder.review.service import ReviewRefused
-from builder.sections import ReviewSettings
 from builder.store import (
     DecisionRow,
     LeaseRow,
@@ -31,8 +33,6 @@ from builder.store import (
     SeedVoteEditRow,
     Store,
 )
-from builder.taxonomy import Taxonomy
-from builder.text import contains_phrase
 
 _STATE = {
     ReviewState.PENDING: SeedState.PENDING,

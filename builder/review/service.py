@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from builder.errors import InputError
-from builder.items import Item, ItemStatus, Verdict
+from builder.config.sections import ReviewSettings
+from builder.core.errors import InputError
+from builder.core.items import Item, ItemStatus, Verdict
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy, pair_conflict
 from builder.review.recent import Recent
-from builder.sections import ReviewSettings
 from builder.store import DecisionRow, PairMember, ReviewState, ReviewTransaction, Store
 
 REVIEW_VERDICT = "review"

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
-from builder import migrations
-from builder.errors import InputError, SystemFault
+from builder.core.errors import InputError, SystemFault
+from builder.store import migrations
 from builder.store.schema import ItemRow
 
 _log = logging.getLogger("builder.store")

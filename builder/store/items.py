@@ -10,8 +10,8 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from builder.errors import InputError
-from builder.items import Item, ItemStatus, Verdict
+from builder.core.errors import InputError
+from builder.core.items import Item, ItemStatus, Verdict
 from builder.store.engine import StoreBase, in_chunks
 from builder.store.schema import ItemRow, ReviewRow, _now
 

@@ -12,7 +12,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from builder.errors import InputError
+from builder.core.errors import InputError
 from builder.store.engine import StoreBase, in_chunks
 from builder.store.schema import ReleaseIntentRow, ReleaseRow, RunItemRow, RunRow, TaskRecordRow, _now
 

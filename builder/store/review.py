@@ -16,8 +16,8 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
 
-from builder.errors import InputError
-from builder.items import Item, ItemStatus
+from builder.core.errors import InputError
+from builder.core.items import Item, ItemStatus
 from builder.store.engine import StoreBase, in_chunks
 from builder.store.items import item_values
 from builder.store.schema import (

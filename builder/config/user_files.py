@@ -1,0 +1,206 @@
+"""Rows of user data files (JSONL, or CSV with a header), read defensively.
+
+Seed files and image-pool caption files are written by people and other tools: this reader
+never raises on their content. Every problem comes back as an InputError naming `file:line`,
+and all of a file's problems are found in one pass. A UTF-8 byte-order mark is accepted.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from builder.core.errors import InputError
+
+RECORD_SUFFIXES = (".jsonl", ".csv")
+# C0 controls other than tab, newline and carriage return, DEL, and the C1 controls.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_LIMIT_HINT = "raise limits.max_record_chars (or MIRBENCH_LIMITS__MAX_RECORD_CHARS) if this is intended"
+
+
+@dataclass
+class Records:
+    """What one file holds: (line, row) pairs in file order, and the problems found."""
+
+    rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    errors: list[InputError] = field(default_factory=list)
+
+
+def control_character(text: str) -> str | None:
+    """A description of the first control character in `text` (None if there is none)."""
+    match = _CONTROL.search(text)
+    if match is None:
+        return None
+    return f"control character U+{ord(match.group()):04X} at column {match.start() + 1}"
+
+
+def decode_text(path: Path, data: bytes) -> str:
+    """`data` as text (a leading BOM dropped); InputError naming the line of the first bad byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise InputError(
+            f"not UTF-8 text: byte 0x{data[exc.start]:02x} cannot be decoded; save the file as UTF-8",
+            path=path,
+            line=line,
+        ) from None
+
+
+def read_records(
+    path: Path,
+    max_record_chars: int,
+    required: frozenset[str] = frozenset(),
+    allowed: frozenset[str] | None = None,
+) -> Records:
+    """The rows of a `.jsonl` or `.csv` file; an empty file, or a CSV with a header only, is a problem.
+
+    A CSV header is checked once against the `required` and `allowed` columns (JSONL rows are
+    checked by the caller's model, row by row).
+    """
+    records = Records()
+    if path.suffix.lower() not in RECORD_SUFFIXES:
+        records.errors.append(
+            InputError(f"unsupported file type '{path.suffix}' (use .jsonl or .csv)", path=path)
+        )
+        return records
+    try:
+        text = decode_text(path, path.read_bytes())
+    except InputError as error:
+        records.errors.append(error)
+        return records
+    except OSError as exc:
+        records.errors.append(InputError(f"cannot read: {exc.strerror}", path=path))
+        return records
+    if not text.strip():
+        records.errors.append(InputError("the file is empty: no records", path=path, line=1))
+        return records
+    if path.suffix.lower() == ".jsonl":
+        _jsonl_rows(path, text, max_record_chars, records)
+    else:
+        _csv_rows(path, text, max_record_chars, required, allowed, records)
+    if not records.rows and not records.errors:
+        records.errors.append(InputError("a header but no records", path=path, line=1))
+    return records
+
+
+def _jsonl_rows(path: Path, text: str, max_record_chars: int, records: Records) -> None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        if len(line) > max_record_chars:
+            records.errors.append(
+                InputError(
+                    f"line is {len(line):,} characters, over the limit of {max_record_chars:,}; "
+                    + _LIMIT_HINT,
+                    path=path,
+                    line=number,
+                )
+            )
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            records.errors.append(InputError(f"malformed JSON: {exc.msg}", path=path, line=number))
+            continue
+        except RecursionError:
+            records.errors.append(
+                InputError("JSON nested too deeply (a record is one flat object)", path=path, line=number)
+            )
+            continue
+        except ValueError as exc:  # e.g. an integer with more digits than Python converts
+            records.errors.append(InputError(f"malformed JSON: {exc}", path=path, line=number))
+            continue
+        if not isinstance(row, dict):
+            records.errors.append(
+                InputError(f"expected a JSON object, got {_json_type(row)}", path=path, line=number)
+            )
+            continue
+        records.rows.append((number, row))
+
+
+def _json_type(value: Any) -> str:
+    names = {list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
+
+
+@contextmanager
+def _csv_field_limit(limit: int) -> Iterator[None]:
+    """csv's own limit (131,072) is process-wide and names no setting: ours replaces it while we read."""
+    previous = csv.field_size_limit(limit)
+    try:
+        yield
+    finally:
+        csv.field_size_limit(previous)
+
+
+def _header_problem(
+    columns: list[str], required: frozenset[str], allowed: frozenset[str] | None
+) -> str | None:
+    duplicates = sorted({name for name in columns if columns.count(name) > 1})
+    if duplicates:
+        return f"the header row has duplicate column(s) {duplicates}"
+    if not all(columns):
+        return "the header row has an empty column name"
+    missing = sorted(required - set(columns))
+    if missing:
+        return f"the header row lacks the column(s) {missing}; it has {columns}"
+    unknown = sorted(set(columns) - allowed) if allowed is not None else []
+    if unknown:
+        return f"unknown column(s) {unknown}; known: {sorted(allowed or ())}"
+    return None
+
+
+def _csv_rows(
+    path: Path,
+    text: str,
+    max_record_chars: int,
+    required: frozenset[str],
+    allowed: frozenset[str] | None,
+    records: Records,
+) -> None:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    with _csv_field_limit(max_record_chars):
+        try:
+            header = next(reader)
+            columns = [name.strip() for name in header]
+            problem = _header_problem(columns, required, allowed)
+            if problem is not None:
+                records.errors.append(InputError(problem, path=path, line=1))
+                return
+            for values in reader:
+                line = reader.line_num
+                if not any(value.strip() for value in values):
+                    continue
+                if len(values) > len(columns):
+                    records.errors.append(InputError("more values than header columns", path=path, line=line))
+                    continue
+                size = sum(map(len, values))
+                if size > max_record_chars:
+                    records.errors.append(
+                        InputError(
+                            f"row is {size:,} characters, over the limit of {max_record_chars:,}; "
+                            + _LIMIT_HINT,
+                            path=path,
+                            line=line,
+                        )
+                    )
+                    continue
+                records.rows.append(
+                    (line, {name: value for name, value in zip(columns, values, strict=False) if value != ""})
+                )
+        except csv.Error as exc:
+            # The reader cannot find its place again after this: the rest of the file is not read.
+            message = str(exc)
+            if "field larger than field limit" in message:
+                message = f"a field longer than the limit of {max_record_chars:,} characters; {_LIMIT_HINT}"
+            else:
+                message = f"malformed CSV: {message}"
+            records.errors.append(InputError(message, path=path, line=max(reader.line_num, 1)))

@@ -1,0 +1,100 @@
+"""The shared base of every stage: what a stage declares about itself, and the work every
+stage shares (stats, timing, progress, batching).
+
+A stage declares, as class attributes, its `name`, the status it `gives` the items that pass
+it, whether it needs the whole round at once (`whole_round`, dedup) and whether it runs only
+with testers (`needs_testers`, the attack loop); `open` builds it, with its backends, from a
+build's workspace. Which status it takes follows from its place in the pipeline
+(builder/stages/pipeline.py): what the enabled stage before it gives.
+
+A subclass writes only `process(batch, stats)`; the base cuts the input into batches, times
+the work, advances the stage's progress bar, stamps its name on the verdicts it added and
+counts the final status of every item (a subclass adds its own counters, such as images
+rendered).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Self
+
+from builder.core import progress
+from builder.core.items import Item, ItemStatus
+from builder.core.stats import StageOutput, StageStats
+
+if TYPE_CHECKING:
+    from builder.config.settings import Settings
+    from builder.core.registry import Backend
+    from builder.stages.workspace import Workspace
+    from builder.store import Store
+
+
+@dataclass(frozen=True)
+class Place:
+    """Where a stage sits in a build's pipeline."""
+
+    takes: ItemStatus
+    # The statuses of items that got past this stage and are still in play: what it gives and
+    # what every later stage gives (dedup compares a round's candidates with those).
+    onward: tuple[ItemStatus, ...]
+
+
+class Stage(ABC):
+    name: ClassVar[str]
+    gives: ClassVar[ItemStatus]
+    whole_round: ClassVar[bool] = False  # one task over the round's candidates, not shards
+    needs_testers: ClassVar[bool] = False  # part of the attack loop: off without testers
+    after: ClassVar[str | None] = None  # a plug-in stage: the stage it follows in the pipeline
+    # Items per `process` call; None: the whole input at once (duplicates are a property of a set).
+    batch_size: ClassVar[int | None] = 256
+    # The backends this stage drives (the workspace gives each one that is not thread-safe to
+    # one shard at a time).
+    backends: tuple[Backend, ...] = ()
+
+    @classmethod
+    def enabled(cls, settings: Settings) -> bool:
+        return settings.attack.enabled or not cls.needs_testers
+
+    @classmethod
+    @abstractmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        """This stage for one build, its backends opened through `workspace`."""
+
+    def run(self, items: list[Item]) -> StageOutput[Item]:
+        stats = StageStats(stage=self.name, items_in=len(items))
+        advance = progress.track(self.name, len(items))
+        size = self.batch_size or max(1, len(items))
+        with stats.timed():
+            for start in range(0, len(items), size):
+                batch = items[start : start + size]
+                earlier = [len(item.verdicts) for item in batch]
+                reported = _Counter(advance)
+                self.process(batch, stats, reported)
+                advance(len(batch) - reported.done)
+                for item, known in zip(batch, earlier, strict=True):
+                    for verdict in item.verdicts[known:]:
+                        verdict.stage = self.name
+                    stats.count(item.status.value)
+        return StageOutput[Item](items=items, stats=stats)
+
+    def save(self, store: Store, items: list[Item]) -> None:
+        store.save_items(items)
+
+    @abstractmethod
+    def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
+        """Update `items` in place. Call `advance(n)` for finer progress; the base advances the
+        rest of the batch when this returns."""
+
+
+class _Counter:
+    """Forwards progress and remembers how much of the batch was reported."""
+
+    def __init__(self, advance: Callable[[int], None]):
+        self._advance = advance
+        self.done = 0
+
+    def __call__(self, n: int = 1) -> None:
+        self.done += n
+        self._advance(n)

@@ -1,0 +1,295 @@
+"""Stage `render`: give every image slot a picture, stored once under its content hash.
+
+Backends are registered by name, one module each in this package (`typographic`, `diffusers`,
+`retrieval`), and render batches of slots across items. Each backend names a render key per
+slot; the key maps to the file it produced, so a slot whose key was seen before (in this run or
+an earlier one) is never rendered again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self
+
+import imagehash
+from PIL import Image
+from pydantic import Field
+
+from builder.core.errors import SystemFault, disk_full
+from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse
+from builder.core.registry import Backend, BackendSettings, Registry
+from builder.core.stats import StageOutput, StageStats
+from builder.stages.base import Place, Stage
+from builder.stages.render.pixels import grey_spread, png_bytes, spreads
+
+if TYPE_CHECKING:
+    from builder.stages.workspace import Workspace
+
+
+@dataclass(frozen=True)
+class SlotJob:
+    """One slot to render, with the item it belongs to (diffusion seeds derive from both)."""
+
+    item_id: str
+    index: int
+    slot: ImageSlot
+    earlier: tuple[ImageSlot, ...] = ()  # the item's slots before this one (retrieval: distinct pictures)
+
+
+@dataclass
+class Rendered:
+    # the picture, or what draws it: a backend that names its `picture` is asked to draw
+    # only the first time the build meets that name
+    image: Image.Image | Callable[[], Image.Image]
+    source: str | None = None  # where a retrieved image came from
+    license: str | None = None
+    prompt: str | None = None  # what a generative model was asked for
+    score: float | None = None  # how well a retrieved picture's caption matches the slot
+    picture: str | None = None  # names the pixels: one name, one image (encoded and stored once)
+
+    def pixels(self) -> Image.Image:
+        return self.image() if callable(self.image) else self.image
+
+
+@dataclass(frozen=True)
+class SlotFailure:
+    """Why one slot got no picture (its item fails; the rest of the batch goes on): a reason
+    that can be counted, and the specifics."""
+
+    reason: str
+    detail: str = ""
+
+
+RENDERER_ERROR = "renderer error"
+
+
+class RendererSettings(BackendSettings):
+    backend: str
+    size: int = Field(512, ge=32, le=4096, description="Square image side in pixels.")
+
+
+class Renderer(Backend):
+    Settings: ClassVar[type[RendererSettings]]
+    batch_size: int = 64
+
+    def signature(self) -> str:
+        """Everything about the backend that changes its output (model, size, version)."""
+        raise NotImplementedError
+
+    def render_key(self, job: SlotJob) -> str:
+        """Same key, same picture: the render cache's key for this slot."""
+        raise NotImplementedError
+
+    def render(self, jobs: Sequence[SlotJob]) -> list[Rendered | SlotFailure]:
+        """One picture (or the reason there is none) per job, in order; deterministic per job."""
+        raise NotImplementedError
+
+    def drawn_text(self, slot: ImageSlot) -> str | None:
+        """The text this backend writes onto the slot's picture, if it writes any (the leakage
+        filter reads it: text on one image must not carry the key phrase)."""
+        return None
+
+    def match_scores(self, slots: Sequence[ImageSlot]) -> list[float | None]:
+        """How well each slot's picture (rendered in an earlier run) matches it, where the
+        backend measures that (retrieval: the caption match)."""
+        return [None] * len(slots)
+
+
+renderers: Registry[Renderer] = Registry(
+    "renderer", __name__, group="mirbench.renderers", default="retrieval"
+)
+
+
+def default_settings() -> RendererSettings:
+    """Retrieval from the built-in picture pool; typographic cards where that pool is not
+    installed, saying so (the funnel and the release card read `fallback`)."""
+    from builder.stages.render.pool import twemoji
+
+    missing = twemoji.status().missing
+    if missing is None:
+        return renderers.parse({})
+    return renderers.parse({"backend": "typographic", "fallback": missing})
+
+
+class RenderCache(Protocol):
+    def cached_renders(self, keys: list[str]) -> dict[str, Any]: ...
+
+    def cache_renders(self, rows: list[dict[str, str | None]]) -> None: ...
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    file: str  # relative to the artifacts folder
+    sha256: str
+    phash: str
+    source: str | None = None
+    license: str | None = None
+    prompt: str | None = None
+    score: float | None = None
+
+
+def content_key(renderer: Renderer, slot: ImageSlot, *extra: str) -> str:
+    text = "\x1f".join([renderer.signature(), slot.description, *slot.keywords, *extra])
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
+    """Write `image` as PNG under its sha256 (atomically); return where and its hashes. Its
+    grey spread is remembered for the structural check, which then need not decode it."""
+    data = png_bytes(image)
+    sha = hashlib.sha256(data).hexdigest()
+    relative = Path("images") / sha[:2] / f"{sha}.png"
+    target = artifacts / relative
+    if not target.exists():
+        temporary = None
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            handle, temporary = tempfile.mkstemp(dir=target.parent, suffix=".part")
+            with os.fdopen(handle, "wb") as out:
+                out.write(data)
+        except OSError as error:
+            if temporary is not None:
+                Path(temporary).unlink(missing_ok=True)
+            if disk_full(error):
+                raise SystemFault(
+                    f"{target.parent}: no space left on the device while rendering; the items of this "
+                    "shard stay unrendered: free some space and rerun"
+                ) from None
+            raise
+        os.replace(temporary, target)
+    grey = image.convert("L")
+    spreads.remember(relative.as_posix(), grey_spread(grey))
+    return StoredImage(file=relative.as_posix(), sha256=sha, phash=str(imagehash.phash(grey)))
+
+
+class RenderStage(Stage):
+    """Fill every slot's file and hashes. Slots are rendered in batches across items; an item
+    whose batch fails is marked failed with the reason, and the run goes on."""
+
+    name = "render"
+    gives = ItemStatus.RENDERED
+
+    def __init__(
+        self,
+        renderer: Renderer,
+        cache: RenderCache,
+        artifacts: Path,
+        stored: dict[str, StoredImage] | None = None,
+    ):
+        self.renderer, self.backends = renderer, (renderer,)
+        self.cache, self.artifacts = cache, artifacts
+        # named pictures already written (Rendered.picture -> file and hashes), shared by the
+        # build's shards in this process: a pool picture shown by many slots is encoded once
+        self.stored = {} if stored is None else stored
+        self.encoded = 0  # pictures this shard drew and encoded (the rest were named and known)
+
+    @classmethod
+    def open(cls, workspace: Workspace, place: Place) -> Self:
+        renderer = workspace.backend(renderers, workspace.settings.renderer)
+        stored = workspace.once("stored_pictures", dict)
+        return cls(renderer, workspace.store, workspace.artifacts, stored)
+
+    def _store(self, picture: Rendered) -> StoredImage:
+        known = self.stored.get(picture.picture) if picture.picture else None
+        if known is not None and (self.artifacts / known.file).is_file():
+            return known
+        stored = store_image(picture.pixels(), self.artifacts)
+        self.encoded += 1
+        if picture.picture:
+            self.stored[picture.picture] = stored
+        return stored
+
+    def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
+        renderer = self.renderer
+        jobs = [
+            SlotJob(item.id, index, slot, tuple(item.slots[:index]))
+            for item in items
+            for index, slot in enumerate(item.slots)
+        ]
+        keys = [renderer.render_key(job) for job in jobs]
+        known: dict[str, Any] = self.cache.cached_renders(sorted(set(keys)))
+        todo: dict[str, SlotJob] = {}
+        for job, key in zip(jobs, keys, strict=True):
+            if key not in known:
+                todo.setdefault(key, job)
+        fresh: dict[str, StoredImage] = {}
+        failed_keys: dict[str, SlotFailure] = {}  # render key -> why (every slot with that key)
+        self.encoded = 0
+        pending = list(todo.items())
+        for start in range(0, len(pending), renderer.batch_size):
+            batch = pending[start : start + renderer.batch_size]
+            try:
+                pictures = renderer.render([job for _, job in batch])
+            except Exception as exc:  # a backend error fails the items of this batch, not the run
+                for key, _ in batch:
+                    failed_keys[key] = SlotFailure(RENDERER_ERROR, f"{type(exc).__name__}: {exc}")
+                continue
+            for (key, _), picture in zip(batch, pictures, strict=True):
+                if isinstance(picture, SlotFailure):
+                    failed_keys[key] = picture
+                    continue
+                fresh[key] = replace(
+                    self._store(picture),
+                    source=picture.source,
+                    license=picture.license,
+                    prompt=picture.prompt,
+                    score=picture.score,
+                )
+        stats.count("images_rendered", len(fresh))
+        stats.count("images_encoded", self.encoded)
+        stats.count("images_cached", sum(1 for key in keys if key in known))
+        signature = renderer.signature()
+        slot_keys = iter(keys)
+        from_cache: list[ImageSlot] = []
+        for item in items:
+            item_keys = [next(slot_keys) for _ in item.slots]
+            if any(key not in fresh and key not in known for key in item_keys):
+                failure = next(
+                    (failed_keys[key] for key in item_keys if key in failed_keys),
+                    SlotFailure(RENDERER_ERROR, "a slot of this item was not rendered"),
+                )
+                item.fail("render", failure.reason, failure.detail)
+                continue
+            for slot, key in zip(item.slots, item_keys, strict=True):
+                stored = fresh.get(key) or known[key]
+                slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
+                slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
+                slot.drawn_text = renderer.drawn_text(slot)
+                slot.match_score = fresh[key].score if key in fresh else None
+                if key not in fresh:
+                    from_cache.append(slot)
+            item.provenance.renderer = signature
+            item.provenance.used(
+                ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature)
+            )
+            item.status = self.gives
+        if from_cache:
+            for slot, score in zip(from_cache, renderer.match_scores(from_cache), strict=True):
+                slot.match_score = score
+        self.cache.cache_renders(
+            [
+                {
+                    "key": key,
+                    "renderer": signature,
+                    "file": s.file,
+                    "sha256": s.sha256,
+                    "phash": s.phash,
+                    "source": s.source,
+                    "license": s.license,
+                    "prompt": s.prompt,
+                }
+                for key, s in fresh.items()
+            ]
+        )
+
+
+def render_items(
+    items: list[Item], renderer: Renderer, cache: RenderCache, artifacts: Path
+) -> StageOutput[Item]:
+    """Render items outside a build (tests, notebooks, benchmarks)."""
+    return RenderStage(renderer, cache, artifacts).run(items)
