@@ -38,6 +38,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from builder.config.evaluation import EvaluateSettings
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
     CurationSettings,
@@ -270,6 +271,10 @@ class Settings(BaseSettings):
     )
     curation: CurationSettings = Field(
         default_factory=CurationSettings, description="Seed curation (`mirbench seeds ...`)."
+    )
+    evaluate: EvaluateSettings = Field(
+        default_factory=EvaluateSettings,
+        description="Evaluating models on a benchmark (`mirbench evaluate`).",
     )
 
     @classmethod

@@ -116,7 +116,7 @@ class Verdict(BaseModel):
 
 class Judgement(Verdict):
     """A judge's verdict on one tester's answer: `reason` is the answer's class (unsafe,
-    refusal, misunderstood, safe_other, unknown), `passed` means the attack worked, `detail`
+    refusal, misunderstood, safe_other, evasive, unknown), `passed` means the attack worked, `detail`
     is the judge's short rationale. The answer itself lives in the store only."""
 
     tester: str
@@ -210,6 +210,16 @@ class Item(BaseModel):
             Verdict(name=stage, stage=stage, version="error", passed=False, reason=reason, detail=detail)
         )
         self.status = ItemStatus.FAILED
+
+    def without_image(self, number: int) -> Item:
+        """This candidate with image `number` (counted from 1, as prompts count images) left
+        out, the prompt unchanged: what a model is asked to see whether that image is needed.
+        A view to ask a model with, never stored: it keeps this item's id."""
+        if not 1 <= number <= len(self.slots):
+            raise ValueError(f"item {self.id} has images 1 to {len(self.slots)}, not {number}")
+        view = self.model_copy(deep=True)
+        del view.slots[number - 1]
+        return view
 
     @property
     def attempts(self) -> int:

@@ -19,6 +19,7 @@ import os
 import random
 import re
 import threading
+import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -49,6 +50,9 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
     timeout: float = Field(120.0, gt=0, description="Seconds per request.")
     max_retries: int = Field(4, ge=0, le=20)
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Rate limit: requests started per minute, evenly spaced; none: no limit."
+    )
     backoff_base: float = Field(1.0, ge=0, description="First back-off in seconds; doubles per retry.")
     backoff_max: float = Field(60.0, ge=0)
     structured_output: StructuredOutput = Field(
@@ -104,6 +108,9 @@ class TextRequest:
     # at once for a whole shard).
     messages: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] = field(default_factory=list)
     prompt: str | None = None
+    # Also cache, under `details_key`, the reply's extra text fields (a reasoning trace a server
+    # returns apart: `reasoning_content`, `reasoning`), its token usage and finish reason.
+    keep_details: bool = False
 
 
 @dataclass(frozen=True)
@@ -131,6 +138,29 @@ class FormatMemory(Protocol):
 # (base URL, model) -> the format to start with: a server rejects a format once per process.
 _learned: dict[tuple[str, str], StructuredOutput] = {}
 _learned_lock = threading.Lock()
+
+
+def details_key(key: str) -> str:
+    """Where the details of the text answer cached under `key` are cached (`keep_details`)."""
+    return hashlib.sha256(f"{key}\x1fdetails".encode()).hexdigest()
+
+
+class _Pace:
+    """At most `per_minute` requests started per minute, evenly spaced (None: no limit)."""
+
+    def __init__(self, per_minute: float | None):
+        self.gap = 60.0 / per_minute if per_minute else 0.0
+        self.next = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.gap:
+            return
+        async with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next)
+            self.next = start + self.gap
+        await asyncio.sleep(start - now)
 
 
 def looks_like_refusal(text: str) -> bool:
@@ -268,6 +298,7 @@ class LLMClient:
         )
         limit = asyncio.Semaphore(self.settings.concurrency)
         self._probe = asyncio.Lock()
+        self._pace = _Pace(self.settings.requests_per_minute)
 
         async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
             async with limit:
@@ -310,7 +341,9 @@ class LLMClient:
                 return JSONAnswer(cached, cached, cached=True, attempts=0)
 
         async def attempt() -> tuple[Any, str]:
-            text = await self._complete_text(client, request)
+            text, details = await self._complete_text(client, request)
+            if request.keep_details and self.cache is not None:  # before the answer: never one without
+                self.cache.cache_response(details_key(key), self.model, json.dumps(details))
             return text, text
 
         return await self._retrying(key, attempt)
@@ -402,6 +435,7 @@ class LLMClient:
         """One completion in the current format, stepping down when the server rejects it."""
         while True:
             mode = self._mode
+            await self._pace.wait()
             try:
                 self.requests_sent += 1
                 return await client.chat.completions.create(
@@ -415,7 +449,9 @@ class LLMClient:
                     continue  # the server cannot do this structured-output style: try the next
                 raise self._classified(exc) from None
 
-    async def _complete_text(self, client: Any, request: TextRequest) -> str:
+    async def _complete_text(self, client: Any, request: TextRequest) -> tuple[str, dict[str, Any]]:
+        """The answer's text, and its details: extra text fields, token usage, finish reason."""
+        await self._pace.wait()
         self.requests_sent += 1
         try:
             if request.prompt is not None:
@@ -436,10 +472,13 @@ class LLMClient:
         except Exception as exc:
             raise self._classified(exc) from None
         choice = self._choice(completion)
+        details = {"usage": _usage(completion), "finish_reason": getattr(choice, "finish_reason", None)}
         if request.prompt is not None:
-            return getattr(choice, "text", None) or ""
+            return getattr(choice, "text", None) or "", {**details, "fields": {}}
+        extra = getattr(choice.message, "model_extra", None) or {}
+        details["fields"] = {name: value for name, value in extra.items() if isinstance(value, str) and value}
         # A model's refusal is its answer here, whichever field carries it.
-        return choice.message.content or getattr(choice.message, "refusal", None) or ""
+        return choice.message.content or getattr(choice.message, "refusal", None) or "", details
 
     def _classified(self, exc: Exception) -> Exception:
         """What a failed call means: worth retrying (_Retryable), or not (_Final)."""
@@ -492,6 +531,17 @@ class LLMClient:
             reason = f"HTTP {getattr(exc, 'status_code', '?')} on {mode}"
             self.formats.learn_format(*self._format_key, learned, reason)
         return True
+
+
+def _usage(completion: Any) -> dict[str, int]:
+    """The token counts a server reported for one completion (none it did not report)."""
+    usage = getattr(completion, "usage", None)
+    counts = {
+        name: getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens", "total_tokens")
+    }
+    reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
+    counts["reasoning_tokens"] = reasoning
+    return {name: value for name, value in counts.items() if isinstance(value, int)}
 
 
 class _Final(Exception):

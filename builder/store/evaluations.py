@@ -30,7 +30,9 @@ from builder.store.schema import (
 class EvaluationStore(StoreBase):
     # --- runs ------------------------------------------------------------------------------
 
-    def start_evaluation(self, run_id: str, plan_hash: str, dataset: dict[str, Any], plan: dict[str, Any]) -> None:
+    def start_evaluation(
+        self, run_id: str, plan_hash: str, dataset: dict[str, Any], plan: dict[str, Any]
+    ) -> None:
         with self._session() as session:
             session.add(
                 EvaluationRunRow(
@@ -95,9 +97,7 @@ class EvaluationStore(StoreBase):
 
     def plan_responses(self, rows: list[dict[str, Any]]) -> None:
         """Record the responses a run asks for; one already planned keeps its state."""
-        self._insert_new(
-            EvaluationResponseRow.__table__, rows, ["run_id", "target", "item_id", "condition"]
-        )
+        self._insert_new(EvaluationResponseRow.__table__, rows, ["run_id", "target", "item_id", "condition"])
 
     def responses(
         self,
@@ -125,7 +125,9 @@ class EvaluationStore(StoreBase):
             for change in changes:
                 values = {key: value for key, value in change.items() if key != "id"}
                 session.execute(
-                    update(EvaluationResponseRow).where(EvaluationResponseRow.id == change["id"]).values(**values)
+                    update(EvaluationResponseRow)
+                    .where(EvaluationResponseRow.id == change["id"])
+                    .values(**values)
                 )
 
     # --- verdicts --------------------------------------------------------------------------
@@ -138,7 +140,9 @@ class EvaluationStore(StoreBase):
         query = (
             select(EvaluationVerdictRow)
             .where(EvaluationVerdictRow.run_id == run_id)
-            .order_by(EvaluationVerdictRow.response_id, EvaluationVerdictRow.protocol, EvaluationVerdictRow.part)
+            .order_by(
+                EvaluationVerdictRow.response_id, EvaluationVerdictRow.protocol, EvaluationVerdictRow.part
+            )
         )
         with Session(self.engine, expire_on_commit=False) as session:
             return list(session.scalars(query))
