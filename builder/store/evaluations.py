@@ -153,7 +153,8 @@ class EvaluationStore(StoreBase):
         with self._session() as session:
             models = {
                 model
-                for model in session.scalars(select(EvaluationVerdictRow.judge_model).distinct())
+                for joined in session.scalars(select(EvaluationVerdictRow.judge_model).distinct())
+                for model in (joined or "").split(",")  # an ensemble's members, comma-joined
                 if model
             }
             cleared = session.execute(
