@@ -143,7 +143,8 @@ def evaluation_settings(config: Path | None, options: dict[str, Any]) -> Setting
         model, url, judge_url, judge_model = (
             options.pop(key) for key in ("target_model", "target_base_url", "judge_base_url", "judge_model")
         )
-        if model and options.get("targets"):
+        chosen = options.pop("targets")
+        if model and chosen:
             raise InputError(
                 "--target picks configured targets; --target-model gives one of its own: use one"
             )
