@@ -51,13 +51,19 @@ def test_inline_marker_sets(text: str, expected: tuple) -> None:
 
 def test_a_servers_reasoning_field_is_the_trace() -> None:
     assert _split("The answer.", {"reasoning_content": "the trace"}) == (
-        "closed", "the trace", "The answer.", "reasoning_field",
-    )  # fmt: skip
+        "closed",
+        "the trace",
+        "The answer.",
+        "reasoning_field",
+    )
     assert _split("The answer.", {"reasoning": "Ollama's trace"})[1] == "Ollama's trace"
     # cut at max_tokens while reasoning: the server never reached the answer
     assert _split("", {"reasoning_content": "half a thought"}, truncated=True) == (
-        "unclosed", "half a thought", None, "reasoning_field",
-    )  # fmt: skip
+        "unclosed",
+        "half a thought",
+        None,
+        "reasoning_field",
+    )
     full = split("The answer.", {"reasoning_content": "the trace"}, SHIPPED)
     assert full.full == "the trace\n\nThe answer."
 

@@ -300,12 +300,21 @@ class LLMClient:
         self._probe = asyncio.Lock()
         self._pace = _Pace(self.settings.requests_per_minute)
 
-        async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
+        async def ask(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
             async with limit:
                 if isinstance(request, TextRequest):
-                    answer = await self._answer_text(client, request)
-                else:
-                    answer = await self._answer(client, request)
+                    return await self._answer_text(client, request)
+                return await self._answer(client, request)
+
+        # Requests with one cache key are asked once: the others of the batch wait for that answer.
+        asked: dict[str, asyncio.Future[JSONAnswer | LLMFailure]] = {}
+
+        async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
+            text = isinstance(request, TextRequest)
+            key = self.text_cache_key(request) if text else self.cache_key(request)  # type: ignore[arg-type]
+            if key not in asked:
+                asked[key] = asyncio.ensure_future(ask(request))
+            answer = await asked[key]
             if on_done is not None:
                 on_done()
             return answer
