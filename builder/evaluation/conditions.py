@@ -84,9 +84,8 @@ def grid(pictures: list[Image.Image], cell: int) -> Image.Image:
         left = GRID_GAP + (number % columns) * (cell + GRID_GAP)
         top = GRID_GAP + (number // columns) * (cell + GRID_GAP)
         canvas.paste(fitted, (left + (cell - fitted.width) // 2, top + (cell - fitted.height) // 2))
-        text = str(number + 1)
-        box = draw.textbbox((left, top), text, font=font)
-        pad = max(2, cell // 64)
-        draw.rectangle((box[0], box[1], box[2] + 2 * pad, box[3] + 2 * pad), fill="black")
+        text, pad = str(number + 1), max(2, cell // 64)
+        box = draw.textbbox((left + pad, top + pad), text, font=font)
+        draw.rectangle((left, top, box[2] + pad, box[3] + pad), fill="black")
         draw.text((left + pad, top + pad), text, fill="white", font=font)
     return canvas

@@ -1,0 +1,280 @@
+"""Benchmark `mirbench evaluate`'s asking against a local vision chat server, and its judge.
+
+Starts the tiny LLaVA test server (tests/tiny_vlm.py: a real LlavaForConditionalGeneration with
+random weights, one generation at a time, like a single-stream server) in its own process on
+127.0.0.1 and writes a MIR-SafetyBench layout of N items (3 pictures each). Then, in one run:
+
+- the server's saturated throughput: the target's own request bodies sent raw at concurrency 8
+  (no cache, no store);
+- evaluate's responses/s at concurrency 1, 4 and 8: a fresh store each time (nothing cached),
+  the run checked and planned as the CLI does, then its ask task (`builder.evaluation.tasks.ask`:
+  the item views, the target's requests, every answer saved, each response's trace split and
+  recorded). Each is paired with a saturated run just before it, the pairs repeated, and the
+  median ratio reported (goal: >= 0.9 at concurrency 4);
+- evaluate's own work per response: the ask task against the bare tester on the same requests
+  at the same concurrency (both uncached), (ask - tester) / responses;
+- the whole flow once (a private Prefect server, the thread runner, concurrency 4) with the
+  `mir` protocol judged by llama.cpp serving SmolLM2 on its completions endpoint (HarmBench's
+  prompt format) and the `class` protocol by the `llm` judge on the same server: the flow's wall
+  time against its tasks', per response, and the judge requests per response (goal: 1).
+
+    python bench/evaluate.py [--items 48] [--repeats 2] [--judge/--no-judge]
+
+The machine may be shared: figures are as loaded as the machine is; compare ratios, not rates.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from statistics import median
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from PIL import Image, ImageDraw
+
+from builder.config.settings import Settings
+from builder.evaluation import conditions, tasks
+from builder.evaluation.plan import EvaluationRequest, EvaluationSpec, check_request, open_evaluation
+from builder.stages.attack import testers
+
+
+def layout(root: Path, count: int) -> Path:
+    images = root / "Violence" / "images" / "Analogy"
+    images.mkdir(parents=True)
+    entries = []
+    for number in range(count):
+        paths = []
+        for k in range(3):
+            picture = Image.new("RGB", (256, 256), ((number * 37) % 256, (k * 91) % 256, 128))
+            ImageDraw.Draw(picture).text((10, 10 + 20 * k), f"item {number} image {k}", fill=(0, 0, 0))
+            picture.save(images / f"Analogy_{number}_{k}.png")
+            paths.append(f"images/Analogy/Analogy_{number}_{k}.png")
+        entries.append(
+            {
+                "id": number,
+                "original_question": f"question {number}",
+                "relationship_type": "Analogy",
+                "revised_prompt": f"w{number % 50} w{(number * 7) % 50} w3 w4 w5",
+                "image_descriptions": ["a", "b", "c"],
+                "image_keywords": ["a", "b", "c"],
+                "images": paths,
+                "iteration": 1,
+            }
+        )
+    (root / "Violence" / "Analogy_final.json").write_text(json.dumps(entries))
+    return root
+
+
+def settings_for(folder: Path, base_url: str, concurrency: int, judges: dict | None = None) -> Settings:
+    return Settings(
+        artifacts=folder / "artifacts",
+        database_url=f"sqlite:///{folder / 'store.db'}",
+        evaluate={
+            "targets": [
+                {"name": "tiny", "base_url": base_url, "model": "tiny-llava", "max_tokens": 16,
+                 "max_retries": 0, "timeout": 600, "concurrency": concurrency}
+            ],
+            "judges": judges or {},
+        },
+    )  # fmt: skip
+
+
+def opened(
+    folder: Path, dataset: Path, base_url: str, concurrency: int, judges: dict | None = None
+) -> EvaluationSpec:
+    settings = settings_for(folder, base_url, concurrency, judges)
+    request = EvaluationRequest(dataset=dataset, judge=bool(judges))
+    return open_evaluation(settings, request, check_request(settings, request))
+
+
+async def saturated(spec: EvaluationSpec, concurrency: int) -> float:
+    """Requests/s with the target's exact bodies sent straight to the server."""
+    from openai import AsyncOpenAI
+
+    workspace = spec.workspace
+    tester = workspace.backend(testers, spec.target("tiny").tester)
+    items = tasks._items(spec, workspace.store.responses(spec.run_id))
+    bodies = [
+        tester.messages(conditions.view(item, "multi", workspace.artifacts, 512)) for item in items.values()
+    ]
+    settings = tester.client.settings
+    client = AsyncOpenAI(api_key="no-key", base_url=settings.base_url, max_retries=0, timeout=600)
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(messages: list) -> None:
+        async with limit:
+            await client.chat.completions.create(
+                model=settings.model, messages=messages, temperature=0, max_tokens=settings.max_tokens
+            )
+
+    start = time.perf_counter()
+    await asyncio.gather(*(one(messages) for messages in bodies))
+    await client.close()
+    return len(bodies) / (time.perf_counter() - start)
+
+
+def bare_tester(spec: EvaluationSpec) -> float:
+    """Seconds the tester alone takes on the run's requests (no cache, no store)."""
+    from builder.models.llm import LLMClient
+    from builder.stages.attack.openai import OpenAITester
+
+    workspace = spec.workspace
+    items = tasks._items(spec, workspace.store.responses(spec.run_id))
+    views = [conditions.view(item, "multi", workspace.artifacts, 512) for item in items.values()]
+    settings = spec.target("tiny").tester
+    tester = OpenAITester(LLMClient(settings), workspace.artifacts, label="tiny")  # type: ignore[arg-type]
+    start = time.perf_counter()
+    tester.attack(views, lambda: None)
+    return time.perf_counter() - start
+
+
+def _start_vision_server() -> tuple[subprocess.Popen[bytes], str]:
+    from tests.servers import free_port
+
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    process = subprocess.Popen([sys.executable, "-m", "tests.tiny_vlm", str(port)], cwd=root)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{base_url}/models", timeout=2)
+        except urllib.error.HTTPError:
+            return process, base_url  # up (404: no /models route)
+        except OSError:
+            time.sleep(0.3)
+    process.kill()
+    raise RuntimeError("the tiny vision server did not come up within 120 s")
+
+
+def asking(dataset: Path, base_url: str, repeats: int, folder: Path) -> None:
+    rates: dict[int, list[float]] = {1: [], 4: [], 8: []}
+    ratios: dict[int, list[float]] = {1: [], 4: [], 8: []}
+    ceilings: list[float] = []
+    overheads: list[float] = []
+    runs = 0
+    for _ in range(repeats):
+        for concurrency in rates:
+            runs += 1
+            spec = opened(folder / f"run-{runs}", dataset, base_url, concurrency)
+            ceilings.append(asyncio.run(saturated(spec, 8)))
+            ids = tasks.pending_responses(spec, "tiny")
+            start = time.perf_counter()
+            counts = tasks.ask(spec, "tiny", ids)
+            took = time.perf_counter() - start
+            assert counts.get("failed", 0) == 0, counts
+            rates[concurrency].append(len(ids) / took)
+            ratios[concurrency].append(rates[concurrency][-1] / ceilings[-1])
+            if concurrency == 4:
+                overheads.append((took - bare_tester(spec)) / len(ids))
+    print(f"server saturated (raw requests, concurrency 8): median {median(ceilings):.2f} req/s")
+    for concurrency in rates:
+        print(
+            f"evaluate concurrency {concurrency}: median {median(rates[concurrency]):.2f} responses/s "
+            f"(median ratio to the paired saturated run {median(ratios[concurrency]):.2f})"
+        )
+    print(
+        f"evaluate's own work per response at concurrency 4 (ask task - bare tester): median "
+        f"{median(overheads) * 1000:.1f} ms"
+    )
+    four = median(ratios[4])
+    verdict = "meets" if four >= 0.9 else "misses"
+    print(f"evaluate / saturated server at concurrency 4 = {four:.2f} ({verdict} the 0.9 goal)")
+
+
+def flow_run(dataset: Path, base_url: str, folder: Path) -> None:
+    """The whole flow once, judged by llama.cpp (SmolLM2): Prefect's share, judge requests."""
+    from builder.run.prefect_server import PrivatePrefectServer
+    from tests.servers import LlamaServer
+
+    server = PrivatePrefectServer(folder / "prefect")
+    os.environ["PREFECT_API_URL"] = server.start()
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
+    try:
+        with LlamaServer() as llama:
+            judge = {"base_url": llama.base_url, "model": "smollm2", "max_retries": 1, "timeout": 600}
+            judges = {"mir": judge, "class": {**judge, "max_tokens": 96}}
+            spec = opened(folder / "flow", dataset, base_url, 4, judges)
+            from flows.evaluate import evaluate
+
+            intervals: list[tuple[float, float]] = []
+            for name in ("ask", "judge", "finish"):
+                original = getattr(tasks, name)
+
+                def timed(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+                    started = time.perf_counter()
+                    try:
+                        return _original(*args, **kwargs)
+                    finally:
+                        intervals.append((started, time.perf_counter()))
+
+                setattr(tasks, name, timed)
+            start = time.perf_counter()
+            results = evaluate(spec)
+            wall = time.perf_counter() - start
+            busy = busy_time(intervals)
+            responses = sum(target.answered for target in results.targets)
+            print(
+                f"flow (Prefect, thread runner): {wall:.1f} s for {responses} responses, some task busy "
+                f"{busy:.1f} s: orchestration {(wall - busy) / responses * 1000:.0f} ms per response "
+                f"({(wall - busy) / wall:.1%} of the flow); failed judgements {results.failed_judgements}"
+            )
+            workspace = spec.workspace
+            from builder.stages.judge import judges as judge_registry
+
+            for protocol in ("mir", "class"):
+                backend = workspace.backend(judge_registry, spec.settings.evaluate.judges[protocol])
+                sent = backend.client.requests_sent  # type: ignore[attr-defined]
+                per = sent / responses
+                print(f"judge requests per response, {protocol} ({backend.name}): {per:.2f} ({sent})")
+    finally:
+        server.stop()
+        os.environ.pop("PREFECT_API_URL", None)
+
+
+def busy_time(intervals: list[tuple[float, float]]) -> float:
+    """The time at least one interval covers."""
+    total, reach = 0.0, float("-inf")
+    for start, end in sorted(intervals):
+        if end > reach:
+            total += end - max(start, reach)
+            reach = end
+    return total
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=48)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--judge", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--base-url", help="use this vision server instead of starting the tiny LLaVA one")
+    args = parser.parse_args()
+    process, base_url = (None, args.base_url) if args.base_url else _start_vision_server()
+    try:
+        with tempfile.TemporaryDirectory() as folder:
+            dataset = layout(Path(folder) / "data", args.items)
+            warm = opened(Path(folder) / "warm", dataset, base_url, 1)
+            tasks.ask(warm, "tiny", tasks.pending_responses(warm, "tiny")[:2])
+            asking(dataset, base_url, args.repeats, Path(folder))
+            if args.judge:
+                flow_run(dataset, base_url, Path(folder))
+    finally:
+        if process is not None:
+            process.terminate()
+            process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
