@@ -327,7 +327,7 @@ class LLMClient:
     async def _answer(self, client: Any, request: JSONRequest) -> JSONAnswer | LLMFailure:
         key = self.cache_key(request)
         if self.cache is not None:
-            cached = self.cache.cached_response(key)
+            cached = await self._cached(key)
             if cached is not None:
                 try:
                     return JSONAnswer(self._accept(cached, request), cached, cached=True, attempts=0)
@@ -345,14 +345,14 @@ class LLMClient:
     async def _answer_text(self, client: Any, request: TextRequest) -> JSONAnswer | LLMFailure:
         key = self.text_cache_key(request)
         if self.cache is not None:
-            cached = self.cache.cached_response(key)
+            cached = await self._cached(key)
             if cached is not None:
                 return JSONAnswer(cached, cached, cached=True, attempts=0)
 
         async def attempt() -> tuple[Any, str]:
             text, details = await self._complete_text(client, request)
             if request.keep_details and self.cache is not None:  # before the answer: never one without
-                self.cache.cache_response(details_key(key), self.model, json.dumps(details))
+                await self._cache(details_key(key), json.dumps(details))
             return text, text
 
         return await self._retrying(key, attempt)
@@ -370,7 +370,7 @@ class LLMClient:
             except RefusalError as exc:
                 refusal = str(exc)
                 if self.cache is not None:
-                    self.cache.cache_response(key, self.model, refusal)
+                    await self._cache(key, refusal)
                 return LLMFailure("refused", refusal[:300], attempts)
             except _Retryable as exc:
                 last = exc
@@ -378,11 +378,21 @@ class LLMClient:
                 return LLMFailure(exc.kind, exc.detail, attempts)
             else:
                 if self.cache is not None:
-                    self.cache.cache_response(key, self.model, text)
+                    await self._cache(key, text)
                 return JSONAnswer(value, text, cached=False, attempts=attempts)
             if attempts <= self.settings.max_retries:
                 await asyncio.sleep(self._backoff(attempts, last.wait))
         return LLMFailure(last.kind, last.detail, attempts)
+
+    # The cache is a database: it is read and written off the event loop, so a commit does not hold
+    # back the requests in flight.
+    async def _cached(self, key: str) -> str | None:
+        assert self.cache is not None
+        return await asyncio.to_thread(self.cache.cached_response, key)
+
+    async def _cache(self, key: str, text: str) -> None:
+        assert self.cache is not None
+        await asyncio.to_thread(self.cache.cache_response, key, self.model, text)
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:

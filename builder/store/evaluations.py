@@ -122,13 +122,7 @@ class EvaluationStore(StoreBase):
         if not changes:
             return
         with self._session() as session:
-            for change in changes:
-                values = {key: value for key, value in change.items() if key != "id"}
-                session.execute(
-                    update(EvaluationResponseRow)
-                    .where(EvaluationResponseRow.id == change["id"])
-                    .values(**values)
-                )
+            session.execute(update(EvaluationResponseRow), changes)  # by primary key, in bulk
 
     # --- verdicts --------------------------------------------------------------------------
 
