@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,6 +24,7 @@ from typer.testing import CliRunner
 from builder.cli import app
 from builder.config.settings import Settings
 from builder.store import Store
+from tests.conftest import REPO
 from tests.servers import ScriptedServer
 from tests.test_release import _items, approve, release
 from tests.tiny_vlm import VisionServer
@@ -37,6 +41,12 @@ def vlm() -> Iterator[VisionServer]:
 @pytest.fixture(autouse=True)
 def _prefect(prefect_api_url: str) -> None:
     """Every flow here runs against the session's real Prefect server."""
+
+
+def _closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
 
 
 def harmbench_by_hash(path: str, body: dict) -> str:
@@ -242,3 +252,78 @@ def test_reasoning_target_traces_self_correction_privacy_and_purge(tmp_path: Pat
     report = CliRunner().invoke(app, ["evaluate", "report", run_id, "-c", str(config)])
     assert report.exit_code == 0, report.output
     assert json.loads((out / "results.json").read_text())["figures"] == results["figures"]
+
+
+def test_a_hub_dataset_at_a_revision(tmp_path: Path, prefect_api_url: str) -> None:
+    """A release published to the Hub stand-in (tests/hub_standin.py: the Hub cannot run offline)
+    and evaluated from there at its tag, through `datasets` in a process of its own."""
+    from tests.hub_standin import HubStandIn
+    from tests.test_publish import Publisher
+
+    built = Settings(
+        artifacts=tmp_path / "build",
+        database_url=f"sqlite:///{tmp_path / 'build.db'}",
+        release={"license": "cc-by-nc-4.0"},
+    )
+    approve(built, _items("hub", 3)).close()
+    release(built, "1.0.0", tmp_path / "v1.0.0")
+    with HubStandIn() as hub, ScriptedServer(lambda path, body: "Two pictures.") as target:
+        publisher = Publisher(hub, tmp_path / "hf-home", built)
+        assert publisher.publish("1.0.0", "org/bench").returncode == 0
+        evaluate = {"targets": [{"name": "t", "base_url": target.base_url, "model": "t", "max_retries": 0}]}
+        config = _config(tmp_path, "hub", evaluate)
+        command = [
+            sys.executable,
+            "-c",
+            "from builder.cli import run; run()",
+            "evaluate",
+            "--hub",
+            "org/bench",
+            "--revision",
+            "v1.0.0",
+            "--no-judge",
+            "-c",
+            str(config),
+        ]
+        env = {**publisher.env, "PREFECT_API_URL": prefect_api_url}
+        done = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert len(target.requests) == 3
+    out = _out(done.stdout)
+    results = json.loads((out / "results.json").read_text())
+    assert results["dataset"]["kind"] == "hub" and results["dataset"]["revision"] == "v1.0.0"
+    assert results["dataset"]["items"] == 3 and results["judges"] == []
+
+
+def test_failed_requests_exit_1_are_listed_and_retried_and_runs_compare(tmp_path: Path) -> None:
+    """A target that cannot be reached fails its requests (exit 1); `failed` lists them; once it
+    is back `retry` asks only those; `compare` then sets a second release of the same items, one
+    changed, beside the first: what the rebuild changed."""
+    dataset = _reasoning_layout(tmp_path / "data", CASES)
+    with ScriptedServer(reasoning_target) as target, ScriptedServer(scoring_judge) as judge:
+        down = f"http://127.0.0.1:{_closed_port()}/v1"
+        evaluate = {
+            "targets": [{"name": "r", "base_url": down, "model": "r1", "max_retries": 0}],
+            "judges": {"safemlrm": {"base_url": judge.base_url, "model": "scorer", "max_retries": 0}},
+        }
+        config = _config(tmp_path, "faults", evaluate)
+        failed = CliRunner().invoke(app, ["evaluate", str(dataset), "-c", str(config)])
+        assert failed.exit_code == 1, failed.output
+        run_id = failed.output.split("evaluation run ")[1].split(":")[0]
+        assert f"mirbench evaluate retry {run_id}" in " ".join(failed.output.split())
+        listed = _evaluate("failed", run_id, "-c", str(config))
+        assert listed.count("connection") >= 4
+        evaluate["targets"][0]["base_url"] = target.base_url  # where it runs is not what it is: same plan
+        _config(tmp_path, "faults", evaluate)
+        retried = _evaluate("retry", run_id, "-c", str(config))
+        assert f"resuming run {run_id}" in retried and len(target.requests) == 4
+        changed = _reasoning_layout(tmp_path / "rebuilt", {**CASES, "plain": "case-A."})  # item 3 now case A
+        second = _evaluate(str(changed), "-c", str(config))
+    second_id = second.split("evaluation run ")[1].split(":")[0]
+    compared = _evaluate("compare", run_id, second_id, "-c", str(config), "--out", str(tmp_path / "cmp"))
+    found = json.loads((tmp_path / "cmp" / "compare.json").read_text())
+    (diff,) = found["diffs"]
+    assert diff["items"] == {"shared": 3, "changed": 1, "only_first": 0, "only_second": 0}
+    (row,) = [r for r in diff["rows"] if r["protocol"] == "safemlrm"]
+    assert (row["first"]["k"], row["second"]["k"]) == (1, 1) and row["unchanged"]["value"] == 0.0
+    assert "changed 1" in compared and (tmp_path / "cmp" / "compare.md").is_file()
