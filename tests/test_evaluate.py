@@ -327,3 +327,26 @@ def test_failed_requests_exit_1_are_listed_and_retried_and_runs_compare(tmp_path
     (row,) = [r for r in diff["rows"] if r["protocol"] == "safemlrm"]
     assert (row["first"]["k"], row["second"]["k"]) == (1, 1) and row["unchanged"]["value"] == 0.0
     assert "changed 1" in compared and (tmp_path / "cmp" / "compare.md").is_file()
+
+
+@pytest.mark.postgres
+def test_dask_workers_evaluate_what_threads_evaluate(tmp_path: Path) -> None:
+    """The same run on the thread runner (SQLite) and on two Dask worker processes (PostgreSQL):
+    the same verdicts."""
+    from tests.conftest import POSTGRES_URL, reset_postgres
+
+    if not POSTGRES_URL:
+        pytest.skip("no PostgreSQL server given: set MIRBENCH_TEST_POSTGRES_URL (`make test` does)")
+    reset_postgres(POSTGRES_URL)
+    dataset = _reasoning_layout(tmp_path / "data", CASES)
+    with ScriptedServer(reasoning_target) as target, ScriptedServer(scoring_judge) as judge:
+        evaluate = {
+            "targets": [{"name": "r", "base_url": target.base_url, "model": "r1", "max_retries": 0}],
+            "judges": {"safemlrm": {"base_url": judge.base_url, "model": "scorer", "max_retries": 0}},
+        }
+        threads = _out(_evaluate(str(dataset), "-c", str(_config(tmp_path, "threads", evaluate))))
+        config = _config(tmp_path, "dask", evaluate)
+        on_dask = json.loads(config.read_text())
+        config.write_text(json.dumps({**on_dask, "database_url": POSTGRES_URL, "shard_size": 2}))
+        dask = _out(_evaluate(str(dataset), "-c", str(config), "--runner", "dask", "--workers", "2"))
+    assert _verdicts(threads) == _verdicts(dask) and len(_verdicts(dask)) == 11
