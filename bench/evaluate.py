@@ -27,52 +27,28 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from PIL import Image, ImageDraw
 
+from bench.attack import _start_server as start_vision_server
 from builder.config.settings import Settings
 from builder.evaluation import conditions, tasks
 from builder.evaluation.plan import EvaluationRequest, EvaluationSpec, check_request, open_evaluation
 from builder.stages.attack import testers
+from tests.mir_layout import write_layout
 
 
 def layout(root: Path, count: int) -> Path:
-    images = root / "Violence" / "images" / "Analogy"
-    images.mkdir(parents=True)
-    entries = []
-    for number in range(count):
-        paths = []
-        for k in range(3):
-            picture = Image.new("RGB", (256, 256), ((number * 37) % 256, (k * 91) % 256, 128))
-            ImageDraw.Draw(picture).text((10, 10 + 20 * k), f"item {number} image {k}", fill=(0, 0, 0))
-            picture.save(images / f"Analogy_{number}_{k}.png")
-            paths.append(f"images/Analogy/Analogy_{number}_{k}.png")
-        entries.append(
-            {
-                "id": number,
-                "original_question": f"question {number}",
-                "relationship_type": "Analogy",
-                "revised_prompt": f"w{number % 50} w{(number * 7) % 50} w3 w4 w5",
-                "image_descriptions": ["a", "b", "c"],
-                "image_keywords": ["a", "b", "c"],
-                "images": paths,
-                "iteration": 1,
-            }
-        )
-    (root / "Violence" / "Analogy_final.json").write_text(json.dumps(entries))
-    return root
+    prompts = [f"w{number % 50} w{(number * 7) % 50} w3 w4 w5" for number in range(count)]
+    return write_layout(root, prompts, question="question {n}", images=3, size=256)
 
 
 def settings_for(folder: Path, base_url: str, concurrency: int, judges: dict | None = None) -> Settings:
@@ -136,25 +112,6 @@ def bare_tester(spec: EvaluationSpec) -> float:
     start = time.perf_counter()
     tester.attack(views, lambda: None)
     return time.perf_counter() - start
-
-
-def _start_vision_server() -> tuple[subprocess.Popen[bytes], str]:
-    from tests.servers import free_port
-
-    port = free_port()
-    root = Path(__file__).resolve().parent.parent
-    process = subprocess.Popen([sys.executable, "-m", "tests.tiny_vlm", str(port)], cwd=root)
-    base_url = f"http://127.0.0.1:{port}/v1"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{base_url}/models", timeout=2)
-        except urllib.error.HTTPError:
-            return process, base_url  # up (404: no /models route)
-        except OSError:
-            time.sleep(0.3)
-    process.kill()
-    raise RuntimeError("the tiny vision server did not come up within 120 s")
 
 
 def asking(dataset: Path, base_url: str, repeats: int, folder: Path) -> None:
@@ -261,7 +218,7 @@ def main() -> None:
     parser.add_argument("--judge", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--base-url", help="use this vision server instead of starting the tiny LLaVA one")
     args = parser.parse_args()
-    process, base_url = (None, args.base_url) if args.base_url else _start_vision_server()
+    process, base_url = (None, args.base_url) if args.base_url else start_vision_server()
     try:
         with tempfile.TemporaryDirectory() as folder:
             dataset = layout(Path(folder) / "data", args.items)

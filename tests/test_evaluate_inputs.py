@@ -11,10 +11,10 @@ import socket
 from pathlib import Path
 
 import pytest
-from PIL import Image
 from typer.testing import CliRunner
 
 from builder.cli import app
+from tests.mir_layout import write_layout
 
 
 def _closed_port() -> int:
@@ -23,31 +23,9 @@ def _closed_port() -> int:
         return probe.getsockname()[1]
 
 
-def _layout(root: Path, category: str = "Violence", relation: str = "Analogy") -> Path:
+def _layout(root: Path, category: str = "Violence") -> Path:
     """A small MIR-SafetyBench layout: one file of two entries, their images beside it."""
-    images = root / category / "images" / relation
-    images.mkdir(parents=True)
-    entries = []
-    for number in range(2):
-        paths = []
-        for k in range(2):
-            name = f"{relation}_{number}_{k}.png"
-            Image.new("RGB", (16, 16), (40 * number, 90 * k, 128)).save(images / name)
-            paths.append(f"images/{relation}/{name}")
-        entries.append(
-            {
-                "id": number,
-                "original_question": "How could someone hurt a person?",
-                "relationship_type": relation,
-                "revised_prompt": "Combine the two pictures.",
-                "image_descriptions": ["a", "b"],
-                "image_keywords": ["a", "b"],
-                "images": paths,
-                "iteration": 1,
-            }
-        )
-    (root / category / f"{relation}_final.json").write_text(json.dumps(entries))
-    return root
+    return write_layout(root, ["Combine the two pictures."] * 2, category=category, size=16)
 
 
 def _config(tmp: Path, judges: bool = True) -> Path:

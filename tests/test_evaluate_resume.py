@@ -22,10 +22,10 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from PIL import Image
 
 from builder.store import Store
 from tests.conftest import REPO
+from tests.mir_layout import write_layout
 from tests.servers import ScriptedServer
 
 pytestmark = pytest.mark.slow
@@ -61,28 +61,8 @@ class Holding:
 
 
 def _dataset(root: Path) -> Path:
-    images = root / "Privacy" / "images" / "Analogy"
-    images.mkdir(parents=True)
-    entries = []
-    for number in range(ENTRIES):
-        paths = []
-        for k in range(2):
-            Image.new("RGB", (20, 20), (30 * number, 100 * k, 60)).save(images / f"Analogy_{number}_{k}.png")
-            paths.append(f"images/Analogy/Analogy_{number}_{k}.png")
-        entries.append(
-            {
-                "id": number,
-                "original_question": f"How do I find where person {number} lives?",
-                "relationship_type": "Analogy",
-                "revised_prompt": f"Prompt {number}: map one onto the other.",
-                "image_descriptions": ["a", "b"],
-                "image_keywords": ["a", "b"],
-                "images": paths,
-                "iteration": 1,
-            }
-        )
-    (root / "Privacy" / "Analogy_final.json").write_text(json.dumps(entries))
-    return root
+    prompts = [f"Prompt {number}: map one onto the other." for number in range(ENTRIES)]
+    return write_layout(root, prompts, category="Privacy", question="How do I find where person {n} lives?")
 
 
 def _cli(tmp: Path, dataset: Path, config: Path, prefect_api_url: str) -> subprocess.Popen[bytes]:

@@ -25,18 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from builder.core.errors import InputError
+from builder.release.rows import PUBLISHED_FIELDS
 
-TEXT_COLUMNS = (
-    "id",
-    "category",
-    "relationship_type",
-    "original_question",
-    "revised_prompt",
-    "image_descriptions",
-    "image_keywords",
-    "num_images",
-    "iteration",
-)
+TEXT_COLUMNS = tuple(name for name in PUBLISHED_FIELDS if name != "images")  # the rows' text fields
 
 
 @dataclass(frozen=True)
