@@ -309,6 +309,7 @@ def test_failed_requests_exit_1_are_listed_and_retried_and_runs_compare(tmp_path
     (row,) = [r for r in diff["rows"] if r["protocol"] == "safemlrm"]
     assert (row["first"]["k"], row["second"]["k"]) == (1, 1) and row["unchanged"]["value"] == 0.0
     assert "changed 1" in compared and (tmp_path / "cmp" / "compare.md").is_file()
+    assert "judge not calibrated" in compared and found["judges"][0]["protocol"] == "safemlrm"
 
 
 @pytest.mark.postgres

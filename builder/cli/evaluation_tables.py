@@ -188,6 +188,11 @@ def print_compared(found: Compared, out: Path | None) -> None:
     for row in (r for r in found.figures.rates if r.by == "overall" and r.part == "answer"):
         table.add_row(row.protocol, row.target, row.condition, row.rate.text())
     console.print(table)
+    for judge in found.judges:
+        style = None if judge.calibration else "bold"
+        console.print(
+            f"{judge.protocol}: {judge.sentence(bold=('', ''))}", markup=False, highlight=False, style=style
+        )
     comparisons = make_table(
         "Comparisons (paired on the same items)",
         "kind",

@@ -18,8 +18,10 @@ from pydantic import BaseModel, Field
 
 from builder.core.errors import InputError
 from builder.evaluation.figures import COUNTED, Figures, Record, figures
-from builder.evaluation.report import records
+from builder.evaluation.protocols import DESCRIPTIONS
+from builder.evaluation.report import JudgeSummary, records
 from builder.evaluation.statistics import Figure, Rate, difference, paired, rate
+from builder.stages.judge.calibration.records import latest_calibrations
 from builder.store import Store
 
 
@@ -42,7 +44,31 @@ class RunDiff(BaseModel):
 class Compared(BaseModel):
     runs: list[dict[str, Any]]
     figures: Figures
+    judges: list[JudgeSummary] = Field(default_factory=list)  # who judged, with calibration
     diffs: list[RunDiff] = Field(default_factory=list)
+
+
+def _judges(store: Store, run_ids: list[str]) -> list[JudgeSummary]:
+    """Each judge of the runs' verdicts (by protocol and config hash), with its calibration."""
+    found: dict[tuple[str, str | None], JudgeSummary] = {}
+    for run_id in run_ids:
+        for verdict in store.verdicts(run_id):
+            key = (verdict.protocol, verdict.config_hash)
+            if key not in found:
+                found[key] = JudgeSummary(
+                    protocol=verdict.protocol,
+                    description=DESCRIPTIONS[verdict.protocol],
+                    judge=verdict.judge,
+                    version=verdict.judge_version,
+                    model=verdict.judge_model,
+                    config_hash=verdict.config_hash,
+                )
+            found[key].judgements += verdict.state == "judged"
+            found[key].failed += verdict.state == "failed"
+    calibrations = latest_calibrations(store, [hash_ for _, hash_ in found if hash_])
+    for summary in found.values():
+        summary.calibration = calibrations.get(summary.config_hash or "")
+    return sorted(found.values(), key=lambda judge: (judge.protocol, judge.config_hash or ""))
 
 
 def _runs(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -146,7 +172,8 @@ def compare(
         for b in runs[number + 1 :]
         if a["dataset"].get("content_hash") != b["dataset"].get("content_hash")
     ]
-    return Compared(runs=runs, figures=figures(merged, bases, resamples=resamples, seed=seed), diffs=diffs)
+    found = figures(merged, bases, resamples=resamples, seed=seed)
+    return Compared(runs=runs, figures=found, judges=_judges(store, run_ids), diffs=diffs)
 
 
 def compared_markdown(found: Compared) -> str:
@@ -156,6 +183,7 @@ def compared_markdown(found: Compared) -> str:
         f"{run['dataset'].get('items')} | `{str(run['dataset'].get('content_hash', ''))[:16]}` |"
         for run in found.runs
     ]
+    lines += ["", *(f"- `{judge.protocol}`: {judge.sentence()}" for judge in found.judges)]
     lines += [
         "",
         "## ASR (answers)",
