@@ -14,6 +14,7 @@ import io
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.servers import free_port
@@ -89,6 +90,25 @@ def tiny_llava() -> tuple[Any, Any]:
         chat_template=CHAT_TEMPLATE,
     )
     return model, processor
+
+
+def save_tiny_llava(folder: Path) -> Path:
+    """`tiny_llava()` saved as a model folder (what the in-process `transformers` tester loads):
+    the same weights as the server's, since both are built from the same seed."""
+    model, processor = tiny_llava()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_text_model(folder: Path) -> Path:
+    """A text-only model folder (tiny LlamaForCausalLM and its tokenizer): the wrong kind."""
+    from transformers import LlamaForCausalLM
+
+    model, processor = tiny_llava()
+    LlamaForCausalLM(model.config.text_config).save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    return folder
 
 
 def pixel_hashes(pixel_values: Any) -> list[str]:

@@ -121,7 +121,7 @@ class TransformersTester(Tester):
         return cls(settings, store, artifacts, loaded=loaded)
 
     def where(self) -> str:
-        return f"tester {self.label} (transformers, {self.folder.describe()})"
+        return f"tester {self.label} (transformers)"  # each failure's detail names model and folder
 
     def loaded(self) -> LoadedModel:
         """The model, loaded on first use; a failed load is remembered for this build."""
