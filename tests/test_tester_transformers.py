@@ -249,7 +249,7 @@ def test_unavailable_models_fail_the_items_naming_the_model(folders: dict[str, P
     for folder, reason, words in cases:
         done: list[int] = []
         tester = _tester(folder, store, tmp_path)
-        results = tester.attack(items, lambda: done.append(1))
+        results = tester.attack(items, lambda done=done: done.append(1))
         assert len(done) == 3 and all(isinstance(r, Failure) and r.reason == reason for r in results)
         assert all(word in results[0].detail for word in [f"model {folder.name}", *words]), results[0].detail
     assert _tester(missing, store, tmp_path).where() == f"tester {missing.name} (transformers)"
