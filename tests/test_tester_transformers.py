@@ -17,20 +17,20 @@ from pathlib import Path
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image
 from typer.testing import CliRunner
 
 from builder.cli import app
 from builder.config.seeds import Seed
 from builder.config.settings import Settings
-from builder.core.items import ImageSlot, Item, ItemStatus
+from builder.core.items import Item, ItemStatus
 from builder.models.llm import LLMClient, LLMSettings
 from builder.stages.attack import Answer, Failure
 from builder.stages.attack.inprocess.loading import load
 from builder.stages.attack.openai import OpenAITester
 from builder.stages.attack.transformers import TransformersTester, TransformersTesterSettings
 from builder.store import Store
-from tests.helpers import make_item
+from tests.helpers import make_item, picture_slot
 from tests.servers import ScriptedServer
 from tests.tiny_vlm import VisionServer, save_tiny_llava, save_tiny_text_model
 
@@ -66,29 +66,13 @@ def vlm() -> Iterator[VisionServer]:
         yield server
 
 
-def _slot(
-    folder: Path, name: str, colour: tuple[int, int, int], size: tuple[int, int] = (64, 48)
-) -> ImageSlot:
-    picture = Image.new("RGB", size, colour)
-    ImageDraw.Draw(picture).rectangle((4, 4, 30, 20), fill=(255, 255, 255))
-    path = folder / f"{name}.png"
-    picture.save(path)
-    return ImageSlot(
-        role=name,
-        description=name,
-        keywords=[name],
-        file=path.name,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-    )
-
-
 def _items(folder: Path) -> list[Item]:
     """Three items: two of one shape (two 64x48 images) with prompts of different lengths, one
     of another (a 50x50 image first)."""
     red, green, blue = (
-        _slot(folder, "red", (200, 30, 30)),
-        _slot(folder, "green", (30, 200, 30)),
-        _slot(folder, "blue", (30, 30, 200), (50, 50)),
+        picture_slot(folder, "red", (200, 30, 30)),
+        picture_slot(folder, "green", (30, 200, 30)),
+        picture_slot(folder, "blue", (30, 30, 200), size=(50, 50)),
     )
     return [
         make_item(seed_id="t-1").model_copy(update={"slots": [red, green], "revised_prompt": "w1 w2 w3 w4"}),
