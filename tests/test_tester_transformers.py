@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -225,18 +226,42 @@ def test_unavailable_models_fail_the_items_naming_the_model(folders: dict[str, P
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     missing = tmp_path / "Qwen2-VL-2B-Instruct"
     folders["empty"].mkdir(exist_ok=True)
+    untemplated = Path(shutil.copytree(folders["plain"], tmp_path / "no-template"))
+    (untemplated / "chat_template.jinja").unlink()
     cases = [
-        (missing, "missing_folder", [str(missing), "never downloads"]),
-        (folders["text"], "wrong_model_kind", ["LlamaForCausalLM", "takes no images", str(folders["text"])]),
-        (folders["empty"], "not_a_model", ["no config.json", str(folders["empty"])]),
+        (missing, "missing_folder", [str(missing), "never downloads"], {}),
+        (
+            folders["text"],
+            "wrong_model_kind",
+            ["LlamaForCausalLM", "takes no images", str(folders["text"])],
+            {},
+        ),
+        (folders["empty"], "not_a_model", ["no config.json", str(folders["empty"])], {}),
+        (untemplated, "no_chat_template", ["has no chat template", str(untemplated)], {}),
     ]
-    for folder, reason, words in cases:
+    if not torch.cuda.is_available():  # a CUDA device asked for where there is none
+        cases.append(
+            (folders["plain"], "device_unavailable", ["device cuda", "no CUDA GPU"], {"device": "cuda"})
+        )
+    for folder, reason, words, chosen in cases:
         done: list[int] = []
-        tester = _tester(folder, store, tmp_path)
+        tester = _tester(folder, store, tmp_path, **chosen)
         results = tester.attack(items, lambda done=done: done.append(1))
-        assert len(done) == 3 and all(isinstance(r, Failure) and r.reason == reason for r in results)
+        assert len(done) == 3 and all(isinstance(r, Failure) and r.reason == reason for r in results), results
         assert all(word in results[0].detail for word in [f"model {folder.name}", *words]), results[0].detail
     assert _tester(missing, store, tmp_path).where() == f"tester {missing.name} (transformers)"
+    configured = Settings(
+        attack={
+            "testers": [
+                {"backend": "transformers", "model": str(missing)},
+                {"backend": "transformers", "model": str(folders["plain"])},
+            ]
+        }
+    )
+    assert TransformersTester.preflight(configured) == [
+        f"tester {missing.name}: model folder {missing} does not exist; "
+        "its items will fail (models are never downloaded)"
+    ]
 
 
 def test_out_of_memory_halves_the_batch_then_fails_the_item_alone(

@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
 
 from pydantic import Field
 
@@ -119,6 +119,17 @@ class TransformersTester(Tester):
     ) -> Self:
         """A tester over a model already in memory (benchmarks build one from a config)."""
         return cls(settings, store, artifacts, loaded=loaded)
+
+    @classmethod
+    def preflight(cls, settings: Any) -> list[str]:
+        """A note for each configured model folder that is missing (its items will fail; the
+        build goes on with the other testers' answers)."""
+        return [
+            f"tester {entry.name or entry.model.name}: model folder {entry.model} does not exist; "
+            "its items will fail (models are never downloaded)"
+            for entry in settings.attack.testers
+            if isinstance(entry, TransformersTesterSettings) and not entry.model.expanduser().is_dir()
+        ]
 
     def where(self) -> str:
         return f"tester {self.label} (transformers)"  # each failure's detail names model and folder
@@ -245,23 +256,28 @@ class TransformersTester(Tester):
         self, loaded: LoadedModel, items: list[Item], keys: list[str], batch: list[int]
     ) -> list[Answer | Failure]:
         """Answers to the items `batch` (of one shape), each saved to the store as it comes."""
-        opened = {number: self._images(items[number]) for number in batch}
-        asked = [number for number in batch if not isinstance(opened[number], Failure)]
-        requests = [Request(images=opened[number], prompt=items[number].revised_prompt) for number in asked]  # type: ignore[arg-type]
+        results: dict[int, Answer | Failure] = {}
+        asked: list[tuple[int, Request]] = []
+        for number in batch:
+            pictures = self._images(items[number])
+            if isinstance(pictures, Failure):
+                results[number] = pictures
+            else:
+                asked.append((number, Request(images=pictures, prompt=items[number].revised_prompt)))
+        replies = self._replies(loaded, [request for _, request in asked])
+        for (number, _), reply in zip(asked, replies, strict=True):
+            results[number] = self._settle(keys[number], reply, loaded)
+        return [results[number] for number in batch]
+
+    def _replies(self, loaded: LoadedModel, requests: list[Request]) -> list[Reply | OutOfMemory | Failure]:
+        if not requests:
+            return []
         try:
-            replies = answer_halving(loaded, requests, self.settings.generation()) if requests else []
+            return list(answer_halving(loaded, requests, self.settings.generation()))
         except Exception as error:  # any model error fails these items, not the build
             reason = "attention_unavailable" if isinstance(error, AttentionUnavailable) else "model_error"
-            failure = Failure(
-                reason=reason, detail=f"{self.folder.describe()}: {type(error).__name__}: {error}"
-            )
-            replies = [failure] * len(requests)
-        answered = dict(zip(asked, replies, strict=True))
-        results: list[Answer | Failure] = []
-        for number in batch:
-            found = opened[number] if number not in answered else answered[number]
-            results.append(self._settle(keys[number], found, loaded))  # type: ignore[arg-type]
-        return results
+            detail = f"{self.folder.describe()}: {type(error).__name__}: {error}"
+            return [Failure(reason=reason, detail=detail)] * len(requests)
 
     def _settle(
         self, key: str, found: Reply | OutOfMemory | Failure, loaded: LoadedModel

@@ -76,8 +76,9 @@ class LoadedModel:
         return found if found is not None else getattr(config, "image_token_index", None)
 
 
-def choose_device(wanted: str) -> Any:
-    """`auto`: CUDA when present, else the CPU; or the device named (`cpu`, `cuda`, `cuda:1`)."""
+def choose_device(wanted: str, subject: str) -> Any:
+    """`auto`: CUDA when present, else the CPU; or the device named (`cpu`, `cuda`, `cuda:1`).
+    `subject` (what asked for it) opens the error message."""
     import torch
 
     if wanted == "auto":
@@ -85,7 +86,7 @@ def choose_device(wanted: str) -> Any:
     device = torch.device(wanted)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ModelUnavailable(
-            "device_unavailable", f"device {wanted} was asked for, but torch sees no CUDA GPU"
+            "device_unavailable", f"{subject}: device {wanted} was asked for, but torch sees no CUDA GPU"
         )
     return device
 
@@ -148,7 +149,7 @@ def load(folder: ModelFolder, device: str, dtype: str, *, eager_attention: bool)
 
     transformers_logging.disable_progress_bar()  # the attack stage shows its own progress
     check_folder(folder)
-    where = choose_device(device)
+    where = choose_device(device, folder.describe())
     kind = choose_dtype(dtype, where)
     try:
         processor = AutoProcessor.from_pretrained(folder.path, local_files_only=True)
