@@ -28,7 +28,6 @@ pydantic, pydantic-settings, SQLAlchemy, Alembic or imagehash, carry those as wh
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import sys
@@ -40,6 +39,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.items import items as bench_items
 from bench.render_gpu import GpuBusy, compare, peak_memory_gib, sdxl_pipeline, tiny_pipeline
 
 SIZES: dict[str, dict[str, Any]] = {
@@ -102,34 +102,6 @@ def vlm(config: str, device: str, dtype: Any) -> tuple[Any, Any, str]:
     return (*qwen2_vl_2b_sized(device, dtype), "qwen2-vl-2b-sized-llava")
 
 
-def requests(folder: Path, count: int, images: int) -> list[Any]:
-    """`count` items of `images` distinct 256x256 pictures each (one shape: one batch group)."""
-    from PIL import Image, ImageDraw
-
-    from builder.core.items import ImageSlot
-    from tests.helpers import make_item
-
-    items = []
-    for number in range(count):
-        slots = []
-        for index in range(images):
-            picture = Image.new("RGB", (256, 256), ((number * 37) % 256, (index * 91) % 256, 128))
-            ImageDraw.Draw(picture).text(
-                (10, 10 + 20 * index), f"item {number} image {index}", fill=(0, 0, 0)
-            )
-            path = folder / f"{number}-{index}.png"
-            picture.save(path)
-            digest = hashlib.sha256(path.read_bytes()).hexdigest()
-            slots.append(
-                ImageSlot(role=f"r{index}", description="d", keywords=["k"], file=path.name, sha256=digest)
-            )
-        prompt = " ".join(f"w{(number * 7 + k) % 100}" for k in range(12 + number % 5))
-        items.append(
-            make_item(seed_id=f"g-{number}").model_copy(update={"slots": slots, "revised_prompt": prompt})
-        )
-    return items
-
-
 def tester_runs(config: str, device: str, dtype: Any, folder: Path) -> dict[str, Any]:
     """Responses/s of the transformers tester per batch size, entropy off then on."""
     import torch
@@ -142,7 +114,7 @@ def tester_runs(config: str, device: str, dtype: Any, folder: Path) -> dict[str,
     model, processor, name = vlm(config, device, dtype)
     processor.tokenizer.padding_side = "left"
     loaded = LoadedModel(model=model, processor=processor, device=torch.device(device), dtype=dtype)
-    items = requests(folder, sizes["requests"], sizes["images"])
+    items = bench_items(folder, sizes["requests"], sizes["images"])
     figures: dict[str, Any] = {
         "model": name,
         "parameters_b": sum(p.numel() for p in model.parameters()) / 1e9,
