@@ -366,7 +366,7 @@ def _judged_items(config_hash: str | None) -> list:
         item.judgements = [
             Judgement(
                 name="rules",
-                version="1",
+                version=RulesJudge.version,
                 passed=False,
                 reason="refusal",
                 tester="tester-a",
@@ -387,7 +387,7 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
     approve(settings, items).close()
     create_release(settings, "1.0.0", tmp_path / "r1")
     card = (tmp_path / "r1" / "README.md").read_text()
-    assert f"Judge `rules@1` (config `{rules.config_hash}`): **judge not calibrated**." in card
+    assert f"Judge `rules@{RulesJudge.version}` (config `{rules.config_hash}`): **judge not calibrated**." in card
 
     code, output, _ = _calibrate(tmp_path, "--labels", str(_write_jsonl(tmp_path / "u.jsonl", UNSAFE)))
     assert code == 0, output
