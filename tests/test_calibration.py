@@ -29,9 +29,10 @@ from builder.release.create import create_release
 from builder.run.report import build_report
 from builder.stages.attack import Failure, Tester
 from builder.stages.judge import Assessment, Case, Judge, JudgeStage, judges
-from builder.stages.judge.calibration.labels import load_label_set, read_profile, resolve
+from builder.stages.judge.calibration.labels import read_profile, resolve
 from builder.stages.judge.calibration.metrics import bootstrap, confusion, figures
 from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.judge.calibration.rows import load_label_set
 from builder.stages.judge.ensemble import EnsembleJudge
 from builder.stages.judge.policy import PolicySettings
 from builder.stages.judge.rules import RulesJudge
@@ -387,7 +388,8 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
     approve(settings, items).close()
     create_release(settings, "1.0.0", tmp_path / "r1")
     card = (tmp_path / "r1" / "README.md").read_text()
-    assert f"Judge `rules@{RulesJudge.version}` (config `{rules.config_hash}`): **judge not calibrated**." in card
+    named = f"Judge `rules@{RulesJudge.version}` (config `{rules.config_hash}`)"
+    assert f"{named}: **judge not calibrated**." in card
 
     code, output, _ = _calibrate(tmp_path, "--labels", str(_write_jsonl(tmp_path / "u.jsonl", UNSAFE)))
     assert code == 0, output
@@ -424,7 +426,7 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("missing.csv", "id,behavior,response\na,q,r\n", r"missing.csv:2: missing column\(s\) \['label'\]"),
+        ("missing.csv", "id,behavior,response\na,q,r\n", r"missing.csv:2: no row has the column 'label'"),
         (
             "outside.jsonl",
             '{"behavior": "q", "response": "r", "label": 1}\n{"behavior": "q", "response": "r", '

@@ -23,9 +23,10 @@ from builder.cli.display import console
 from builder.config.settings import load_settings
 from builder.core.errors import InputError
 from builder.stages.judge import judges
-from builder.stages.judge.calibration.labels import load_label_set, resolve
+from builder.stages.judge.calibration.labels import resolve
 from builder.stages.judge.calibration.metrics import RESAMPLES, SEED, Figures
 from builder.stages.judge.calibration.records import record_calibration
+from builder.stages.judge.calibration.rows import load_label_set
 from builder.stages.judge.calibration.run import JudgeCalibration, calibrate, judges_to_run
 from builder.stages.workspace import Workspace
 
@@ -172,7 +173,7 @@ def calibrate_command(
         chosen = judges.create(settings.attack.judge, workspace)
         console.print(
             f"label set [bold]{escape(label_set.name)}[/] ({escape(label_set.source)}, "
-            f"{len(label_set.rows)} answers, task '{profile.task}', licence {escape(profile.licence)}, "
+            f"{len(label_set.rows)} answers, task '{profile.task}', licence {escape(profile.licence or 'not given')}, "
             f"hash {label_set.content_hash})"
         )
         total = len(label_set.rows) * len(judges_to_run(chosen))
