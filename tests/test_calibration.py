@@ -31,7 +31,6 @@ from builder.stages.attack import Failure, Tester
 from builder.stages.judge import Assessment, Case, Judge, JudgeStage, judges
 from builder.stages.judge.calibration.labels import read_profile, resolve
 from builder.stages.judge.calibration.metrics import bootstrap, confusion, figures
-from builder.stages.judge.calibration.records import latest_calibrations
 from builder.stages.judge.calibration.rows import load_label_set
 from builder.stages.judge.ensemble import EnsembleJudge
 from builder.stages.judge.policy import PolicySettings
@@ -101,7 +100,11 @@ def _calibrate(tmp_path: Path, *arguments: str) -> tuple[int, str, list[dict]]:
     result = CliRunner().invoke(
         app, ["judge", "calibrate", *arguments, "--artifacts", str(tmp_path / "a"), "--json", str(report)]
     )
-    return result.exit_code, result.output, json.loads(report.read_text()) if report.exists() else []
+    return (
+        result.exit_code,
+        result.output,
+        json.loads(report.read_text())["calibrations"] if report.exists() else [],
+    )
 
 
 def test_metrics_match_figures_worked_out_by_hand() -> None:
@@ -153,11 +156,12 @@ def test_rules_judge_calibrated_on_refusal_labels_through_the_cli(tmp_path: Path
     # Kept in the store under the judge's config hash; a refusal calibration is not an ASR's.
     store = Store(f"sqlite:///{tmp_path / 'a' / 'mirbench.db'}")
     try:
-        assert latest_calibrations(store, [calibration["config_hash"]]) == {}
-        (kept,) = latest_calibrations(store, [calibration["config_hash"]], task="refusal").values()
+        assert store.calibrations([calibration["config_hash"]], task="unsafe") == []
+        (kept,) = store.calibrations([calibration["config_hash"]], task="refusal")
     finally:
         store.close()
     assert (kept.n, kept.kappa, kept.label_set) == (6, pytest.approx(1 / 3), "refusals")
+    assert kept.positive_classes == ("refusal",) and kept.created_at.tzinfo is not None
     rules = judges.create(judges.parse("rules"), Workspace(Settings(artifacts=tmp_path / "a")))
     assert kept.config_hash == rules.config_hash
 
