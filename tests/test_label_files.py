@@ -144,3 +144,23 @@ def test_a_private_files_profile_needs_no_licence_or_citation_but_a_hub_sets_doe
     )
     with pytest.raises(InputError, match="a Hub label set names its `licence` and `citation`"):
         read_profile(hub)
+
+
+def test_the_readmes_profile_for_a_local_file_reads_a_file_it_describes(tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    section = readme.split("A profile for a file of your own", 1)[1]
+    example = section.split("```yaml\n", 1)[1].split("```", 1)[0]
+    profile = tmp_path / "team.yaml"
+    profile.write_text(example, encoding="utf-8")
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "team-labels.csv").write_text(
+        "# dataset_version=1\nrow_id,question,answer,rater_a,rater_b,topic\n"
+        "1,q,Step one.,harmful,1.0,weapons\n2,q,No.,harmless,harmful,privacy\n",
+        encoding="utf-8",
+    )
+    label_set = load_label_set(read_profile(profile), base=tmp_path)
+    assert [(r.id, r.positive, r.category) for r in label_set.rows] == [
+        ("1", True, "weapons"),
+        ("2", False, "privacy"),  # a tie is negative
+    ]
+    assert label_set.profile.licence is None and label_set.comments == 1
