@@ -36,7 +36,6 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from builder import __version__
-from builder.config.sections import CalibrationSettings
 from builder.config.taxonomy import Taxonomy
 from builder.core import progress
 from builder.core.errors import InputError, InputErrors
@@ -56,7 +55,7 @@ from builder.release.staging import remove_abandoned, staging_for, writing
 from builder.run.picture_figures import picture_figures
 from builder.run.scope import build_configs
 from builder.stages.attack.summary import QuotedCalibrations, summarize
-from builder.stages.judge.calibration.quote import quoted_calibrations
+from builder.stages.judge.calibration.quote import quoted_for_items
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
@@ -202,7 +201,7 @@ def _description(
     layouts: list[Layout],
     data_files: str,
     previous: str | None,
-    calibrations: QuotedCalibrations,
+    calibrations: QuotedCalibrations | None,
 ) -> dict[str, Any]:
     """Everything the manifest says except the file list (the card is built from this)."""
     cells = Counter((item.category, item.relation) for item in items)
@@ -287,15 +286,7 @@ def write_release(
         advance(len(items))
     previous_version = previous["version"] if previous else None
     description = _description(
-        items,
-        taxonomy,
-        version,
-        config,
-        review,
-        layouts,
-        data_files,
-        previous_version,
-        calibrations or QuotedCalibrations(),
+        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations
     )
     changes = changelog(description, previous)
     (staging / "CHANGELOG.md").write_text(changes.markdown, encoding="utf-8")
@@ -402,13 +393,8 @@ def release_approved(
     review = review_summary(store, {item.id for item in items})
     # What made the items: each build run's settings, never this release command's (only its
     # `release` section, which the card's metadata and publishing read).
-    quoting = CalibrationSettings.model_validate(config.get("calibration") or {})
+    calibrations = quoted_for_items(store, items, config.get("calibration"))
     config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
-    calibrations = quoted_calibrations(
-        store,
-        {j.config_hash for i in items for j in i.judgements if j.config_hash},
-        quoting,
-    )
     with writing(staging), stats.timed():
         manifest = write_release(
             items,

@@ -188,8 +188,9 @@ class AttackSummary(BaseModel):
     judges: list[JudgeOfRecord] = Field(default_factory=list)  # who decided, with calibration
     unknown_quotes: list[int] = Field(default_factory=list)  # calibration.quote ids the store lacks
 
-    def with_calibrations(self, quoted: QuotedCalibrations) -> AttackSummary:
+    def with_calibrations(self, quoted: QuotedCalibrations | None) -> AttackSummary:
         """This summary with each judge's calibration on its own policy, when one was quoted."""
+        quoted = quoted or QuotedCalibrations()
         judges = []
         for judge in self.judges:
             own = [c for c in quoted.calibrations if c.config_hash == (judge.config_hash or "")]

@@ -9,10 +9,12 @@ the figure on the whole set. Only calibrations on `unsafe` labels describe an AS
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from builder.config.sections import CalibrationSettings
 from builder.core.errors import InputError
+from builder.core.items import Item
 from builder.stages.attack.summary import AttackSummary, CalibrationSummary, QuotedCalibrations
 from builder.stages.judge.calibration.run import JudgeCalibration
 from builder.store import CalibrationRecord, Store
@@ -91,6 +93,17 @@ def quoted_calibrations(
         warn_kappa=settings.warn_kappa,
         unknown_ids=unknown,
     )
+
+
+def quoted_for_items(
+    store: Store, items: Iterable[Item], section: Mapping[str, Any] | None
+) -> QuotedCalibrations:
+    """What a release of `items` quotes; `section`: the settings' `calibration` section (a
+    `calibration.quote` id the store does not hold stops the release)."""
+    hashes = {
+        judgement.config_hash for item in items for judgement in item.judgements if judgement.config_hash
+    }
+    return quoted_calibrations(store, hashes, CalibrationSettings.model_validate(section or {}))
 
 
 def calibrated(summary: AttackSummary, store: Store, settings: CalibrationSettings) -> AttackSummary:
