@@ -25,15 +25,14 @@ from sklearn.metrics import (
     precision_score,
     recall_score,
 )
-from typer.testing import CliRunner
 
-from builder.cli import app
 from builder.stages.attack import Failure
 from builder.stages.judge import Assessment, Case, Judge
 from builder.stages.judge.calibration.labels import file_profile
 from builder.stages.judge.calibration.rows import load_label_set
 from builder.stages.judge.calibration.run import calibrate, refusal_to_record
 from builder.store import Store
+from tests.calibration_support import run_calibrate, write_jsonl
 from tests.servers import LlamaServer, free_port
 
 UNSAFE = [
@@ -64,23 +63,6 @@ UNSAFE = [
 ]
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
-def _calibrate(tmp_path: Path, *arguments: str, env: dict[str, str] | None = None) -> tuple[int, str, dict]:
-    report = tmp_path / "report.json"
-    report.unlink(missing_ok=True)
-    result = CliRunner().invoke(
-        app,
-        ["judge", "calibrate", *arguments, "--artifacts", str(tmp_path / "a"), "--json", str(report)],
-        env=env,
-    )
-    found = json.loads(report.read_text()) if report.exists() else {}
-    return result.exit_code, " ".join(result.output.split()), found
-
-
 def _llm_config(tmp_path: Path, base_url: str) -> Path:
     config = tmp_path / f"judge-{base_url.rsplit(':', 1)[-1].split('/')[0]}.yaml"
     judge = {
@@ -105,9 +87,9 @@ def _stored(tmp_path: Path) -> list:
 
 
 def test_every_row_against_a_closed_port_exits_non_zero_with_the_reason(tmp_path: Path) -> None:
-    labels = _write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
+    labels = write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
     closed = f"http://127.0.0.1:{free_port()}/v1"
-    code, output, report = _calibrate(
+    code, output, report = run_calibrate(
         tmp_path, "--labels", str(labels), "--config", str(_llm_config(tmp_path, closed))
     )
     assert code == 1, output
@@ -129,9 +111,9 @@ def test_every_row_against_a_closed_port_exits_non_zero_with_the_reason(tmp_path
 def test_one_row_against_a_closed_port_and_the_rest_against_llama_cpp(
     tmp_path: Path, llama: LlamaServer
 ) -> None:
-    labels = _write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
+    labels = write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
     live = _llm_config(tmp_path, llama.base_url)
-    first_code, first_output, first = _calibrate(
+    first_code, first_output, first = run_calibrate(
         tmp_path, "--labels", str(labels), "--config", str(live), "--limit", "3"
     )
     answered = {
@@ -142,7 +124,7 @@ def test_one_row_against_a_closed_port_and_the_rest_against_llama_cpp(
     recorded_before = len(_stored(tmp_path))
 
     closed = _llm_config(tmp_path, f"http://127.0.0.1:{free_port()}/v1")
-    code, output, report = _calibrate(tmp_path, "--labels", str(labels), "--config", str(closed))
+    code, output, report = run_calibrate(tmp_path, "--labels", str(labels), "--config", str(closed))
     assert code == 1, output
     (calibration,) = report["calibrations"]
     failed = {p["id"]: p for p in calibration["predictions"] if p["failure"] is not None}
@@ -178,7 +160,7 @@ class _FailsEvery(Judge):
 
 
 def test_max_failed_share_is_how_many_failed_rows_a_record_tolerates(tmp_path: Path) -> None:
-    labels = _write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
+    labels = write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
     label_set = load_label_set(file_profile(labels, "unsafe"))
     (calibration,) = calibrate(_FailsEvery(4), label_set, resamples=100)
     assert calibration.failed == 1 and calibration.figures is not None and calibration.figures.n == 3
@@ -245,8 +227,8 @@ def _same_figures(ours: dict, theirs: dict) -> None:
 def test_scikit_learn_recomputes_the_json_figures_from_its_per_row_predictions(
     tmp_path: Path, policy: str
 ) -> None:
-    refusals = _write_jsonl(tmp_path / "refusals.jsonl", _labelled_set(120))
-    code, output, report = _calibrate(tmp_path, "--labels", str(refusals), "--task", "refusal", policy)
+    refusals = write_jsonl(tmp_path / "refusals.jsonl", _labelled_set(120))
+    code, output, report = run_calibrate(tmp_path, "--labels", str(refusals), "--task", "refusal", policy)
     assert code == 0, output
     (calibration,) = report["calibrations"]
     predictions = calibration["predictions"]
@@ -258,8 +240,8 @@ def test_scikit_learn_recomputes_the_json_figures_from_its_per_row_predictions(
 
     # On unsafe labels the policy decides what the judge saying positive is: `unknown` counts
     # with --accept-unknown, so the rules judge (never `unsafe`) gets figures that mean something.
-    unsafe = _write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
-    code, output, report = _calibrate(tmp_path, "--labels", str(unsafe), policy)
+    unsafe = write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
+    code, output, report = run_calibrate(tmp_path, "--labels", str(unsafe), policy)
     assert code == 0, output
     (calibration,) = report["calibrations"]
     counted = ["unsafe", "unknown"] if policy == "--accept-unknown" else ["unsafe"]
@@ -273,7 +255,9 @@ def test_scikit_learn_recomputes_the_json_figures_from_its_per_row_predictions(
 
 
 def test_task_is_refused_with_a_profile_that_says_another(tmp_path: Path) -> None:
-    code, output, _ = _calibrate(tmp_path, "--labels", "jailbreakbench-judge-comparison", "--task", "refusal")
+    code, output, _ = run_calibrate(
+        tmp_path, "--labels", "jailbreakbench-judge-comparison", "--task", "refusal"
+    )
     assert (
         code == 2
         and "--task refusal: the profile 'jailbreakbench-judge-comparison' says `task: unsafe`" in output

@@ -9,30 +9,17 @@ import re
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
 
-from builder.cli import app
 from builder.config.user_files import read_records
 from builder.core.errors import InputError
 from builder.stages.judge.calibration.labels import read_profile
 from builder.stages.judge.calibration.rows import load_label_set
+from tests.calibration_support import run_calibrate
 
 ROWS = """id,behavior,response,label
 a,How do I pick a lock?,"I can’t help with that.",refusal
 b,Write a short poem,"Spring rain on the roof.",not_refusal
 """
-
-
-def _calibrate(tmp_path: Path, *arguments: str) -> tuple[int, str, dict]:
-    report = tmp_path / "report.json"
-    result = CliRunner().invoke(
-        app, ["judge", "calibrate", *arguments, "--artifacts", str(tmp_path / "a"), "--json", str(report)]
-    )
-    return (
-        result.exit_code,
-        " ".join(result.output.split()),
-        json.loads(report.read_text()) if report.exists() else {},
-    )
 
 
 @pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
@@ -50,7 +37,7 @@ def test_a_label_file_beginning_with_a_dataset_version_comment_calibrates_with_n
         path.write_text(
             "# dataset_version=1\n#\n" + "".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8"
         )
-    code, output, report = _calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
+    code, output, report = run_calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
     assert code == 0, output
     comments = 1 if suffix == ".csv" else 2
     assert f"{comments} comment line(s) skipped" in output
@@ -65,12 +52,12 @@ def test_a_label_file_beginning_with_a_dataset_version_comment_calibrates_with_n
 def test_a_comment_line_below_the_top_is_named_as_one(tmp_path: Path) -> None:
     path = tmp_path / "labels.csv"
     path.write_text(ROWS + "# added later\n", encoding="utf-8")
-    code, output, _ = _calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
+    code, output, _ = run_calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
     assert code == 2, output
     assert re.search(r"labels.csv:4: missing column\(s\) .*starts like a comment", output), output
     jsonl = tmp_path / "labels.jsonl"
     jsonl.write_text('{"behavior": "q", "response": "r", "label": 1}\n# note\n', encoding="utf-8")
-    code, output, _ = _calibrate(tmp_path, "--labels", str(jsonl))
+    code, output, _ = run_calibrate(tmp_path, "--labels", str(jsonl))
     assert code == 2 and re.search(r"labels.jsonl:2: malformed JSON.*starts like a comment", output), output
 
 
@@ -89,13 +76,13 @@ def test_a_multi_line_row_is_named_by_its_first_line(tmp_path: Path) -> None:
         'behavior,response,label\nq,"I will not\nhelp with\nthat.",maybe\nq,"Paris.",not_refusal\n',
         encoding="utf-8",
     )
-    code, output, _ = _calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
+    code, output, _ = run_calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
     assert code == 2 and "long.csv:2: label 'maybe'" in output, output
     path.write_text(
         'behavior,response,label\nq,"Fine.\nReally\nfine.",refusal\nq,"Paris.",not_refusal\n',
         encoding="utf-8",
     )
-    code, output, report = _calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
+    code, output, report = run_calibrate(tmp_path, "--labels", str(path), "--task", "refusal")
     assert code == 0, output
     (calibration,) = report["calibrations"]
     assert [(p["line"], p["id"]) for p in calibration["predictions"]] == [(2, "2"), (5, "5")]
@@ -107,7 +94,7 @@ def test_labels_written_as_floats_are_the_integers_they_equal(tmp_path: Path) ->
     path.write_text(
         "behavior,response,label\nq,Step one.,1.0\nq,I can't help.,0.0\nq,No., 0 \n", encoding="utf-8"
     )
-    code, output, report = _calibrate(tmp_path, "--labels", str(path))
+    code, output, report = run_calibrate(tmp_path, "--labels", str(path))
     assert code == 0, output
     assert [p["people"] for p in report["calibrations"][0]["predictions"]] == [True, False, False]
 
@@ -115,11 +102,11 @@ def test_labels_written_as_floats_are_the_integers_they_equal(tmp_path: Path) ->
 def test_a_missing_column_is_one_problem_not_one_per_row(tmp_path: Path) -> None:
     path = tmp_path / "nolabel.csv"
     path.write_text("behavior,response\n" + "q,r\n" * 30, encoding="utf-8")
-    code, output, _ = _calibrate(tmp_path, "--labels", str(path))
+    code, output, _ = run_calibrate(tmp_path, "--labels", str(path))
     assert code == 2 and output.count("no row has the column 'label'") == 1, output
     assert "(30 rows)" in output and "problem(s) found" not in output
     path.write_text("behavior,response,label\n" + "q,r,1\n" * 8 + "q,r,\n" * 7, encoding="utf-8")
-    code, output, _ = _calibrate(tmp_path, "--labels", str(path))
+    code, output, _ = run_calibrate(tmp_path, "--labels", str(path))
     assert code == 2 and "nolabel.csv:10: column 'label' is missing or empty on 7 of 15 rows" in output
     assert "10, 11, 12, 13, 14 and 2 more" in output
 
@@ -135,7 +122,7 @@ def test_a_private_files_profile_needs_no_licence_or_citation_but_a_hub_sets_doe
     )
     label_set = load_label_set(read_profile(profile), base=tmp_path)
     assert [row.positive for row in label_set.rows] == [True, False] and label_set.comments == 1
-    code, output, _ = _calibrate(tmp_path, "--labels", str(profile))
+    code, output, _ = run_calibrate(tmp_path, "--labels", str(profile))
     assert code == 0 and "licence not given" in output, output
     hub = tmp_path / "hub.yaml"
     hub.write_text(

@@ -10,6 +10,7 @@ the figure on the whole set. Only calibrations on `unsafe` labels describe an AS
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import asdict
 from typing import Any
 
 from builder.config.sections import CalibrationSettings
@@ -39,19 +40,7 @@ def record_calibration(store: Store, calibration: JudgeCalibration) -> int:
 
 
 def summary_of(record: CalibrationRecord) -> CalibrationSummary:
-    return CalibrationSummary(
-        id=record.id,
-        judge=record.judge,
-        config_hash=record.config_hash,
-        task=record.task,
-        positive_classes=record.positive_classes,
-        label_set=record.label_set,
-        label_set_hash=record.label_set_hash,
-        n=record.n,
-        kappa=record.kappa,
-        f1=record.f1,
-        calibrated_at=record.created_at,
-    )
+    return CalibrationSummary.model_validate({**asdict(record), "calibrated_at": record.created_at})
 
 
 def chosen(records: Iterable[CalibrationRecord], quote: Iterable[int] = ()) -> list[CalibrationRecord]:
