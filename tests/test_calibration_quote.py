@@ -144,8 +144,8 @@ def test_the_card_quotes_each_judges_calibration_on_its_policy_or_says_none_does
     assert {r["judge"]["name"] for r in manifest["attack"]["overall"]} == {"rules", "llm"}
 
 
-def test_the_largest_n_is_quoted_unless_calibration_quote_names_one(tmp_path: Path) -> None:
-    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+def test_the_largest_n_is_quoted_unless_calibration_quote_names_one(database_url: str) -> None:
+    with Store(database_url) as store:
         whole = _add(store, OTHER, ["unsafe"], 395, 0.64)
         smoke = _add(store, OTHER, ["unsafe"], 20, 0.0)  # a later --limit 20 smoke run
         tied = _add(store, OTHER, ["unsafe"], 395, 0.66)  # the same n again: the latest wins
@@ -167,9 +167,7 @@ def test_the_largest_n_is_quoted_unless_calibration_quote_names_one(tmp_path: Pa
         assert (
             "`calibration.quote` names calibration #99, which the store does not hold" in summary.markdown()
         )
-        result = CliRunner().invoke(
-            app, ["judge", "calibrations", "--database-url", f"sqlite:///{tmp_path / 'store.db'}"]
-        )
+        result = CliRunner().invoke(app, ["judge", "calibrations", "--database-url", database_url])
     assert result.exit_code == 0, result.output
     listed = [line for line in result.output.splitlines() if line.startswith("│")]
     assert [line.split("│")[1].strip() for line in listed] == [
