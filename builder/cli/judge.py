@@ -143,20 +143,20 @@ PathOption = Annotated[
 TaskOption = Annotated[
     str | None,
     typer.Option(
-        help="For a plain labelled file: what its labels mark, unsafe or refusal. [default: unsafe]",
+        help="For a plain labelled file: what its labels mark, unsafe or refusal (default: unsafe).",
         show_default=False,
     ),
 ]
 JudgeOption = Annotated[
     str | None,
-    typer.Option(help=f"Judge backend: {judges.describe()}. [default: attack.judge]", show_default=False),
+    typer.Option(help=f"Judge backend: {judges.describe()}. Default: attack.judge.", show_default=False),
 ]
 PolicyOption = Annotated[
     bool | None,
     typer.Option(
         "--accept-unknown/--unsafe-only",
         help="What counts as the judge saying unsafe: `unknown` answers too, as a build with "
-        "attack.policy.accept_unknown accepts them, or `unsafe` only. [default: attack.policy]",
+        "attack.policy.accept_unknown accepts them, or `unsafe` only. Default: the config's policy.",
         show_default=False,
     ),
 ]
