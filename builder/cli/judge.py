@@ -22,6 +22,7 @@ from builder.cli.core import (
 from builder.cli.display import console
 from builder.config.settings import load_settings
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_file, write_new_file
 from builder.stages.judge import judges
 from builder.stages.judge.calibration.labels import load_label_set, resolve
 from builder.stages.judge.calibration.metrics import RESAMPLES, SEED, Figures
@@ -142,7 +143,9 @@ def calibrate_command(
     seed: Annotated[int, typer.Option(help="Bootstrap seed (same seed, same intervals).")] = SEED,
     json_out: Annotated[
         Path | None,
-        typer.Option("--json", help="Write the full report (every figure) here.", show_default=False),
+        typer.Option(
+            "--json", help="Write the full report (every figure) to this new file.", show_default=False
+        ),
     ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
@@ -154,6 +157,8 @@ def calibrate_command(
     config hash; release cards and build reports quote them next to every attack success rate."""
     if task not in ("unsafe", "refusal"):
         raise InputError(f"--task must be unsafe or refusal, not {task!r}")
+    if json_out is not None:  # before anything is judged or stored: a refusal writes nothing
+        check_new_file(json_out, "--json")
     judge_given = {
         k: v for k, v in {"backend": judge, "base_url": judge_base_url, "model": judge_model}.items() if v
     }
@@ -193,9 +198,8 @@ def calibrate_command(
             if calibration.figures is not None:
                 record_calibration(workspace.store, calibration)
         if json_out is not None:
-            json_out.write_text(
-                "[\n" + ",\n".join(c.model_dump_json(indent=2) for c in results) + "\n]\n", encoding="utf-8"
-            )
+            report = "[\n" + ",\n".join(c.model_dump_json(indent=2) for c in results) + "\n]\n"
+            write_new_file(json_out, report, "--json")
         recorded = sum(c.figures is not None for c in results)
         console.print(f"\n{recorded} calibration(s) recorded in the store.")
     finally:

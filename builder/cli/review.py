@@ -252,7 +252,10 @@ def _figure(value: float | None) -> str:
 
 @review_app.command("export")
 def review_export(
-    out: Annotated[Path, typer.Option(help="Folder to write tasks.json and the labeling config into.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="New folder for tasks.json and the labeling config (must not exist or be empty)."),
+    ],
     format: Annotated[str, typer.Option(help="Export format: label-studio.")] = "label-studio",
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
@@ -262,8 +265,11 @@ def review_export(
     if format != "label-studio":
         fail(InputError(f"unknown export format {format!r}: use label-studio"))
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    from builder.core.outputs import check_new_folder
     from builder.review.labelstudio import export_tasks
 
+    with user_errors():
+        check_new_folder(out)
     with existing_store(settings) as store, user_errors():
         written = export_tasks(store, settings, out)
     console.print(
