@@ -68,6 +68,20 @@ def check_new_file(path: Path, option: str) -> Path:
     return path
 
 
+def check_work_folder(folder: Path, option: str = "--artifacts") -> Path:
+    """`folder` as an absolute path, if a command may work in it: a folder it may write in, or
+    one it can create (the artifacts folder of a build, say, which it fills over many runs)."""
+    folder = Path(folder).absolute()
+    if folder.exists() or folder.is_symlink():
+        if not folder.is_dir():
+            raise InputError(f"{option} is a file, not a folder", path=folder)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise InputError(f"{option}: no permission to write in this folder", path=folder)
+        return folder
+    _check_creatable(folder, option)
+    return folder
+
+
 def _check_creatable(path: Path, option: str) -> None:
     """The nearest existing folder above `path` is a folder this process may write in."""
     for ancestor in path.parents:
