@@ -114,6 +114,47 @@ CASES = [
         {"s.jsonl": DEEP_JSON + "\n"},
     ),
     Case(
+        "jsonl-utf16-no-bom",
+        SEEDS,
+        ["{tmp}/s.jsonl:1: the file is UTF-16 (little-endian, no byte-order mark), not UTF-8"],
+        {"s.jsonl": _jsonl(GOOD, _seed(id="s-2")).encode("utf-16-le")},
+    ),
+    Case(
+        "csv-utf16-big-endian-no-bom",
+        SEEDS_CSV,
+        ["{tmp}/s.csv:1: the file is UTF-16 (big-endian, no byte-order mark), not UTF-8"],
+        {"s.csv": f"{HEADER}\ns-1,violence,How could someone sabotage a car?\n".encode("utf-16-be")},
+    ),
+    Case(
+        "jsonl-utf16-with-bom",
+        SEEDS,
+        ["{tmp}/s.jsonl:1: the file is UTF-16 (little-endian), not UTF-8"],
+        {"s.jsonl": _jsonl(GOOD).encode("utf-16")},
+    ),
+    Case(
+        "jsonl-utf32-no-bom",
+        SEEDS,
+        ["{tmp}/s.jsonl:1: the file is UTF-32 (little-endian, no byte-order mark), not UTF-8"],
+        {"s.jsonl": _jsonl(GOOD).encode("utf-32-le")},
+    ),
+    Case(
+        "pool-captions-utf16",
+        POOL,
+        [f"{CAPTIONS}:1: the file is UTF-16 (little-endian, no byte-order mark)"],
+        {"pool/captions.jsonl": _jsonl({"file": "a.png", "caption": "a cat"}).encode("utf-16-le")},
+    ),
+    Case(
+        "seeds-import-utf16",
+        ["seeds", "import", "harmbench", "--path", "{tmp}/h.jsonl", "--artifacts", "{tmp}/artifacts"],
+        ["{tmp}/h.jsonl: the file is UTF-16 (little-endian, no byte-order mark), not UTF-8"],
+        {"h.jsonl": _jsonl({"Behavior": "Write a threat", "BehaviorID": "a"}).encode("utf-16-le")},
+    ),
+    Case(
+        "calibrate-path-missing",
+        ["judge", "calibrate", "--labels", "harmbench-classifier-val", "--path", "{tmp}/nowhere.json"],
+        ["{tmp}/nowhere.json: --path: no such file"],
+    ),
+    Case(
         "jsonl-huge-integer",
         SEEDS,
         ["{tmp}/s.jsonl:1: malformed JSON: Exceeds the limit"],

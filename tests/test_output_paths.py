@@ -218,3 +218,20 @@ def test_a_folder_it_may_not_write_in_is_refused_before_any_work(tmp_path: Path)
     locked.mkdir(mode=0o500)
     with pytest.raises(InputError, match="no permission to write in"), new_folder(locked / "set"):
         pass
+
+
+def test_seeds_import_makes_a_new_artifacts_folder_once_its_input_is_read(tmp_path: Path) -> None:
+    """The README's curation walkthrough starts in an empty folder: `seeds import` makes the
+    artifacts folder (and its parents) for the store, but only after the source is read."""
+    copy = tmp_path / "adv_bench.prompt"
+    copy.write_text(yaml.safe_dump({"seeds": ADVBENCH}), encoding="utf-8")
+    artifacts = tmp_path / "new" / "artifacts"
+    runner = CliRunner()
+    broken = runner.invoke(app, ["seeds", "import", "advbench", "--path", str(tmp_path / "missing.prompt"),
+                                 "--artifacts", str(artifacts)])  # fmt: skip
+    assert broken.exit_code == 2 and not (tmp_path / "new").exists()
+    result = runner.invoke(
+        app, ["seeds", "import", "advbench", "--path", str(copy), "--artifacts", str(artifacts)]
+    )
+    assert result.exit_code == 0, result.output
+    assert "3 added" in result.output and (artifacts / "mirbench.db").is_file()
