@@ -37,7 +37,7 @@ def review_list(
     state: Annotated[
         ReviewState | None, typer.Option(help="Only this state. [default: pending]", show_default=False)
     ] = ReviewState.PENDING,
-    limit: Annotated[int, typer.Option(help="Show at most N items.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most N items.")] = 50,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,

@@ -120,7 +120,9 @@ def seeds_import(
 
 @seeds_app.command("merge")
 def seeds_merge(
-    similarity: Annotated[float | None, typer.Option(help="Cosine for near-duplicates.")] = None,
+    similarity: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Cosine for near-duplicates.")
+    ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
@@ -261,8 +263,12 @@ def curate_next(
     from builder.review.seed_queue import SeedCuration
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    taxonomy = _taxonomy(settings)
+    if category is not None:
+        with user_errors():
+            taxonomy.category(category)  # an unknown one is named, not an empty queue
     with existing_store(settings) as store:
-        row = SeedCuration(store, settings.review, _taxonomy(settings)).next_seed(reviewer, category)
+        row = SeedCuration(store, settings.review, taxonomy).next_seed(reviewer, category)
     if row is None:
         console.print("nothing to curate")
         return
