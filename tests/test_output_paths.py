@@ -162,7 +162,7 @@ def test_calibrate_json_into_a_missing_folder_is_written(world: World, tmp_path:
     arguments = COMMANDS["judge calibrate --json"](world, str(report))
     result = CliRunner().invoke(app, [*arguments, "--artifacts", str(tmp_path / "a")])
     assert result.exit_code == 0, result.output
-    assert json.loads(report.read_text())[0]["figures"] is not None
+    assert json.loads(report.read_text())["calibrations"][0]["figures"] is not None
     assert not list(report.parent.glob(".*.partial"))
 
 
