@@ -109,6 +109,13 @@ class ReviewSettings(_Section):
         le=64 * 1024 * 1024,
         description="Largest request body the review app reads (413 above).",
     )
+    header_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=300,
+        description="How long a client may take to send a request's headers before 408 and the "
+        "connection is closed (slow clients hold sockets).",
+    )
     login_failures_allowed: int = Field(
         5,
         ge=1,

@@ -40,6 +40,7 @@ from builder.config.taxonomy import Taxonomy
 from builder.core import progress
 from builder.core.errors import InputError, InputErrors
 from builder.core.items import Item
+from builder.core.outputs import check_new_folder, move_into_place, remove_abandoned, staging_for, writing
 from builder.core.stats import StageStats
 from builder.curation.provenance import seed_sources
 from builder.release.rows import (
@@ -51,7 +52,6 @@ from builder.release.rows import (
     write_mir_layout,
     write_parquet,
 )
-from builder.release.staging import remove_abandoned, staging_for, writing
 from builder.run.picture_figures import picture_figures
 from builder.run.scope import build_configs
 from builder.stages.attack.summary import QuotedCalibrations, summarize
@@ -161,12 +161,10 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         if len(problems) == 1:
             raise problems[0]
         return
-    if out.exists() and not out.is_dir():
-        problems.append(
-            InputError("--out is a file; give a folder that does not exist or is empty", path=out)
-        )
-    elif out.is_dir() and any(out.iterdir()):
-        problems.append(InputError("release folder is not empty; choose a new --out", path=out))
+    try:
+        check_new_folder(out, "--out", "release folder")
+    except InputError as problem:
+        problems.append(problem)
     if not approved:
         problems.append(
             InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -303,14 +301,6 @@ def write_release(
     return manifest_bytes
 
 
-def move_into_place(staging: Path, out: Path) -> None:
-    """The one step that makes a release visible at `out`."""
-    if out.exists():
-        out.rmdir()  # an empty folder the user made; a non-empty one was refused earlier
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)
-
-
 def previous_manifest(store: Store, version: str) -> dict[str, Any] | None:
     """The manifest of the highest recorded release below `version`, if its folder still has one."""
     earlier = [row for row in store.releases() if version_key(row.version) < version_key(version)]
@@ -382,8 +372,7 @@ def release_approved(
                 store.record_release(version, str(out), intent.items, intent.manifest_sha256)
                 return _completed(version, out, intent.items, intent.manifest_sha256, stats)
         # Neither folder holds it: it never became visible, so writing it anew is safe.
-    if out.exists() and any(out.iterdir()):
-        raise InputError("release folder exists and is not empty; choose a new --out", path=out)
+    check_new_folder(out, "--out", "release folder")
     items = store.approved_items()
     if not items:
         raise InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -395,7 +384,7 @@ def release_approved(
     # `release` section, which the card's metadata and publishing read).
     calibrations = quoted_for_items(store, items, config.get("calibration"))
     config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
-    with writing(staging), stats.timed():
+    with writing(staging, "the release"), stats.timed():
         manifest = write_release(
             items,
             taxonomy,
