@@ -15,8 +15,8 @@ from rich.text import Text
 
 from builder.cli.core import ArtifactsOption, ConfigOption, DatabaseOption, open_store, user_errors
 from builder.cli.display import console, make_table
-from builder.core.errors import InputError
 from builder.core.items import ItemStatus
+from builder.core.outputs import check_new_file, new_file, write_new_file
 from builder.review.answers import answers_of, purge
 from builder.stages.attack.entropy.compare import compare_entropy
 from builder.stages.attack.entropy.plot import plot_distributions
@@ -111,11 +111,6 @@ def answers_purge(
     )
 
 
-def _writable(path: Path | None) -> None:
-    if path is not None and not path.parent.is_dir():
-        raise InputError(f"no such folder: {path.parent}", path=path)
-
-
 @answers_app.command("attention")
 def answers_attention(
     tester: Annotated[
@@ -139,9 +134,10 @@ def answers_attention(
     """Attention entropy of unsafe vs safe answers (judged answers of in-process testers with
     attention_entropy: true): means with bootstrap 95% intervals and a Mann-Whitney U test,
     over all answers and per relation. The definition: README, section "Attention entropy"."""
-    with user_errors():
-        _writable(plot)
-        _writable(json_file)
+    with user_errors():  # before any work: a refused target writes nothing (exit 2)
+        for path, option in ((plot, "--plot"), (json_file, "--json")):
+            if path is not None:
+                check_new_file(path, option)
     with open_store(config, artifacts, database_url) as store:
         found = answer_records(store, store.items_with_statuses(list(ItemStatus)), tester=tester)
     console.print(
@@ -157,10 +153,14 @@ def answers_attention(
         raise typer.Exit(code=1)
     report = compare_entropy(found.records, seed=seed, resamples=resamples)
     console.print(report.markdown(), markup=False, highlight=False)
-    if plot is not None:
-        plot_distributions(found.records, plot, title=f"Attention entropy ({', '.join(found.testers)})")
-        console.print(f"plot: {plot}", markup=False)
-    if json_file is not None:
-        payload = {**report.model_dump(mode="json"), "records": [r.model_dump() for r in found.records]}
-        json_file.write_text(json.dumps(payload, indent=2) + "\n")
-        console.print(f"figures: {json_file}", markup=False)
+    with user_errors():
+        if plot is not None:
+            with new_file(plot, "--plot") as drawn:
+                plot_distributions(
+                    found.records, drawn, title=f"Attention entropy ({', '.join(found.testers)})"
+                )
+            console.print(f"plot: {plot}", markup=False)
+        if json_file is not None:
+            payload = {**report.model_dump(mode="json"), "records": [r.model_dump() for r in found.records]}
+            write_new_file(json_file, json.dumps(payload, indent=2) + "\n", "--json")
+            console.print(f"figures: {json_file}", markup=False)
