@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0011"
-down_revision = "0013"  # the head on this branch after merging main (the integrator re-chains)
+down_revision = "0013"
 
 
 def upgrade() -> None:
