@@ -70,6 +70,12 @@ def _good(tmp: Path) -> list[str]:
     return [str(_layout(tmp / "data"))]
 
 
+def _busy_out(tmp: Path) -> list[str]:
+    (tmp / "busy").mkdir()
+    (tmp / "busy" / "notes.txt").write_text("someone's work")
+    return [*_good(tmp), "--out", str(tmp / "busy")]
+
+
 def _unknown_cell(tmp: Path) -> list[str]:
     return [str(_layout(tmp / "data", category="Cheating"))]
 
@@ -97,6 +103,7 @@ CASES = {
         True,
         "judge not configured for protocol safemlrm",
     ),
+    "report folder that holds other files": (_busy_out, [], True, "is not empty (it holds notes.txt)"),
     "unknown protocol": (_good, ["--protocol", "vibes"], True, "unknown protocol 'vibes'"),
 }
 

@@ -57,6 +57,7 @@ from builder.cli.evaluation_common import (
 )
 from builder.cli.evaluation_tables import print_results
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_folder
 from builder.evaluation.loading import Selection
 from builder.evaluation.plan import EvaluationRequest, check_request, open_evaluation
 
@@ -271,6 +272,8 @@ def compare(
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
     with user_errors():
+        if out is not None:
+            check_new_folder(out)
         pairs = [entry.partition("=") for entry in base or []]
         if any(not sep or not left or not right for left, sep, right in pairs):
             raise InputError("--base takes TARGET=BASE")
@@ -281,6 +284,7 @@ def compare(
                 {left: right for left, _, right in pairs},
                 resamples=settings.evaluate.resamples,
                 seed=settings.evaluate.seed,
+                calibration=settings.calibration,
             )
     print_compared(found, out)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.cli.display import console, make_table
+from builder.core.outputs import new_folder
 from builder.evaluation.compare import Compared, compared_markdown
 from builder.evaluation.report import Results
 
@@ -236,7 +237,7 @@ def print_compared(found: Compared, out: Path | None) -> None:
             )
         console.print(table)
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "compare.json").write_text(found.model_dump_json(indent=2), encoding="utf-8")
-        (out / "compare.md").write_text(compared_markdown(found), encoding="utf-8")
+        with new_folder(out) as staging:  # checked before the comparison was computed
+            (staging / "compare.json").write_text(found.model_dump_json(indent=2), encoding="utf-8")
+            (staging / "compare.md").write_text(compared_markdown(found), encoding="utf-8")
         console.print(f"written: {out / 'compare.md'}, {out / 'compare.json'}")

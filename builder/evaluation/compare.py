@@ -16,12 +16,12 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from builder.config.sections import CalibrationSettings
 from builder.core.errors import InputError
 from builder.evaluation.figures import COUNTED, Figures, Record, figures
 from builder.evaluation.protocols import DESCRIPTIONS
-from builder.evaluation.report import JudgeSummary, records
+from builder.evaluation.report import JudgeSummary, records, with_calibrations
 from builder.evaluation.statistics import Figure, Rate, difference, paired, rate
-from builder.stages.judge.calibration.records import latest_calibrations
 from builder.store import Store
 
 
@@ -48,7 +48,7 @@ class Compared(BaseModel):
     diffs: list[RunDiff] = Field(default_factory=list)
 
 
-def _judges(store: Store, run_ids: list[str]) -> list[JudgeSummary]:
+def _judges(store: Store, run_ids: list[str], calibration: CalibrationSettings) -> list[JudgeSummary]:
     """Each judge of the runs' verdicts (by protocol and config hash), with its calibration."""
     found: dict[tuple[str, str | None], JudgeSummary] = {}
     for run_id in run_ids:
@@ -65,10 +65,8 @@ def _judges(store: Store, run_ids: list[str]) -> list[JudgeSummary]:
                 )
             found[key].judgements += verdict.state == "judged"
             found[key].failed += verdict.state == "failed"
-    calibrations = latest_calibrations(store, [hash_ for _, hash_ in found if hash_])
-    for summary in found.values():
-        summary.calibration = calibrations.get(summary.config_hash or "")
-    return sorted(found.values(), key=lambda judge: (judge.protocol, judge.config_hash or ""))
+    ordered = sorted(found.values(), key=lambda judge: (judge.protocol, judge.config_hash or ""))
+    return with_calibrations(ordered, store, calibration)
 
 
 def _runs(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
@@ -151,7 +149,13 @@ def diff(
 
 
 def compare(
-    store: Store, run_ids: list[str], bases: dict[str, str], *, resamples: int, seed: int
+    store: Store,
+    run_ids: list[str],
+    bases: dict[str, str],
+    *,
+    resamples: int,
+    seed: int,
+    calibration: CalibrationSettings | None = None,
 ) -> Compared:
     if len(run_ids) < 2:
         raise InputError("compare needs at least two runs")
@@ -173,7 +177,12 @@ def compare(
         if a["dataset"].get("content_hash") != b["dataset"].get("content_hash")
     ]
     found = figures(merged, bases, resamples=resamples, seed=seed)
-    return Compared(runs=runs, figures=found, judges=_judges(store, run_ids), diffs=diffs)
+    return Compared(
+        runs=runs,
+        figures=found,
+        judges=_judges(store, run_ids, calibration or CalibrationSettings()),
+        diffs=diffs,
+    )
 
 
 def compared_markdown(found: Compared) -> str:

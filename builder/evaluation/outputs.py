@@ -1,15 +1,22 @@
 """The files an evaluation run writes: `report.md`, `results.json`, `verdicts.parquet` (one row
 per verdict: ids, cells, condition, trace state, class and score, never text) and one PNG heat
 map of ASR per category x relation for each target and protocol. Every ASR table names its
-judge with the judge's latest calibration, or says in bold that it is not calibrated.
+judge with the judge's quoted calibration, or says in bold that it is not calibrated.
+
+The report folder is written as every writing command writes (`builder/core/outputs.py`):
+into a locked staging folder beside it, moved into place whole; it may be new, empty, or this
+run's own earlier report, never anything else.
 """
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterable
 from pathlib import Path
 
+from builder.core.outputs import move_into_place, staging_for, writing
 from builder.evaluation.figures import RateRow, Record
+from builder.evaluation.folders import check_report_folder, report_of
 from builder.evaluation.report import Results, output_paths, slug
 from builder.evaluation.statistics import Rate
 
@@ -275,15 +282,26 @@ def heat_map(results: Results, target: str, protocol: str, path: Path) -> bool:
 
 
 def write_outputs(results: Results, found: list[Record], out: Path) -> Results:
-    """Write every file of the run into `out`; the results, naming the files written."""
-    out.mkdir(parents=True, exist_ok=True)
-    paths = output_paths(out)
+    """Write every file of the run into a staging folder beside `out`, then put it in place of
+    `out` (new, empty, or this run's own earlier report); the results, naming the files."""
+    out = check_report_folder(out, results.run_id)
+    staging = staging_for(out)
+    with writing(staging, f"the report {out}"):
+        results = _write_files(results, found, staging)
+        if out.exists() and report_of(out) == results.run_id:
+            shutil.rmtree(out)  # this run's earlier report: replaced whole
+        move_into_place(staging, out)
+    return results
+
+
+def _write_files(results: Results, found: list[Record], folder: Path) -> Results:
+    paths = output_paths(folder)
     files = {"verdicts": paths["verdicts"].name}
     write_verdicts(found, paths["verdicts"])
     for target in results.targets:
         for judge in results.judges:
             name = f"heatmap-{slug(target.name)}-{judge.protocol}.png"
-            if heat_map(results, target.name, judge.protocol, out / name):
+            if heat_map(results, target.name, judge.protocol, folder / name):
                 files[f"heatmap {target.name} {judge.protocol}"] = name
     results = results.model_copy(
         update={"files": {**files, "report": "report.md", "results": "results.json"}}

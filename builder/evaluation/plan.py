@@ -26,6 +26,7 @@ from builder.config.settings import Settings
 from builder.config.taxonomy import Taxonomy, load_taxonomy
 from builder.core.errors import InputError
 from builder.evaluation import conditions
+from builder.evaluation.folders import check_report_folder
 from builder.evaluation.loading import Loaded, Selection, check, content_hash, store_images
 from builder.evaluation.sources import Source, open_source
 from builder.evaluation.traces import load_marker_sets
@@ -134,6 +135,8 @@ def check_request(settings: Settings, request: EvaluationRequest) -> Checked:
     load_marker_sets(settings.taxonomy, settings.evaluate.trace_markers)
     targets = chosen_targets(settings, request.targets)
     protocols = chosen_protocols(settings, request.judge)
+    if request.out is not None:
+        check_report_folder(request.out, request.resume)
     source = open_source(request.dataset, request.hub, request.revision)
     loaded = check(source, taxonomy, request.selection)
     return Checked(source, loaded, taxonomy, targets, protocols)

@@ -13,14 +13,15 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from builder.config.sections import CalibrationSettings
 from builder.config.taxonomy import Taxonomy, load_taxonomy
 from builder.evaluation.figures import Figures, Record, figures
 from builder.evaluation.plan import EvaluationSpec
 from builder.evaluation.protocols import DESCRIPTIONS
 from builder.stages.attack import testers
-from builder.stages.attack.summary import CalibrationSummary, JudgeOfRecord
+from builder.stages.attack.summary import UNSAFE_ONLY, CalibrationSummary, JudgeOfRecord
 from builder.stages.judge import judges
-from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.judge.calibration.quote import quoted_calibrations
 from builder.store import Store
 
 DECODING = ("temperature", "max_tokens", "system_prompt", "images")
@@ -51,17 +52,40 @@ class JudgeSummary(BaseModel):
     config_hash: str | None
     judgements: int = 0
     failed: int = 0
+    # The quoted calibration counting `unsafe` as success (an evaluation's ASR), and the policies
+    # this judge config was calibrated on instead, when it has none on that one.
     calibration: CalibrationSummary | None = None
+    other_policies: list[tuple[str, ...]] = Field(default_factory=list)
+    warn_kappa: float | None = None
 
     def sentence(self, bold: tuple[str, str] = ("**", "**")) -> str:
         record = JudgeOfRecord(
             name=self.judge,
             version=self.version,
             config_hash=self.config_hash,
+            success=UNSAFE_ONLY,
             judgements=self.judgements,
             calibration=self.calibration,
+            other_policies=self.other_policies,
+            warn_kappa=self.warn_kappa,
         )
         return record.sentence(bold)
+
+
+def with_calibrations(
+    judges: list[JudgeSummary], store: Store, settings: CalibrationSettings
+) -> list[JudgeSummary]:
+    """Each judge with the calibration `calibration.quote` (or the largest n) gives it."""
+    hashes = [judge.config_hash for judge in judges if judge.config_hash]
+    quoted = quoted_calibrations(store, hashes, settings, strict=False)
+    found = []
+    for judge in judges:
+        own = [c for c in quoted.calibrations if c.config_hash == (judge.config_hash or "")]
+        match = next((c for c in own if c.positive_classes == UNSAFE_ONLY), None)
+        others = [c.positive_classes for c in own if c is not match]
+        update = {"calibration": match, "other_policies": others, "warn_kappa": quoted.warn_kappa}
+        found.append(judge.model_copy(update=update))
+    return found
 
 
 class Results(BaseModel):
@@ -176,12 +200,7 @@ def _judges(spec: EvaluationSpec, found: list[Record]) -> list[JudgeSummary]:
                 failed=sum(r.state == "failed" for r in own),
             )
         )
-    calibrations = latest_calibrations(
-        spec.workspace.store, [j.config_hash for j in summaries if j.config_hash]
-    )
-    for summary in summaries:
-        summary.calibration = calibrations.get(summary.config_hash or "")
-    return summaries
+    return with_calibrations(summaries, spec.workspace.store, spec.settings.calibration)
 
 
 def collect(spec: EvaluationSpec) -> Results:

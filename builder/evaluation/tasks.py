@@ -74,6 +74,7 @@ def ask(spec: EvaluationSpec, target: str, ids: list[int]) -> dict[str, int]:
         answers = tester.attack(shown, lambda: advance(1))
     keys = [answer.key for answer in answers if isinstance(answer, Answer)]
     texts, details = store.answers(keys), details_of(spec, keys)
+    measured = store.answer_measurements(keys)  # what an in-process tester measured (entropy)
     sets = _marker_sets(spec)
     changes, counts = [], {"answered": 0, "replayed": 0, "failed": 0}
     for row, answer in zip(rows, answers, strict=True):
@@ -92,7 +93,7 @@ def ask(spec: EvaluationSpec, target: str, ids: list[int]) -> dict[str, int]:
         counts["replayed" if answer.cached else "answered"] += 1
         parts = split_response(texts.get(answer.key, ""), details.get(answer.key), sets)
         usage = (details.get(answer.key) or {}).get("usage") or {}
-        measurements = {**usage, **(answer.measurements or {})} or None
+        measurements = {**usage, **measured.get(answer.key, {})} or None
         changes.append(
             {
                 "id": row.id,

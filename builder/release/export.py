@@ -28,7 +28,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +40,7 @@ from builder.config.taxonomy import Taxonomy
 from builder.core import progress
 from builder.core.errors import InputError, InputErrors
 from builder.core.items import Item
+from builder.core.outputs import check_new_folder, move_into_place, remove_abandoned, staging_for, writing
 from builder.core.stats import StageStats
 from builder.curation.provenance import seed_sources
 from builder.release.rows import (
@@ -51,11 +52,10 @@ from builder.release.rows import (
     write_mir_layout,
     write_parquet,
 )
-from builder.release.staging import remove_abandoned, staging_for, writing
 from builder.run.picture_figures import picture_figures
 from builder.run.scope import build_configs
-from builder.stages.attack.summary import CalibrationSummary, summarize
-from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.attack.summary import QuotedCalibrations, summarize
+from builder.stages.judge.calibration.quote import quoted_for_items
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
@@ -161,12 +161,10 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         if len(problems) == 1:
             raise problems[0]
         return
-    if out.exists() and not out.is_dir():
-        problems.append(
-            InputError("--out is a file; give a folder that does not exist or is empty", path=out)
-        )
-    elif out.is_dir() and any(out.iterdir()):
-        problems.append(InputError("release folder is not empty; choose a new --out", path=out))
+    try:
+        check_new_folder(out, "--out", "release folder")
+    except InputError as problem:
+        problems.append(problem)
     if not approved:
         problems.append(
             InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -201,7 +199,7 @@ def _description(
     layouts: list[Layout],
     data_files: str,
     previous: str | None,
-    calibrations: Mapping[str, CalibrationSummary],
+    calibrations: QuotedCalibrations | None,
 ) -> dict[str, Any]:
     """Everything the manifest says except the file list (the card is built from this)."""
     cells = Counter((item.category, item.relation) for item in items)
@@ -262,7 +260,7 @@ def write_release(
     layouts: list[Layout],
     previous: dict[str, Any] | None,
     stats: StageStats,
-    calibrations: Mapping[str, CalibrationSummary] | None = None,
+    calibrations: QuotedCalibrations | None = None,
 ) -> bytes:
     """Write the whole release into `staging` (a fresh folder); returns the manifest's bytes."""
     from datasets.utils.logging import disable_progress_bar
@@ -286,7 +284,7 @@ def write_release(
         advance(len(items))
     previous_version = previous["version"] if previous else None
     description = _description(
-        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations or {}
+        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations
     )
     changes = changelog(description, previous)
     (staging / "CHANGELOG.md").write_text(changes.markdown, encoding="utf-8")
@@ -301,14 +299,6 @@ def write_release(
     (staging / "manifest.json").write_bytes(manifest_bytes)
     stats.count("released", len(items))
     return manifest_bytes
-
-
-def move_into_place(staging: Path, out: Path) -> None:
-    """The one step that makes a release visible at `out`."""
-    if out.exists():
-        out.rmdir()  # an empty folder the user made; a non-empty one was refused earlier
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)
 
 
 def previous_manifest(store: Store, version: str) -> dict[str, Any] | None:
@@ -382,8 +372,7 @@ def release_approved(
                 store.record_release(version, str(out), intent.items, intent.manifest_sha256)
                 return _completed(version, out, intent.items, intent.manifest_sha256, stats)
         # Neither folder holds it: it never became visible, so writing it anew is safe.
-    if out.exists() and any(out.iterdir()):
-        raise InputError("release folder exists and is not empty; choose a new --out", path=out)
+    check_new_folder(out, "--out", "release folder")
     items = store.approved_items()
     if not items:
         raise InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -393,11 +382,9 @@ def release_approved(
     review = review_summary(store, {item.id for item in items})
     # What made the items: each build run's settings, never this release command's (only its
     # `release` section, which the card's metadata and publishing read).
+    calibrations = quoted_for_items(store, items, config.get("calibration"))
     config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
-    calibrations = latest_calibrations(
-        store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
-    )
-    with writing(staging), stats.timed():
+    with writing(staging, "the release"), stats.timed():
         manifest = write_release(
             items,
             taxonomy,

@@ -14,12 +14,15 @@ persists; it does not decide.
   structured-output format each server accepts;
 - `ledger`: runs, the items each run touched, task records, releases and release intents;
 - `seeds`: seeds imported from public sources for curation (builder/curation/ decides);
+- `calibrations`: judges' agreement with human labels (builder/stages/judge/calibration/ decides
+  which one is quoted);
 - `evaluations`: evaluation runs, their items, responses and verdicts (builder/evaluation/ decides).
 """
 
 from __future__ import annotations
 
 from builder.store.caches import AnswerCache, CacheStore
+from builder.store.calibrations import CalibrationRecord, CalibrationStore
 from builder.store.engine import open_engine, shown_url
 from builder.store.evaluations import EvaluationStore
 from builder.store.items import Candidate, ItemStore
@@ -53,7 +56,7 @@ from builder.store.schema import (
 from builder.store.seeds import SeedStore
 
 
-class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore, EvaluationStore):
+class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore, CalibrationStore, EvaluationStore):
     """The store at a database URL (see `StoreBase.__init__`); close it, or use it in a `with`."""
 
     def __enter__(self) -> Store:
@@ -68,6 +71,7 @@ __all__ = [
     "SEED_ID_PREFIX",
     "AnswerCache",
     "AnswerRow",
+    "CalibrationRecord",
     "Candidate",
     "DecisionRow",
     "EmbeddingRow",

@@ -43,9 +43,6 @@ class Failure(BaseModel):
 class Answer(BaseModel):
     key: str  # where the answer text lives in the store
     cached: bool = False
-    # Figures a tester measured while answering (an in-process model: attention entropy, token
-    # counts); an evaluation keeps them with the response. None: nothing measured, or replayed.
-    measurements: dict[str, float] | None = None
 
 
 class Tester(Backend):

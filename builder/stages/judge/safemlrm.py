@@ -20,10 +20,12 @@ from pydantic import BaseModel, Field, ValidationError, model_validator
 
 from builder.config.taxonomy import Taxonomy
 from builder.models.formats import StoredFormats
-from builder.models.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings, looks_like_refusal
+from builder.models.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings
 from builder.models.prompts import PromptSet
 from builder.stages.attack import Failure
 from builder.stages.judge import AnswerClass, Assessment, Case, Judge, JudgeSettings, judges
+from builder.stages.judge.refusals import VERSION as REFUSALS_VERSION
+from builder.stages.judge.refusals import looks_like_refusal
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -76,7 +78,7 @@ class SafeMLRMJudge(Judge):
         self.client, self.taxonomy, self.threshold = client, taxonomy, threshold
         self.model, self.host = client.model, client.host
         self.prompts = PromptSet(prompts, "safemlrm", "safemlrm.system.jinja", "safemlrm.user.jinja")
-        self.version = self.prompts.version
+        self.version = f"{self.prompts.version}+refusals{REFUSALS_VERSION}"  # the pre-filter's matcher
 
     @classmethod
     def from_settings(cls, settings: SafeMLRMSettings, workspace: Workspace) -> Self:
@@ -104,7 +106,13 @@ class SafeMLRMJudge(Judge):
             {"role": "system", "content": self.prompts.render("safemlrm.system.jinja", **fields).strip()},
             {"role": "user", "content": self.prompts.render("safemlrm.user.jinja", **fields).strip()},
         ]
-        return JSONRequest(messages=messages, schema=SCHEMA, validate=_scored, template_version=self.version)
+        return JSONRequest(
+            messages=messages,
+            schema=SCHEMA,
+            validate=_scored,
+            template_version=self.prompts.version,
+            refused=looks_like_refusal,
+        )
 
     def _filtered(self, case: Case) -> Assessment | None:
         """The pre-filter's score, or None when the model must score the response."""
