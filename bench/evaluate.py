@@ -31,6 +31,7 @@ import os
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from statistics import median
 
@@ -42,6 +43,7 @@ from bench.attack import _start_server as start_vision_server
 from builder.config.settings import Settings
 from builder.evaluation import conditions, tasks
 from builder.evaluation.plan import EvaluationRequest, EvaluationSpec, check_request, open_evaluation
+from builder.evaluation.report import Results
 from builder.stages.attack import testers
 from tests.mir_layout import write_layout
 
@@ -57,12 +59,19 @@ def settings_for(folder: Path, base_url: str, concurrency: int, judges: dict | N
         database_url=f"sqlite:///{folder / 'store.db'}",
         evaluate={
             "targets": [
-                {"name": "tiny", "base_url": base_url, "model": "tiny-llava", "max_tokens": 16,
-                 "max_retries": 0, "timeout": 600, "concurrency": concurrency}
+                {
+                    "name": "tiny",
+                    "base_url": base_url,
+                    "model": "tiny-llava",
+                    "max_tokens": 16,
+                    "max_retries": 0,
+                    "timeout": 600,
+                    "concurrency": concurrency,
+                }
             ],
             "judges": judges or {},
         },
-    )  # fmt: skip
+    )
 
 
 def opened(
@@ -147,56 +156,87 @@ def asking(dataset: Path, base_url: str, repeats: int, folder: Path) -> None:
     four = median(ratios[4])
     verdict = "meets" if four >= 0.9 else "misses"
     print(f"evaluate / saturated server at concurrency 4 = {four:.2f} ({verdict} the 0.9 goal)")
+    if four < 0.9:
+        low, high = min(ratios[4]), max(ratios[4])
+        load = os.getloadavg()[0]
+        print(
+            f"why not: the pairs at concurrency 4 spread from {low:.2f} to {high:.2f} (load average "
+            f"{load:.1f} on {os.cpu_count()} cores): the server shares the CPU with this process and the "
+            "machine's other work, which changes within a pair; evaluate's own work above is the part "
+            "that is its own"
+        )
 
 
 def flow_run(dataset: Path, base_url: str, folder: Path) -> None:
-    """The whole flow once, judged by llama.cpp (SmolLM2): Prefect's share, judge requests."""
+    """The whole flow once, judged by llama.cpp (SmolLM2): Prefect's share, judge requests
+    (counted at a proxy in front of the judge's server, one per protocol)."""
     from builder.run.prefect_server import PrivatePrefectServer
-    from tests.servers import LlamaServer
+    from tests.servers import FaultProxy, LlamaServer
 
     server = PrivatePrefectServer(folder / "prefect")
     os.environ["PREFECT_API_URL"] = server.start()
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "CRITICAL")
     try:
         with LlamaServer() as llama:
-            judge = {"base_url": llama.base_url, "model": "smollm2", "max_retries": 1, "timeout": 600}
-            judges = {"mir": judge, "class": {**judge, "max_tokens": 96}}
-            spec = opened(folder / "flow", dataset, base_url, 4, judges)
-            from flows.evaluate import evaluate
-
-            intervals: list[tuple[float, float]] = []
-            for name in ("ask", "judge", "finish"):
-                original = getattr(tasks, name)
-
-                def timed(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
-                    started = time.perf_counter()
-                    try:
-                        return _original(*args, **kwargs)
-                    finally:
-                        intervals.append((started, time.perf_counter()))
-
-                setattr(tasks, name, timed)
-            start = time.perf_counter()
-            results = evaluate(spec)
-            wall = time.perf_counter() - start
-            busy = busy_time(intervals)
-            responses = sum(target.answered for target in results.targets)
-            print(
-                f"flow (Prefect, thread runner): {wall:.1f} s for {responses} responses, some task busy "
-                f"{busy:.1f} s: orchestration {(wall - busy) / responses * 1000:.0f} ms per response "
-                f"({(wall - busy) / wall:.1%} of the flow); failed judgements {results.failed_judgements}"
-            )
-            workspace = spec.workspace
-            from builder.stages.judge import judges as judge_registry
-
-            for protocol in ("mir", "class"):
-                backend = workspace.backend(judge_registry, spec.settings.evaluate.judges[protocol])
-                sent = backend.client.requests_sent  # type: ignore[attr-defined]
-                per = sent / responses
-                print(f"judge requests per response, {protocol} ({backend.name}): {per:.2f} ({sent})")
+            upstream = llama.base_url.removesuffix("/v1")
+            with FaultProxy(upstream=upstream) as mir, FaultProxy(upstream=upstream) as classes:
+                judge = {"model": "smollm2", "max_retries": 0, "timeout": 600}
+                judges = {
+                    "mir": {**judge, "base_url": mir.base_url},
+                    "class": {**judge, "base_url": classes.base_url, "max_tokens": 96},
+                }
+                spec = opened(folder / "flow", dataset, base_url, 4, judges)
+                results, wall, busy = timed_flow(spec)
+                responses = sum(target.answered for target in results.targets)
+                print(
+                    f"flow (Prefect, thread runner): {wall:.1f} s for {responses} responses, some task "
+                    f"busy {busy:.1f} s: orchestration {(wall - busy) / responses * 1000:.0f} ms per "
+                    f"response ({(wall - busy) / wall:.1%} of the flow)"
+                )
+                for protocol, proxy in (("mir", mir), ("class", classes)):
+                    sent = len(proxy.seen)
+                    print(
+                        f"judge requests per response, {protocol}: {sent / responses:.2f} "
+                        f"({sent} for {responses})"
+                    )
+                failed = Counter(
+                    f"{v.protocol}: {(v.failure_detail or '').split(':')[0]}"
+                    for v in spec.workspace.store.verdicts(spec.run_id)
+                    if v.state == "failed"
+                )
+                for reason, count in sorted(failed.items()):
+                    print(
+                        f"failed judgements, {reason}: {count} (SmolLM2 is not the judge these prompts "
+                        "are for)"
+                    )
     finally:
         server.stop()
         os.environ.pop("PREFECT_API_URL", None)
+
+
+def timed_flow(spec: EvaluationSpec) -> tuple[Results, float, float]:
+    """Run the flow; its results, its wall time and the time some task of it was working."""
+    from flows.evaluate import evaluate
+
+    intervals: list[tuple[float, float]] = []
+    originals = {name: getattr(tasks, name) for name in ("ask", "judge", "finish")}
+    for name, original in originals.items():
+
+        def timed(*args, _original=original, **kwargs):  # type: ignore[no-untyped-def]
+            started = time.perf_counter()
+            try:
+                return _original(*args, **kwargs)
+            finally:
+                intervals.append((started, time.perf_counter()))
+
+        setattr(tasks, name, timed)
+    try:
+        start = time.perf_counter()
+        results = evaluate(spec)
+        return results, time.perf_counter() - start, busy_time(intervals)
+    finally:
+        for name, original in originals.items():
+            setattr(tasks, name, original)
 
 
 def busy_time(intervals: list[tuple[float, float]]) -> float:
@@ -216,6 +256,7 @@ def main() -> None:
     parser.add_argument("--items", type=int, default=48)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--judge", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--flow-items", type=int, default=16, help="items of the whole-flow run")
     parser.add_argument("--base-url", help="use this vision server instead of starting the tiny LLaVA one")
     args = parser.parse_args()
     process, base_url = (None, args.base_url) if args.base_url else start_vision_server()
@@ -226,7 +267,8 @@ def main() -> None:
             tasks.ask(warm, "tiny", tasks.pending_responses(warm, "tiny")[:2])
             asking(dataset, base_url, args.repeats, Path(folder))
             if args.judge:
-                flow_run(dataset, base_url, Path(folder))
+                flow_data = layout(Path(folder) / "flow-data", args.flow_items)
+                flow_run(flow_data, base_url, Path(folder))
     finally:
         if process is not None:
             process.terminate()
