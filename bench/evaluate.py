@@ -18,7 +18,7 @@ random weights, one generation at a time, like a single-stream server) in its ow
   prompt format) and the `class` protocol by the `llm` judge on the same server: the flow's wall
   time against its tasks', per response, and the judge requests per response (goal: 1).
 
-    python bench/evaluate.py [--items 48] [--repeats 2] [--judge/--no-judge]
+    python bench/evaluate.py [--items 48] [--repeats 5] [--flow-items 16] [--judge/--no-judge]
 
 The machine may be shared: figures are as loaded as the machine is; compare ratios, not rates.
 """
@@ -41,6 +41,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench.attack import _start_server as start_vision_server
 from builder.config.settings import Settings
+from builder.core.items import Item
 from builder.evaluation import conditions, tasks
 from builder.evaluation.plan import EvaluationRequest, EvaluationSpec, check_request, open_evaluation
 from builder.evaluation.report import Results
@@ -83,29 +84,31 @@ def opened(
 
 
 async def saturated(spec: EvaluationSpec, concurrency: int) -> float:
-    """Requests/s with the target's exact bodies sent straight to the server."""
+    """Requests/s with the target's exact bodies sent straight to the server (each built, its
+    images read and encoded, as it is sent: what any client of the server does)."""
     from openai import AsyncOpenAI
 
     workspace = spec.workspace
     tester = workspace.backend(testers, spec.target("tiny").tester)
     items = tasks._items(spec, workspace.store.responses(spec.run_id))
-    bodies = [
-        tester.messages(conditions.view(item, "multi", workspace.artifacts, 512)) for item in items.values()
-    ]
+    views = [conditions.view(item, "multi", workspace.artifacts, 512) for item in items.values()]
     settings = tester.client.settings
     client = AsyncOpenAI(api_key="no-key", base_url=settings.base_url, max_retries=0, timeout=600)
     limit = asyncio.Semaphore(concurrency)
 
-    async def one(messages: list) -> None:
+    async def one(view: Item) -> None:
         async with limit:
             await client.chat.completions.create(
-                model=settings.model, messages=messages, temperature=0, max_tokens=settings.max_tokens
+                model=settings.model,
+                messages=tester.messages(view),
+                temperature=0,
+                max_tokens=settings.max_tokens,
             )
 
     start = time.perf_counter()
-    await asyncio.gather(*(one(messages) for messages in bodies))
+    await asyncio.gather(*(one(view) for view in views))
     await client.close()
-    return len(bodies) / (time.perf_counter() - start)
+    return len(views) / (time.perf_counter() - start)
 
 
 def bare_tester(spec: EvaluationSpec) -> float:
@@ -147,7 +150,8 @@ def asking(dataset: Path, base_url: str, repeats: int, folder: Path) -> None:
     for concurrency in rates:
         print(
             f"evaluate concurrency {concurrency}: median {median(rates[concurrency]):.2f} responses/s "
-            f"(median ratio to the paired saturated run {median(ratios[concurrency]):.2f})"
+            f"(median ratio to the paired saturated run {median(ratios[concurrency]):.2f}; ratio of the "
+            f"medians {median(rates[concurrency]) / median(ceilings):.2f})"
         )
     print(
         f"evaluate's own work per response at concurrency 4 (ask task - bare tester): median "
@@ -254,7 +258,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--items", type=int, default=48)
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--judge", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--flow-items", type=int, default=16, help="items of the whole-flow run")
     parser.add_argument("--base-url", help="use this vision server instead of starting the tiny LLaVA one")

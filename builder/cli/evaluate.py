@@ -74,7 +74,8 @@ class _RunByDefault(TyperGroup):
 evaluate_app = typer.Typer(
     cls=_RunByDefault,
     help="Evaluate models on a benchmark (MIR-SafetyBench's and SafeMLRM's protocols): "
-    "`mirbench evaluate DATASET` runs one; the commands below work on stored runs.",
+    "`mirbench evaluate DATASET [OPTIONS]` runs one (its options: `mirbench evaluate run --help`); "
+    "the other commands below work on stored runs.",
     no_args_is_help=True,
 )
 app = typer.Typer()

@@ -227,21 +227,24 @@ def _record_plan(spec: EvaluationSpec, checked: Checked) -> None:
         ]
     )
     evaluate = spec.settings.evaluate
+    views = [  # each view once (a `single` grid is composed once), whatever the targets
+        (item, label, conditions.view(item, label, workspace.artifacts, evaluate.grid_cell))
+        for item in items
+        for label in conditions.labels(item, evaluate.conditions)
+    ]
     rows = []
     for target in checked.targets:
         tester = workspace.backend(testers, target.tester)
-        for item in items:
-            for label in conditions.labels(item, evaluate.conditions):
-                shown = conditions.view(item, label, workspace.artifacts, evaluate.grid_cell)
-                rows.append(
-                    {
-                        "run_id": spec.run_id,
-                        "target": target.name,
-                        "item_id": item.id,
-                        "condition": label,
-                        "answer_key": tester.answer_key(shown),
-                        "state": "pending",
-                        "attempts": 0,
-                    }
-                )
+        for item, label, shown in views:
+            rows.append(
+                {
+                    "run_id": spec.run_id,
+                    "target": target.name,
+                    "item_id": item.id,
+                    "condition": label,
+                    "answer_key": tester.answer_key(shown),
+                    "state": "pending",
+                    "attempts": 0,
+                }
+            )
     workspace.store.plan_responses(rows)
