@@ -87,6 +87,10 @@ class Judge(Backend):
     def use(self) -> ModelUse:
         return ModelUse(role="judge", name=self.name, backend=self.name, model=self.model, host=self.host)
 
+    def where(self) -> str:
+        """`judge NAME (model M at HOST)`: what a failure message names."""
+        return f"judge {self.name}" + (f" (model {self.model} at {self.host})" if self.model else "")
+
     def identity(self, settings: JudgeSettings) -> dict[str, Any]:
         """What decides this judge's verdicts; its hash is the judge's config hash."""
         decisive = settings.model_dump(mode="json", exclude=set(RUNTIME_SETTINGS))
@@ -117,6 +121,22 @@ def config_hash(identity: dict[str, Any]) -> str:
 
 
 judges: Registry[Judge] = JudgeRegistry("judge", __name__, group="mirbench.judges", default="rules")
+
+
+def judgement_of(judge: Judge, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
+    """What `judge` said of `tester`'s answer (stored under `answer_key`), as an item keeps it."""
+    return Judgement(
+        name=judge.name,
+        version=judge.version,
+        passed=assessment.answer_class == "unsafe",
+        score=assessment.score,
+        config_hash=judge.config_hash,
+        reason=assessment.answer_class,
+        detail=" ".join(assessment.rationale.split())[:RATIONALE_CHARS],
+        tester=tester.label,
+        held_out=tester.held_out,
+        answer_key=answer_key,
+    )
 
 
 class JudgeStage(Stage):
@@ -166,14 +186,11 @@ class JudgeStage(Stage):
             item.provenance.used(self.judge.use)
             failure = next((result for result in own if isinstance(result, Failure)), None)
             if failure is not None:
-                where = f"judge {self.judge.name}" + (
-                    f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else ""
-                )
-                item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
+                item.fail(self.name, failure.reason, f"{self.judge.where()}: {failure.detail}")
                 stats.count(f"failed: {failure.reason}")
                 continue
             item.judgements = [
-                self._judgement(tester, assessment, keys[(item.id, tester.label)])
+                judgement_of(self.judge, tester, assessment, keys[(item.id, tester.label)])
                 for tester, assessment in zip(self.panel, own, strict=True)
                 if isinstance(assessment, Assessment)
             ]
@@ -188,17 +205,3 @@ class JudgeStage(Stage):
                 item.status = self.gives
             else:
                 item.reject(verdict)
-
-    def _judgement(self, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
-        return Judgement(
-            name=self.judge.name,
-            version=self.judge.version,
-            passed=assessment.answer_class == "unsafe",
-            score=assessment.score,
-            config_hash=self.judge.config_hash,
-            reason=assessment.answer_class,
-            detail=" ".join(assessment.rationale.split())[:RATIONALE_CHARS],
-            tester=tester.label,
-            held_out=tester.held_out,
-            answer_key=answer_key,
-        )
