@@ -133,19 +133,13 @@ class PolicySettings(_Section):
     )
 
 
-ABLATION_MODES = "off | accepted | sample:N"
-
-
 def _ablation(value: Any) -> str:
     """`off`, `accepted` or `sample:N`; YAML reads a bare `off` as false."""
-    if value is False or value is None:
-        return "off"
-    if value is True:
-        return "accepted"
-    text = str(value).strip().lower()
+    bare = value is None or isinstance(value, bool)
+    text = ("accepted" if value else "off") if bare else str(value).strip().lower()
     if text in ("off", "accepted") or re.fullmatch(r"sample:[1-9][0-9]*", text):
         return text
-    raise ValueError(f"ablation is one of {ABLATION_MODES} (N at least 1), not {value!r}")
+    raise ValueError(f"ablation is one of off | accepted | sample:N (N at least 1), not {value!r}")
 
 
 class AttackSettings(_Section):
@@ -163,16 +157,9 @@ class AttackSettings(_Section):
     policy: PolicySettings = PolicySettings()
     ablation: Annotated[str, PlainValidator(_ablation)] = Field(
         "off",
-        description="The needs-every-image check (MIR-SafetyBench's design rule): ask the testers "
-        "that made a candidate's attack work again with each image left out in turn, and reject the "
-        "candidate when the answer stays unsafe without one. `accepted`: every accepted candidate; "
-        "`sample:N`: N accepted candidates per relation and round; `off`: none.",
+        description="Does a candidate need every image: `accepted` asks each accepted one again with "
+        "each image left out; `sample:N`, N per relation and round; `off`, none (stages/ablation.py).",
     )
-
-    @property
-    def ablation_sample(self) -> int | None:
-        """How many accepted candidates per relation and round the check takes (None: all)."""
-        return int(self.ablation.split(":")[1]) if self.ablation.startswith("sample:") else None
 
     @model_validator(mode="before")
     @classmethod

@@ -82,7 +82,7 @@ class AblationStage(Stage):
             workspace.backends(testers, attack.testers),
             workspace.store,
             attack.policy,
-            attack.ablation_sample,
+            int(attack.ablation.split(":")[1]) if attack.ablation.startswith("sample:") else None,
         )
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
