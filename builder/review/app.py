@@ -42,6 +42,7 @@ from builder.review.guard import (
 from builder.review.policy import Decision
 from builder.review.recent import Recent
 from builder.review.service import ReviewRefused, ReviewService, token_digest
+from builder.review.views import TaxonomyView, readable_role
 from builder.store import ReviewState, Store
 
 COOKIE = "mirbench_review"
@@ -82,6 +83,7 @@ def create_app(settings: Settings) -> FastAPI:
     store = Store(settings.resolved_database_url, wait_seconds=0)
     service = ReviewService(store, settings.review)
     images_root = (settings.artifacts / "images").resolve()
+    taxonomy = TaxonomyView.load(settings.taxonomy)  # filter choices, definitions, role hints
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -104,7 +106,9 @@ def create_app(settings: Settings) -> FastAPI:
 
     def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
         nonce = secrets.token_urlsafe(16)
-        html = _TEMPLATES.get_template(template).render(nonce=nonce, settings=settings.review, **context)
+        html = _TEMPLATES.get_template(template).render(
+            nonce=nonce, settings=settings.review, taxonomy=taxonomy, readable_role=readable_role, **context
+        )
         response = HTMLResponse(html, status_code=status)
         response.headers["Content-Security-Policy"] = (
             f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
