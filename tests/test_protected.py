@@ -16,7 +16,7 @@ from builder.config.settings import Settings, bundled
 from builder.core.errors import InputError
 from builder.stages.compose import CompositionRequest, compose_items
 from builder.stages.compose.offline import THINGS_PER_SEED, OfflineComposer
-from builder.stages.render.pool import PoolIndex, twemoji
+from builder.stages.render.pool import twemoji
 from builder.stages.render.pool.vocabulary import Vocabulary
 from builder.stages.render.retrieval import shared_picture_pool
 from builder.stages.workspace import Workspace
@@ -67,24 +67,23 @@ def test_a_broken_list_is_named_with_its_line(tmp_path: Path) -> None:
 
 
 @pytest.fixture(scope="module")
-def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+def offline(tmp_path_factory: pytest.TempPathFactory) -> tuple[Workspace, Vocabulary]:
+    """The default settings' workspace (the built-in pool) and the vocabulary of that pool."""
     artifacts = tmp_path_factory.mktemp("protected-artifacts")
-    return Workspace.of(Settings(artifacts=artifacts, database_url=f"sqlite:///{artifacts / 'store.db'}"))
-
-
-@pytest.fixture(scope="module")
-def pool(workspace: Workspace) -> PoolIndex:
+    settings = Settings(artifacts=artifacts, database_url=f"sqlite:///{artifacts / 'store.db'}")
+    workspace = Workspace.of(settings)
     assert twemoji.status().installed, "the set-up (make test) installs the picture pool"
-    index = shared_picture_pool(workspace)
-    assert index is not None
-    return index
+    pool = shared_picture_pool(workspace)
+    assert pool is not None
+    distance = workspace.settings.dedup.picture_max_distance
+    return workspace, Vocabulary(pool, workspace.embedder.encode, distance)
 
 
 @pytest.mark.slow
 def test_the_offline_composer_picks_them_only_for_seeds_about_the_group(
-    pool: PoolIndex, workspace: Workspace, protected
+    offline: tuple[Workspace, Vocabulary], protected
 ) -> None:
-    vocabulary = Vocabulary(pool, workspace.embedder.encode, workspace.settings.dedup.picture_max_distance)
+    workspace, vocabulary = offline
     seeds = [OUTBREAK, ABOUT_RELIGION, ABOUT_DISABILITY, *workspace.seeds.values()]
     questions, phrases = [s.query for s in seeds], [s.guarded_phrase for s in seeds]
     nearest = vocabulary.things(questions, phrases, THINGS_PER_SEED)

@@ -25,9 +25,9 @@ from pydantic import BaseModel
 from builder.config.settings import PolicySettings
 from builder.core.items import Item, ItemStatus, Judgement, Verdict
 from builder.core.stats import StageStats
-from builder.stages.attack import Answer, Failure, Tester, testers
+from builder.stages.attack import Answer, Failure, Tester
 from builder.stages.base import Place, Stage
-from builder.stages.judge import Assessment, Case, Judge, judgement_of, judges
+from builder.stages.judge import Assessment, Case, Judge, attack_loop, judgement_of
 from builder.stages.judge.policy import decide
 
 if TYPE_CHECKING:
@@ -76,14 +76,8 @@ class AblationStage(Stage):
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
-        attack = workspace.settings.attack
-        return cls(
-            workspace.backend(judges, attack.judge),
-            workspace.backends(testers, attack.testers),
-            workspace.store,
-            attack.policy,
-            int(attack.ablation.split(":")[1]) if attack.ablation.startswith("sample:") else None,
-        )
+        mode = workspace.settings.attack.ablation
+        return cls(*attack_loop(workspace), int(mode.split(":")[1]) if mode.startswith("sample:") else None)
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         checked = self._sampled(items)

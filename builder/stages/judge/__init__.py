@@ -139,6 +139,18 @@ def judgement_of(judge: Judge, tester: Tester, assessment: Assessment, answer_ke
     )
 
 
+def attack_loop(workspace: Workspace) -> tuple[Judge, list[Tester], Store, PolicySettings]:
+    """What a stage that judges testers' answers needs of a build: the judge, the tester panel,
+    the store the answers are in and the acceptance policy."""
+    attack = workspace.settings.attack
+    return (
+        workspace.backend(judges, attack.judge),
+        workspace.backends(testers, attack.testers),
+        workspace.store,
+        attack.policy,
+    )
+
+
 class JudgeStage(Stage):
     name = "judge"
     gives = ItemStatus.ACCEPTED
@@ -151,13 +163,7 @@ class JudgeStage(Stage):
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
-        attack = workspace.settings.attack
-        return cls(
-            workspace.backend(judges, attack.judge),
-            workspace.backends(testers, attack.testers),
-            workspace.store,
-            attack.policy,
-        )
+        return cls(*attack_loop(workspace))
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         keys = {(item.id, tester.label): tester.answer_key(item) for item in items for tester in self.panel}
