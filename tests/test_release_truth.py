@@ -12,9 +12,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+from builder.config.seeds import load_seeds
 from builder.config.settings import Settings
+from builder.config.taxonomy import load_taxonomy
 from builder.core.items import ImageSlot, Item, Judgement, SeedOrigin, Verdict
 from builder.release.licence import DRAWN, release_license
+from builder.stages.render.pool import twemoji
 from tests.helpers import make_item
 from tests.test_release import approve, release
 
@@ -41,6 +44,21 @@ def test_licence_of_pool_pictures_and_mit_seeds_is_both() -> None:
     assert found.source == "derived" and found.ids == ["cc-by-4.0", "mit"] and not found.warnings
     assert found.metadata == ["cc-by-4.0", "mit"]
     assert found.pictures == {"CC-BY-4.0": 4} and found.seeds == {"MIT": 2}
+
+
+def test_make_runs_release_gets_a_licence_from_the_bundled_seeds_and_pool() -> None:
+    """`make run` releases the bundled seeds drawn as the built-in pool's pictures (or as
+    typographic cards where the pool is not installed): both must give a licence."""
+    settings = Settings()
+    taxonomy = load_taxonomy(settings.taxonomy)
+    seeds = load_seeds(settings.seeds, taxonomy, settings.limits)
+    items = [_item(seed.id, origin=seed.origin, licence=twemoji.LICENSE) for seed in seeds]
+    found = release_license(items, None)
+    assert found.source == "derived" and "other" not in found.ids and "cc-by-4.0" in found.ids, found
+    for item in items:
+        for slot in item.slots:
+            slot.license, slot.drawn_text = None, slot.description  # the typographic fallback
+    assert release_license(items, None).source == "derived"
 
 
 def test_typographic_cards_add_no_licence_of_their_own() -> None:
