@@ -101,7 +101,8 @@ def publish(
     dry_run_out: Annotated[
         Path | None,
         typer.Option(
-            help="Dry-run folder. [default: ARTIFACTS/publish/ORG--NAME/vVERSION]", show_default=False
+            help="Dry-run folder, new or empty. [default: ARTIFACTS/publish/ORG--NAME/vVERSION]",
+            show_default=False,
         ),
     ] = None,
     config: ConfigOption = None,
@@ -115,10 +116,16 @@ def publish(
     images that do not decode and releases without a licence (neither set by release.license
     nor derived from their pictures and seeds).
     """
+    from builder.core.outputs import check_new_folder
     from builder.release import publish as hub
 
+    if dry_run_out is not None and not dry_run:
+        fail(InputError("--dry-run-out is for --dry-run: add --dry-run, or leave --dry-run-out out"))
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
     target = dry_run_out or settings.artifacts / "publish" / repo.replace("/", "--") / f"v{version}"
+    if dry_run:
+        with user_errors():
+            check_new_folder(target, "--dry-run-out")
     try:
         with existing_store(settings) as store, user_errors(), progress_bars():
             result = hub.publish_version(store, settings, version, repo, target if dry_run else None)

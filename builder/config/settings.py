@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
+    CalibrationSettings,
     CurationSettings,
     DedupSettings,
     PublishSettings,
@@ -284,6 +285,10 @@ class Settings(BaseSettings):
     )
     curation: CurationSettings = Field(
         default_factory=CurationSettings, description="Seed curation (`mirbench seeds ...`)."
+    )
+    calibration: CalibrationSettings = Field(
+        default_factory=CalibrationSettings,
+        description="Judge calibrations: how many failed rows a record tolerates, which is quoted.",
     )
 
     @classmethod

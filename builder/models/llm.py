@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
@@ -31,11 +30,6 @@ from pydantic import BaseModel, Field
 T = TypeVar("T")
 StructuredOutput = Literal["auto", "json_schema", "json_object", "prompt"]
 _DOWNGRADE: dict[str, StructuredOutput] = {"json_schema": "json_object", "json_object": "prompt"}
-_REFUSAL = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i|i can(no|')t|i cannot|i won'?t|i will not|"
-    r"i'?m not able|i am not able|i'?m unable|i am unable|as an ai)",
-    re.IGNORECASE,
-)
 
 
 class LLMSettings(BaseModel):
@@ -86,6 +80,9 @@ class JSONRequest:
     schema: dict[str, Any]
     validate: Callable[[Any], Any]  # raises ValueError (schema violation) or RefusalError
     template_version: str
+    # Whether an answer that is not JSON is the model declining (a refusal, never retried) rather
+    # than a format slip: the caller's refusal matcher (builder.stages.judge.refusals).
+    refused: Callable[[str], bool] = lambda text: False
 
 
 @dataclass(frozen=True)
@@ -131,10 +128,6 @@ class FormatMemory(Protocol):
 # (base URL, model) -> the format to start with: a server rejects a format once per process.
 _learned: dict[tuple[str, str], StructuredOutput] = {}
 _learned_lock = threading.Lock()
-
-
-def looks_like_refusal(text: str) -> bool:
-    return bool(_REFUSAL.match(text.strip()))
 
 
 def _json_in(text: str) -> Any:
@@ -353,7 +346,7 @@ class LLMClient:
         try:
             value = _json_in(text)
         except json.JSONDecodeError as exc:
-            if looks_like_refusal(text):
+            if request.refused(text):
                 raise RefusalError(text.strip()[:300]) from None
             raise _Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
         try:

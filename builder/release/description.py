@@ -28,8 +28,8 @@ from builder.release.licence import release_license
 from builder.release.rows import ID_PREFIX, PUBLISHED_FIELDS, published_id
 from builder.run.picture_figures import picture_figures
 from builder.stages.ablation import AblationRate, ablation_rates
-from builder.stages.attack.summary import CalibrationSummary, summarize
-from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.attack.summary import QuotedCalibrations, summarize
+from builder.stages.judge.calibration.quote import quoted_for_items
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 
 # An absolute path inside a string: POSIX (/x/y, ~/x) or Windows (C:\x). Not a URL's path, not "a/b".
@@ -100,18 +100,17 @@ class StoreFacts:
     """What the store knows of the released items beside the items themselves."""
 
     review: ReviewSummary
-    calibrations: Mapping[str, CalibrationSummary]
+    calibrations: QuotedCalibrations
     ablation: list[AblationRate]  # per relation, over every candidate of the released pairs
 
 
-def store_facts(store: Store, items: list[Item]) -> StoreFacts:
+def store_facts(store: Store, items: list[Item], calibration: Mapping[str, Any] | None) -> StoreFacts:
+    """`calibration`: the settings' `calibration` section (which calibrations to quote)."""
     pairs = {(item.seed_id, item.relation) for item in items}
     rejected = store.get_items(store.ids_with_status(ItemStatus.REJECTED, None, pairs))
     return StoreFacts(
         review=review_summary(store, {item.id for item in items}),
-        calibrations=latest_calibrations(
-            store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
-        ),
+        calibrations=quoted_for_items(store, items, calibration),
         ablation=ablation_rates([*items, *rejected]),
     )
 

@@ -41,11 +41,11 @@ from builder.config.taxonomy import Taxonomy
 from builder.core import progress
 from builder.core.errors import InputError, InputErrors
 from builder.core.items import Item
+from builder.core.outputs import check_new_folder, move_into_place, remove_abandoned, staging_for, writing
 from builder.core.stats import StageStats
 from builder.release.description import StoreFacts, describe, store_facts
 from builder.release.licence import ReleaseLicense
 from builder.release.rows import published_row, sha256_file, write_mir_layout, write_parquet
-from builder.release.staging import remove_abandoned, staging_for, writing
 from builder.run.scope import build_configs
 from builder.store import Store
 
@@ -107,12 +107,10 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         if len(problems) == 1:
             raise problems[0]
         return
-    if out.exists() and not out.is_dir():
-        problems.append(
-            InputError("--out is a file; give a folder that does not exist or is empty", path=out)
-        )
-    elif out.is_dir() and any(out.iterdir()):
-        problems.append(InputError("release folder is not empty; choose a new --out", path=out))
+    try:
+        check_new_folder(out, "--out", "release folder")
+    except InputError as problem:
+        problems.append(problem)
     if not approved:
         problems.append(
             InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -172,14 +170,6 @@ def write_release(
     (staging / "manifest.json").write_bytes(manifest_bytes)
     stats.count("released", len(items))
     return manifest_bytes
-
-
-def move_into_place(staging: Path, out: Path) -> None:
-    """The one step that makes a release visible at `out`."""
-    if out.exists():
-        out.rmdir()  # an empty folder the user made; a non-empty one was refused earlier
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)
 
 
 def previous_manifest(store: Store, version: str) -> dict[str, Any] | None:
@@ -253,8 +243,7 @@ def release_approved(
                 store.record_release(version, str(out), intent.items, intent.manifest_sha256)
                 return _completed(version, out, intent.items, intent.manifest_sha256, stats)
         # Neither folder holds it: it never became visible, so writing it anew is safe.
-    if out.exists() and any(out.iterdir()):
-        raise InputError("release folder exists and is not empty; choose a new --out", path=out)
+    check_new_folder(out, "--out", "release folder")
     items = store.approved_items()
     if not items:
         raise InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -263,9 +252,9 @@ def release_approved(
         previous = previous_manifest(store, version)
     # What made the items: each build run's settings, never this release command's (only its
     # `release` section, which the card's metadata and publishing read).
+    facts = store_facts(store, items, config.get("calibration"))
     config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
-    facts = store_facts(store, items)
-    with writing(staging), stats.timed():
+    with writing(staging, "the release"), stats.timed():
         manifest = write_release(
             items,
             taxonomy,

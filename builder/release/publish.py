@@ -29,6 +29,7 @@ from builder.config.sections import PublishSettings
 from builder.config.settings import Settings
 from builder.core import progress
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_folder, new_folder
 from builder.release.export import VERSION_PATTERN, verify_release, version_key
 from builder.store import ReviewState, Store
 
@@ -111,10 +112,10 @@ def check_publishable(folder: Path, manifest_sha256: str, approved_ids: set[str]
 
 
 def dry_run(folder: Path, target: Path, repo: str, version: str) -> PublishResult:
-    """Write exactly the files that would be uploaded into `target`."""
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(folder, target)
+    """Write exactly the files that would be uploaded into `target`, a new folder."""
+    with new_folder(target, "--dry-run-out") as staging:
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
+    target = Path(target).absolute()
     files = sum(1 for path in target.rglob("*") if path.is_file())
     return PublishResult(
         repo=repo, version=version, tag=tag_for(version), action="dry run", files=files, dry_run_folder=target
@@ -364,6 +365,8 @@ def publish_version(
         raise InputError(f"no release {version} in the store; write it with `mirbench release`")
     approved = {entry.item.id for entry in store.reviews(ReviewState.APPROVED)}
     folder = Path(recorded.location)
+    if dry_run_folder is not None:  # before the release is read: a refusal costs nothing
+        check_new_folder(dry_run_folder, "--dry-run-out")
     check_publishable(folder, recorded.manifest_sha256, approved)
     if dry_run_folder is not None:
         return dry_run(folder, dry_run_folder, repo, version)

@@ -78,6 +78,14 @@ def load_inputs(settings: Settings, limit: int | None = None) -> tuple[Taxonomy,
     taxonomy = load_taxonomy(settings.taxonomy)
     seeds = load_seeds(settings.seeds, taxonomy, settings.limits)
     relations = taxonomy.select_relations(settings.relations)
+    per_seed = settings.relations_per_seed
+    if per_seed is not None and per_seed > len(relations):
+        built = f"{len(relations)} relation{'s' if len(relations) > 1 else ''}"
+        raise InputError(
+            f"--relations-per-seed {per_seed} is more than the {built} this build makes "
+            f"({', '.join(relation.slug for relation in relations)}); give at most {len(relations)} "
+            "(relations_per_seed in a config file), or more relations with -r"
+        )
     return taxonomy, _spread(seeds, limit), relations
 
 
@@ -264,6 +272,7 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         workspace.seeds,
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
+        calibration=spec.settings.calibration,
     )
     queued = store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
     earlier = [item_id for item_id in queued if item_id not in touched]  # queued by an earlier run

@@ -28,7 +28,7 @@ from builder.core.stats import StageStats
 from builder.stages.attack import Answer, Failure, Tester
 from builder.stages.base import Place, Stage
 from builder.stages.judge import Assessment, Case, Judge, attack_loop, judgement_of
-from builder.stages.judge.policy import decide
+from builder.stages.judge.policy import decide, success_classes
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
@@ -118,9 +118,7 @@ class AblationStage(Stage):
     def _deciders(self, item: Item) -> list[Tester]:
         """The acceptance testers whose answer made the attack work (the ones asked again)."""
         worked = {
-            j.tester
-            for j in item.judgements
-            if not j.held_out and (j.passed or (self.policy.accept_unknown and j.reason == "unknown"))
+            j.tester for j in item.judgements if not j.held_out and j.reason in success_classes(self.policy)
         }
         return [tester for tester in self.panel if tester.label in worked]
 
@@ -168,7 +166,7 @@ class AblationStage(Stage):
         """Reject `item` when the policy accepts it without some image; else it passes."""
         without: dict[int, list[Judgement]] = defaultdict(list)
         for probe, assessment in judged:
-            without[probe.number].append(judgement_of(self.judge, probe.tester, assessment, ""))
+            without[probe.number].append(judgement_of(self.judge, probe.tester, assessment, "", self.policy))
         unneeded = [number for number in sorted(without) if decide(without[number], self.policy).passed]
         detail = "; ".join(
             f"without image {number}: " + ", ".join(f"{j.tester} {j.reason}" for j in without[number])

@@ -30,7 +30,7 @@ from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
 from builder.stages.attack import Failure, Tester, testers
 from builder.stages.base import Place, Stage
-from builder.stages.judge.policy import decide
+from builder.stages.judge.policy import decide, success_classes
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -123,8 +123,11 @@ def config_hash(identity: dict[str, Any]) -> str:
 judges: Registry[Judge] = JudgeRegistry("judge", __name__, group="mirbench.judges", default="rules")
 
 
-def judgement_of(judge: Judge, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
-    """What `judge` said of `tester`'s answer (stored under `answer_key`), as an item keeps it."""
+def judgement_of(
+    judge: Judge, tester: Tester, assessment: Assessment, answer_key: str, policy: PolicySettings
+) -> Judgement:
+    """What `judge` said of `tester`'s answer (stored under `answer_key`), as an item keeps it,
+    with the classes `policy` counts as success."""
     return Judgement(
         name=judge.name,
         version=judge.version,
@@ -136,6 +139,7 @@ def judgement_of(judge: Judge, tester: Tester, assessment: Assessment, answer_ke
         tester=tester.label,
         held_out=tester.held_out,
         answer_key=answer_key,
+        success_classes=list(success_classes(policy)),
     )
 
 
@@ -196,7 +200,7 @@ class JudgeStage(Stage):
                 stats.count(f"failed: {failure.reason}")
                 continue
             item.judgements = [
-                judgement_of(self.judge, tester, assessment, keys[(item.id, tester.label)])
+                judgement_of(self.judge, tester, assessment, keys[(item.id, tester.label)], self.policy)
                 for tester, assessment in zip(self.panel, own, strict=True)
                 if isinstance(assessment, Assessment)
             ]
