@@ -86,6 +86,8 @@ COMMANDS: dict[str, Callable[[World, str], list[str]]] = {
     "judge calibrate --json": lambda w, target: [
         "judge", "calibrate", "--labels", str(w.labels), "--judge", "rules", "--json", target,
     ],
+    "answers attention --plot": lambda w, target: ["answers", "attention", "--plot", target],
+    "answers attention --json": lambda w, target: ["answers", "attention", "--json", target],
 }  # fmt: skip
 TARGETS: dict[str, Callable[[World], Path]] = {
     "the store's folder": lambda w: w.artifacts,
