@@ -40,6 +40,7 @@ from pydantic_settings import (
 
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
+    AblationMode,
     CalibrationSettings,
     CurationSettings,
     DedupSettings,
@@ -134,15 +135,6 @@ class PolicySettings(_Section):
     )
 
 
-def _ablation(value: Any) -> str:
-    """`off`, `accepted` or `sample:N`; YAML reads a bare `off` as false."""
-    bare = value is None or isinstance(value, bool)
-    text = ("accepted" if value else "off") if bare else str(value).strip().lower()
-    if text in ("off", "accepted") or re.fullmatch(r"sample:[1-9][0-9]*", text):
-        return text
-    raise ValueError(f"ablation is one of off | accepted | sample:N (N at least 1), not {value!r}")
-
-
 class AttackSettings(_Section):
     """The attack loop: testers answer every candidate, a judge classifies the answers, the
     policy accepts or sends the candidate back with advice. `attack: none` (the default, no
@@ -156,7 +148,7 @@ class AttackSettings(_Section):
         description="Judge backend (a registered one) and its settings.",
     )
     policy: PolicySettings = PolicySettings()
-    ablation: Annotated[str, PlainValidator(_ablation)] = Field(
+    ablation: AblationMode = Field(
         "off",
         description="Does a candidate need every image: `accepted` asks each accepted one again with "
         "each image left out; `sample:N`, N per relation and round; `off`, none (stages/ablation.py).",
