@@ -356,7 +356,7 @@ def test_changelog_against_the_previous_release(store_settings: Settings, tmp_pa
 
 def test_changelog_against_a_release_of_mirbench_0_1_0(store_settings: Settings, tmp_path: Path) -> None:
     """A 0.1.0 manifest had no name maps, unprefixed ids and no content hashes."""
-    from builder.release.card import changelog
+    from builder.release.changelog import changelog
 
     approve(store_settings, _items("old", 2)).close()
     release(store_settings, "1.0.0", tmp_path / "v1")

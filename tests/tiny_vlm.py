@@ -4,6 +4,10 @@ LlavaForConditionalGeneration built from configs (random weights: its answers ar
 It decodes the `image_url` data URLs with the model's own processor and records, per request,
 how many pixel tensors reached the model, in which order (a sha256 of each), and the text: the
 tests compare those with what was sent. No weights are downloaded; nothing leaves 127.0.0.1.
+
+`answer`, when given, scripts the reply from what the model received (the model still decodes
+the images and generates; its noise is replaced): a tester that answers unsafely on cue, which
+no model that runs here does. Tests that script it say so.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import hashlib
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -146,6 +151,7 @@ class Received:
 class VisionServer:
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
+    answer: Callable[[Received], str] | None = None  # scripts the reply (see the module's note)
 
     def __enter__(self) -> VisionServer:
         import uvicorn
@@ -171,13 +177,14 @@ class VisionServer:
             prompt = self.processor.apply_chat_template([{"role": "user", "content": parts}])
             with lock:
                 inputs = self.processor(images=images, text=prompt, return_tensors="pt")
-                self.received.append(
-                    Received(len(inputs["pixel_values"]), pixel_hashes(inputs["pixel_values"]), prompt)
-                )
+                received = Received(len(inputs["pixel_values"]), pixel_hashes(inputs["pixel_values"]), prompt)
+                self.received.append(received)
                 output = self.model.generate(**inputs, max_new_tokens=8, do_sample=False)
             answer = self.processor.batch_decode(
                 output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
             )[0]
+            if self.answer is not None:
+                answer = self.answer(received)
             return {
                 "id": f"tiny-{len(self.received)}",
                 "object": "chat.completion",

@@ -5,16 +5,30 @@ read from and their errors."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator
 
 from builder.models.llm import LLMSettings
 
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _ablation_mode(value: Any) -> str:
+    """`off`, `accepted` or `sample:N`; YAML reads a bare `off` as false."""
+    bare = value is None or isinstance(value, bool)
+    text = ("accepted" if value else "off") if bare else str(value).strip().lower()
+    if text in ("off", "accepted") or re.fullmatch(r"sample:[1-9][0-9]*", text):
+        return text
+    raise ValueError(f"ablation is one of off | accepted | sample:N (N at least 1), not {value!r}")
+
+
+# `attack.ablation`, the needs-every-image check (builder/stages/ablation.py)
+AblationMode = Annotated[str, PlainValidator(_ablation_mode)]
 
 
 class DedupSettings(_Section):

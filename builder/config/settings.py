@@ -41,6 +41,7 @@ from pydantic_settings import (
 from builder.config.evaluation import EvaluateSettings
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
+    AblationMode,
     CalibrationSettings,
     CurationSettings,
     DedupSettings,
@@ -148,6 +149,11 @@ class AttackSettings(_Section):
         description="Judge backend (a registered one) and its settings.",
     )
     policy: PolicySettings = PolicySettings()
+    ablation: AblationMode = Field(
+        "off",
+        description="Does a candidate need every image: `accepted` asks each accepted one again with "
+        "each image left out; `sample:N`, N per relation and round; `off`, none (stages/ablation.py).",
+    )
 
     @model_validator(mode="before")
     @classmethod

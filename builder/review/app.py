@@ -43,6 +43,7 @@ from builder.review.guard import (
 from builder.review.policy import Decision
 from builder.review.recent import Recent
 from builder.review.service import ReviewRefused, ReviewService, token_digest
+from builder.review.views import TaxonomyView, readable_role
 from builder.store import ReviewState, Store
 
 COOKIE = "mirbench_review"
@@ -93,7 +94,10 @@ def create_app(settings: Settings) -> FastAPI:
     # No waiting for a database that is away: the request gets 503 and a retry hint instead.
     store = Store(settings.resolved_database_url, wait_seconds=0)
     app = _bare_app(settings, store)
-    shared = Shared(settings, store, ReviewService(store, settings.review), partial(_page, settings))
+    taxonomy = TaxonomyView.load(settings.taxonomy)  # filter choices, definitions, role hints
+    shared = Shared(
+        settings, store, ReviewService(store, settings.review), partial(_page, settings, taxonomy)
+    )
     _login_routes(app, shared)
     _review_routes(app, shared)
     _overview_routes(app, shared)
@@ -129,9 +133,13 @@ def _bare_app(settings: Settings, store: Store) -> FastAPI:
     return app
 
 
-def _page(settings: Settings, template: str, status: int = 200, **context: Any) -> HTMLResponse:
+def _page(
+    settings: Settings, taxonomy: TaxonomyView, template: str, status: int = 200, **context: Any
+) -> HTMLResponse:
     nonce = secrets.token_urlsafe(16)
-    html = _TEMPLATES.get_template(template).render(nonce=nonce, settings=settings.review, **context)
+    html = _TEMPLATES.get_template(template).render(
+        nonce=nonce, settings=settings.review, taxonomy=taxonomy, readable_role=readable_role, **context
+    )
     response = HTMLResponse(html, status_code=status)
     response.headers["Content-Security-Policy"] = (
         f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "

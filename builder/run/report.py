@@ -26,6 +26,7 @@ from builder.run.failures import FailureGroup, exhausted, failure_groups
 from builder.run.picture_figures import PictureFigures
 from builder.run.scope import exclusive_status, exclusive_status_counts
 from builder.stages import pipeline
+from builder.stages.ablation import AblationStage, ablation_rates
 from builder.stages.attack.summary import AttackSummary, summarize
 from builder.stages.dedup import DedupStage
 from builder.stages.filters import OFF
@@ -114,6 +115,7 @@ def funnel(
     refused = 0  # by the composer model
     attack_failures: Counter[str] = Counter()
     policy_rejected = 0
+    not_needed: Counter[str] = Counter()  # rejected by the needs-every-image check
     duplicates: Counter[str] = Counter()
     rejected: Counter[str] = Counter()
     for status, verdict in rejections(items):
@@ -122,6 +124,8 @@ def funnel(
             refused += 1
         elif verdict.stage in before_dedup:
             early[label] += 1
+        elif verdict.stage == AblationStage.name and status is ItemStatus.REJECTED:
+            not_needed[verdict.reason] += 1
         elif verdict.stage in attack_loop and status is ItemStatus.REJECTED:
             policy_rejected += 1
         elif verdict.stage in attack_loop:
@@ -157,6 +161,11 @@ def funnel(
             ]
         rows.append(FunnelRow(label="rejected by the attack policy", count=policy_rejected))
         rows.append(FunnelRow(label="accepted by the attack policy", count=attack.accepted))
+        checked = sum(rate.checked for rate in ablation_rates(items))
+        if checked:
+            rows.append(FunnelRow(label="checked that every image is needed", count=checked, indent=1))
+            rows.append(FunnelRow(label="an image not needed", count=sum(not_needed.values()), indent=1))
+            rows += [FunnelRow(label=k, count=v, indent=2) for k, v in sorted(not_needed.items())]
     rows.append(FunnelRow(label="queued for review", count=statuses.get(ItemStatus.QUEUED.value, 0)))
     return rows
 
