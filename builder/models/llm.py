@@ -28,6 +28,8 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
+from builder.store.caches import DETAILS_SUFFIX
+
 T = TypeVar("T")
 StructuredOutput = Literal["auto", "json_schema", "json_object", "prompt"]
 _DOWNGRADE: dict[str, StructuredOutput] = {"json_schema": "json_object", "json_object": "prompt"}
@@ -345,7 +347,7 @@ class LLMClient:
         async def attempt() -> tuple[Any, str]:
             text, details = await self._complete_text(client, request)
             if request.keep_details and self.cache is not None:  # before the answer: never one without
-                await self._cache(details_key(key), json.dumps(details))
+                await self._cache(details_key(key), json.dumps(details), DETAILS_SUFFIX)
             return text, text
 
         return await self._retrying(key, attempt)
@@ -383,9 +385,9 @@ class LLMClient:
         assert self.cache is not None
         return await asyncio.to_thread(self.cache.cached_response, key)
 
-    async def _cache(self, key: str, text: str) -> None:
+    async def _cache(self, key: str, text: str, model_suffix: str = "") -> None:
         assert self.cache is not None
-        await asyncio.to_thread(self.cache.cache_response, key, self.model, text)
+        await asyncio.to_thread(self.cache.cache_response, key, self.model + model_suffix, text)
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:

@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from builder.store.engine import StoreBase, in_chunks
 from builder.store.schema import AnswerRow, EmbeddingRow, LearnedFormatRow, RenderRow, ResponseRow, _now
 
+# A text answer's details (a reasoning trace a server returned apart, token usage) are kept in the
+# answers table beside it, under the model's name with this suffix: purged with it, not counted.
+DETAILS_SUFFIX = "#details"
 # The two tables of a model's text under a cache key; they differ only in what they keep.
 ModelTextTable = type[ResponseRow] | type[AnswerRow]
 
@@ -89,9 +92,13 @@ class CacheStore(StoreBase):
         return found
 
     def purge_answers(self) -> int:
-        """Delete every stored answer; returns how many there were."""
+        """Delete every stored answer (and the details kept beside some); returns how many
+        answers there were."""
         with self._session() as session:
-            return session.execute(delete(AnswerRow)).rowcount or 0
+            details = session.scalar(
+                select(func.count()).select_from(AnswerRow).where(AnswerRow.model.endswith(DETAILS_SUFFIX))
+            )
+            return (session.execute(delete(AnswerRow)).rowcount or 0) - (details or 0)
 
     def purge_responses(self, models: Sequence[str]) -> int:
         """Delete the cached responses of `models` (a judge's, which hold its rationales)."""
