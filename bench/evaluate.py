@@ -40,8 +40,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 from bench.attack import _start_server as start_vision_server
+from bench.attack import saturated as raw_saturated
 from builder.config.settings import Settings
-from builder.core.items import Item
 from builder.evaluation import conditions, tasks
 from builder.evaluation.plan import EvaluationRequest, EvaluationSpec, check_request, open_evaluation
 from builder.evaluation.report import Results
@@ -84,31 +84,13 @@ def opened(
 
 
 async def saturated(spec: EvaluationSpec, concurrency: int) -> float:
-    """Requests/s with the target's exact bodies sent straight to the server (each built, its
-    images read and encoded, as it is sent: what any client of the server does)."""
-    from openai import AsyncOpenAI
-
+    """Requests/s with the target's exact bodies sent straight to the server (bench/attack.py's
+    measure: each body built, its images read and encoded, as it is sent)."""
     workspace = spec.workspace
     tester = workspace.backend(testers, spec.target("tiny").tester)
     items = tasks._items(spec, workspace.store.responses(spec.run_id))
     views = [conditions.view(item, "multi", workspace.artifacts, 512) for item in items.values()]
-    settings = tester.client.settings
-    client = AsyncOpenAI(api_key="no-key", base_url=settings.base_url, max_retries=0, timeout=600)
-    limit = asyncio.Semaphore(concurrency)
-
-    async def one(view: Item) -> None:
-        async with limit:
-            await client.chat.completions.create(
-                model=settings.model,
-                messages=tester.messages(view),
-                temperature=0,
-                max_tokens=settings.max_tokens,
-            )
-
-    start = time.perf_counter()
-    await asyncio.gather(*(one(view) for view in views))
-    await client.close()
-    return len(views) / (time.perf_counter() - start)
+    return await raw_saturated(tester, views, concurrency)  # type: ignore[arg-type]
 
 
 def bare_tester(spec: EvaluationSpec) -> float:

@@ -125,6 +125,10 @@ class ResponseCache(Protocol):
 
     def cache_response(self, key: str, model: str, text: str) -> None: ...
 
+    def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
+        """Several (key, model, text) at once, in one write."""
+        ...
+
 
 class FormatMemory(Protocol):
     """Where the format a server accepts outlives the process (the store)."""
@@ -344,19 +348,25 @@ class LLMClient:
             if cached is not None:
                 return JSONAnswer(cached, cached, cached=True, attempts=0)
 
+        beside: list[tuple[str, str, str]] = []  # the details, cached in the answer's own write
+
         async def attempt() -> tuple[Any, str]:
             text, details = await self._complete_text(client, request)
-            if request.keep_details and self.cache is not None:  # before the answer: never one without
-                await self._cache(details_key(key), json.dumps(details), DETAILS_SUFFIX)
+            if request.keep_details:
+                beside[:] = [(details_key(key), self.model + DETAILS_SUFFIX, json.dumps(details))]
             return text, text
 
-        return await self._retrying(key, attempt)
+        return await self._retrying(key, attempt, beside)
 
     async def _retrying(
-        self, key: str, attempt: Callable[[], Coroutine[Any, Any, tuple[Any, str]]]
+        self,
+        key: str,
+        attempt: Callable[[], Coroutine[Any, Any, tuple[Any, str]]],
+        beside: list[tuple[str, str, str]] | None = None,
     ) -> JSONAnswer | LLMFailure:
-        """Ask until an answer is accepted (and cached), the model refuses (cached too: never
-        retried into compliance), a final error comes, or the retries run out."""
+        """Ask until an answer is accepted (and cached, with the rows `beside` it in one write), the
+        model refuses (cached too: never retried into compliance), a final error comes, or the
+        retries run out."""
         attempts, last = 0, _Retryable("none", "no attempt made")
         while attempts <= self.settings.max_retries:
             attempts += 1
@@ -373,7 +383,7 @@ class LLMClient:
                 return LLMFailure(exc.kind, exc.detail, attempts)
             else:
                 if self.cache is not None:
-                    await self._cache(key, text)
+                    await self._cache(key, text, beside or [])
                 return JSONAnswer(value, text, cached=False, attempts=attempts)
             if attempts <= self.settings.max_retries:
                 await asyncio.sleep(self._backoff(attempts, last.wait))
@@ -385,9 +395,9 @@ class LLMClient:
         assert self.cache is not None
         return await asyncio.to_thread(self.cache.cached_response, key)
 
-    async def _cache(self, key: str, text: str, model_suffix: str = "") -> None:
+    async def _cache(self, key: str, text: str, beside: list[tuple[str, str, str]] | None = None) -> None:
         assert self.cache is not None
-        await asyncio.to_thread(self.cache.cache_response, key, self.model + model_suffix, text)
+        await asyncio.to_thread(self.cache.cache_responses, [*(beside or []), (key, self.model, text)])
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:

@@ -63,6 +63,10 @@ class CacheStore(StoreBase):
     def cache_response(self, key: str, model: str, text: str) -> None:
         self._save_model_text(ResponseRow, key, model, text)
 
+    def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
+        """(key, model, text) responses, in one transaction."""
+        self._save_model_texts(ResponseRow, rows)
+
     # --- testers' answers --------------------------------------------------------------
 
     @property
@@ -79,6 +83,10 @@ class CacheStore(StoreBase):
         """Keep a tester's answer; `measurements`: what the tester measured while answering
         (JSON-serialisable), replacing what an earlier save of `key` kept."""
         self._save_model_text(AnswerRow, key, model, text, measurements=measurements)
+
+    def save_answers(self, rows: list[tuple[str, str, str]]) -> None:
+        """(key, model, text) answers, in one transaction."""
+        self._save_model_texts(AnswerRow, rows)
 
     def answer_measurements(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The measurements kept with the answers `keys` (answers without any are left out)."""
@@ -119,6 +127,13 @@ class CacheStore(StoreBase):
         with self._session() as session:
             self._upsert(session, table.__table__, [row], "key")
 
+    def _save_model_texts(self, table: ModelTextTable, rows: list[tuple[str, str, str]]) -> None:
+        saved = [
+            {"key": key, "model": model, "text": text, "created_at": _now()} for key, model, text in rows
+        ]
+        with self._session() as session:
+            self._upsert(session, table.__table__, saved, "key")
+
     # --- structured-output formats -----------------------------------------------------
 
     def learned_format(self, base_url: str, model: str) -> str | None:
@@ -149,3 +164,6 @@ class AnswerCache:
 
     def cache_response(self, key: str, model: str, text: str) -> None:
         self.store.save_answer(key, model, text)
+
+    def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
+        self.store.save_answers(rows)
