@@ -139,7 +139,7 @@ def main() -> None:
             f"wall/goal {wall / GOAL_WALL_SECONDS:.2f}  candidates/s {candidates / wall:.1f}"
         )
         for name, stats in report.stages.items():
-            print(f"  {name:<8} {stats.seconds:7.2f}s  in {stats.items_in:5d}  {dict(stats.outcomes)}")
+            print(f"  {name:<8} {stats.seconds:7.2f}s  in {stats.items_in:5d}  {stats.statuses()}")
         print(
             f"start-up {wall - span:.1f}s (Python, imports, input checks, Prefect's server; the text "
             f"model loads meanwhile)  run {span:.1f}s  busy {busy:.1f}s"

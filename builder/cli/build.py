@@ -278,6 +278,8 @@ def build(
     for row in report.funnel:
         table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)
     console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
     stages = "  ".join(f"{name} {stats.seconds:.1f}s" for name, stats in report.stages.items())
     console.print(f"stage time: {stages}")
     console.print(

@@ -4,10 +4,9 @@ Stats come from what each task recorded in the store when it finished, so the re
 build is complete whatever process ran its tasks, and a killed run keeps the stats it had. The
 funnel counts the items the run touched (and those of dead runs it resumed), nothing older.
 
-The funnel groups rejections by the fields of the verdict that ended each item (`stage`,
-`name`, `reason`), along the pipeline: what failed before dedup, dedup's duplicates, what a
-stage of the attack loop failed or its policy rejected, and the rest (filters, review and any
-stage added later).
+The funnel groups candidates by the fields of the verdict that ended each one (`stage`, `name`,
+`reason`), where that stage's declared funnel group puts them (`Stage.funnel_group`,
+`Stage.funnel_label`): it names no stage and knows no stage's place.
 """
 
 from __future__ import annotations
@@ -20,14 +19,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from builder.core.items import Item, ItemStatus, Verdict
-from builder.core.stats import StageStats
+from builder.core.stats import Outcome, StageStats
 from builder.run.failures import FailureGroup, exhausted, failure_groups
 from builder.run.picture_figures import PictureFigures
 from builder.run.scope import exclusive_status, exclusive_status_counts
 from builder.stages import pipeline
 from builder.stages.attack.summary import AttackSummary, summarize
-from builder.stages.dedup import DedupStage
-from builder.stages.filters import OFF
+from builder.stages.base import FunnelGroup, Stage
 from builder.stages.judge.calibration.records import calibrated
 from builder.store import Store
 
@@ -54,6 +52,7 @@ class BuildReport(BaseModel):
     exhausted: int = 0  # failed candidates of this run's pairs with every attempt used
     store_total: dict[str, int] = {}  # items by status over the whole store, every run
     pictures: PictureFigures | None = None  # of the items queued for review
+    notes: list[str] = []  # what a reader of the figures must know (stats an older mirbench recorded)
     stats_file: Path | None = None
 
     @property
@@ -94,6 +93,55 @@ def rejections(items: Iterable[Item]) -> list[tuple[ItemStatus, Verdict]]:
     ]
 
 
+def _stage_of(name: str) -> type[Stage]:
+    """The pipeline stage `name`; a verdict of anything else (review, a plug-in no longer
+    installed) counts as the base's: rejected by filter or review."""
+    try:
+        return pipeline.stage(name)
+    except KeyError:
+        return Stage
+
+
+def _rows(counts: Counter[str], indent: int = 1) -> list[FunnelRow]:
+    return [FunnelRow(label=label, count=count, indent=indent) for label, count in sorted(counts.items())]
+
+
+class _Endings:
+    """The candidates of a funnel by how they ended, in the groups their stages declare."""
+
+    def __init__(self, items: list[Item]):
+        order = pipeline.stages()
+        made = [position for position, stage in enumerate(order) if stage.funnel_group is FunnelGroup.MADE]
+        last_made = made[-1] if made else -1
+        self.made_label = order[last_made].funnel_label if made else "made"
+        self.unmade = 0  # ended (failed, refused, rejected) before the last stage that makes them
+        self.failed: Counter[str] = Counter()
+        self.rejected: dict[str, Counter[str]] = {}  # funnel label -> "check: reason" -> items
+        for stage in order:  # headings in pipeline order, the attack loop's after the others
+            if stage.funnel_group is FunnelGroup.REJECTED:
+                self.rejected.setdefault(stage.funnel_label, Counter())
+        self.tester_labels = {stage.funnel_label for stage in order if stage.needs_testers}
+        self.tester_labels -= {stage.funnel_label for stage in order if not stage.needs_testers}
+        positions = {stage.name: position for position, stage in enumerate(order)}
+        for status, verdict in rejections(items):
+            stage = _stage_of(verdict.stage)
+            if positions.get(verdict.stage, len(order)) <= last_made:
+                self.unmade += 1
+            label = f"{verdict.name}: {verdict.reason}"
+            if status is ItemStatus.FAILED:
+                self.failed[label] += 1
+            elif status is ItemStatus.REJECTED and stage.funnel_group is FunnelGroup.REJECTED:
+                self.rejected.setdefault(stage.funnel_label, Counter())[label] += 1
+
+    def rejected_rows(self, attack_loop: bool) -> list[FunnelRow]:
+        """Each heading with its rejections; those of the attack loop only with it on."""
+        rows = []
+        for label, counts in self.rejected.items():
+            if (label in self.tester_labels) is attack_loop:
+                rows += [FunnelRow(label=label, count=sum(counts.values())), *_rows(counts)]
+        return rows
+
+
 def funnel(
     items: list[Item],
     review_states: Mapping[str, str],
@@ -103,46 +151,22 @@ def funnel(
     exhausted: int = 0,
 ) -> list[FunnelRow]:
     """The funnel of `items`: the candidates one run touched (its pairs' rounds), each counted
-    once, under one status (an approved item is not also queued)."""
+    once, under one status (an approved item is not also queued). Each ended candidate shows
+    where its stage's `funnel_group` puts it: failures under `failed`, by check and reason;
+    rejections under the stage's `funnel_label`; the made row counts those that got past every
+    stage that makes candidates."""
     statuses = Counter(exclusive_status(item, review_states.get(item.id)) for item in items)
-    total = len(items)
-    order = pipeline.names()
-    before_dedup = set(order[: order.index(DedupStage.name)])
-    attack_loop = pipeline.tester_stages()
-    early: Counter[str] = Counter()  # before dedup: failed while composing or rendering
-    refused = 0  # by the composer model
-    attack_failures: Counter[str] = Counter()
-    policy_rejected = 0
-    duplicates: Counter[str] = Counter()
-    rejected: Counter[str] = Counter()
-    for status, verdict in rejections(items):
-        label = f"{verdict.name}: {verdict.reason}"
-        if verdict.stage in before_dedup and status is ItemStatus.REFUSED:
-            refused += 1
-        elif verdict.stage in before_dedup:
-            early[label] += 1
-        elif verdict.stage in attack_loop and status is ItemStatus.REJECTED:
-            policy_rejected += 1
-        elif verdict.stage in attack_loop:
-            attack_failures[label] += 1
-        elif verdict.stage == DedupStage.name:
-            duplicates[verdict.reason] += 1
-        else:
-            rejected[label] += 1
+    endings = _Endings(items)
     rows = [
         FunnelRow(label="seeds", count=seeds),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
-        FunnelRow(label="candidates composed (all rounds)", count=total),
+        FunnelRow(label="candidates composed (all rounds)", count=len(items)),
         FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
         FunnelRow(label="failed", count=statuses.get(ItemStatus.FAILED.value, 0)),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(early.items())),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(attack_failures.items())),
+        *_rows(endings.failed),
         FunnelRow(label=EXHAUSTED_LABEL, count=exhausted),
-        FunnelRow(label="rendered", count=total - sum(early.values()) - refused),
-        FunnelRow(label="duplicates", count=sum(duplicates.values())),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(duplicates.items())),
-        FunnelRow(label="rejected by filter or review", count=sum(rejected.values())),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())),
+        FunnelRow(label=endings.made_label, count=len(items) - endings.unmade),
+        *endings.rejected_rows(attack_loop=False),
     ]
     if attack is None:
         untested = statuses.get(ItemStatus.QUEUED.value, 0)
@@ -154,10 +178,29 @@ def funnel(
                 FunnelRow(label=f"{role.replace('_', '-')} answers: {name}", count=count, indent=1)
                 for name, count in counts.items()
             ]
-        rows.append(FunnelRow(label="rejected by the attack policy", count=policy_rejected))
+        rows += endings.rejected_rows(attack_loop=True)
         rows.append(FunnelRow(label="accepted by the attack policy", count=attack.accepted))
     rows.append(FunnelRow(label="queued for review", count=statuses.get(ItemStatus.QUEUED.value, 0)))
     return rows
+
+
+def unchecked_rows(stages: Mapping[str, StageStats]) -> list[FunnelRow]:
+    """Checks that were off: how many items each let through unchecked."""
+    counts: Counter[str] = Counter()
+    for stats in stages.values():
+        for count in stats.of(Outcome.UNCHECKED):
+            counts[f"check off: {count.check}: {count.reason} (items not checked)"] += count.n
+    return _rows(counts, indent=0)
+
+
+def legacy_note(stages: Mapping[str, StageStats]) -> list[str]:
+    older = sorted(name for name, stats in stages.items() if stats.legacy)
+    if not older:
+        return []
+    return [
+        f"stats of stage(s) {', '.join(older)} were recorded by an older mirbench (counts as text): "
+        "their items and seconds are shown, their counts are not"
+    ]
 
 
 def build_report(
@@ -190,12 +233,7 @@ def build_report(
         summary,
         stuck,
     )
-    if "filters" in stages:  # checks that were off: how many items they let through unchecked
-        rows += [
-            FunnelRow(label=f"{label} (items not checked)", count=count)
-            for label, count in sorted(stages["filters"].outcomes.items())
-            if label.startswith(OFF)
-        ]
+    rows += unchecked_rows(stages)
     wanted = {(categories[seed_id].category, relation) for seed_id, relation in pairs}
     queued_cells = {(item.category, item.relation) for item in items if item.id in pending}
     return BuildReport(
@@ -210,4 +248,5 @@ def build_report(
         failures=failure_groups(items),
         exhausted=stuck,
         store_total=exclusive_status_counts(store),
+        notes=legacy_note(stages),
     )

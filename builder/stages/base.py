@@ -2,15 +2,16 @@
 stage shares (stats, timing, progress, batching).
 
 A stage declares, as class attributes, its `name`, the status it `gives` the items that pass
-it, whether it needs the whole round at once (`whole_round`, dedup) and whether it runs only
-with testers (`needs_testers`, the attack loop); `open` builds it, with its backends, from a
+it, whether it needs the whole round at once (`whole_round`, dedup), whether it runs only
+with testers (`needs_testers`, the attack loop) and where the candidates it ends show in a
+build's funnel (`funnel_group`, `funnel_label`); `open` builds it, with its backends, from a
 build's workspace. Which status it takes follows from its place in the pipeline
 (builder/stages/pipeline.py): what the enabled stage before it gives.
 
-A subclass writes only `process(batch, stats)`; the base cuts the input into batches, times
-the work, advances the stage's progress bar, stamps its name on the verdicts it added and
-counts the final status of every item (a subclass adds its own counters, such as images
-rendered).
+A subclass writes only `process(batch, stats, advance)`; the base cuts the input into batches,
+times the work, advances the stage's progress bar, stamps its name on the verdicts it added,
+counts the final status of every item and the check and reason that ended each one it
+rejected, failed or refused (a subclass adds its own counts, such as images rendered).
 """
 
 from __future__ import annotations
@@ -18,11 +19,12 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from builder.core import progress
-from builder.core.items import Item, ItemStatus
-from builder.core.stats import StageOutput, StageStats
+from builder.core.items import Item, ItemStatus, Verdict
+from builder.core.stats import Outcome, StageOutput, StageStats
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
@@ -41,9 +43,33 @@ class Place:
     onward: tuple[ItemStatus, ...]
 
 
+class FunnelGroup(StrEnum):
+    """Where the candidates a stage ends show in a build's funnel (builder/run/report.py). Every
+    stage's failures show under `failed`, each by check and reason, and what passes every stage
+    under `queued for review`; the group says what a stage's other endings mean."""
+
+    # The stage makes candidates (compose, render): one it ends was never made, and the funnel's
+    # made row (`funnel_label`) counts the candidates that got past every such stage.
+    MADE = "made"
+    # The stage checks candidates (dedup, the filters, the judge's policy, a plug-in): its
+    # rejections are listed under its `funnel_label`, by check and reason.
+    REJECTED = "rejected"
+
+
+# What a stage that names no funnel row of its own rejects under (review's rejections too).
+REJECTED_LABEL = "rejected by filter or review"
+_ENDINGS = {
+    ItemStatus.REJECTED: Outcome.REJECTED,
+    ItemStatus.FAILED: Outcome.FAILED,
+    ItemStatus.REFUSED: Outcome.REFUSED,
+}
+
+
 class Stage(ABC):
     name: ClassVar[str]
     gives: ClassVar[ItemStatus]
+    funnel_group: ClassVar[FunnelGroup] = FunnelGroup.REJECTED
+    funnel_label: ClassVar[str] = REJECTED_LABEL
     whole_round: ClassVar[bool] = False  # one task over the round's candidates, not shards
     needs_testers: ClassVar[bool] = False  # part of the attack loop: off without testers
     after: ClassVar[str | None] = None  # a plug-in stage: the stage it follows in the pipeline
@@ -76,8 +102,15 @@ class Stage(ABC):
                 for item, known in zip(batch, earlier, strict=True):
                     for verdict in item.verdicts[known:]:
                         verdict.stage = self.name
-                    stats.count(item.status.value)
+                    self._count(item, item.verdicts[known:], stats)
         return StageOutput[Item](items=items, stats=stats)
+
+    def _count(self, item: Item, added: list[Verdict], stats: StageStats) -> None:
+        stats.count(self.name, item.status.value, outcome=Outcome.STATUS)
+        ending = _ENDINGS.get(item.status)
+        verdict = next((verdict for verdict in added if verdict.failed), None)
+        if ending is not None and verdict is not None:
+            stats.count(verdict.name, verdict.reason, outcome=ending)
 
     def save(self, store: Store, items: list[Item]) -> None:
         store.save_items(items)

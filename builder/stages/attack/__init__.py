@@ -104,11 +104,11 @@ class AttackStage(Stage):
         for tester, answers in zip(self.panel, results, strict=True):
             for item, answer in zip(items, answers, strict=True):
                 if isinstance(answer, Failure):
-                    stats.count(f"{tester.label}: {answer.reason}")
+                    stats.count(tester.label, answer.reason)
                     if item.status is not ItemStatus.FAILED:
                         item.fail(self.name, answer.reason, f"{tester.where()}: {answer.detail}")
                 else:
-                    stats.count(f"{tester.label}: {'replayed' if answer.cached else 'answered'}")
+                    stats.count(tester.label, "replayed" if answer.cached else "answered")
         for item in items:
             for tester in self.panel:
                 item.provenance.used(tester.use)

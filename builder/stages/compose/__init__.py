@@ -19,7 +19,7 @@ from builder.config.taxonomy import Category, Relation, Taxonomy
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse, Provenance, item_id
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import Place, Stage
+from builder.stages.base import FunnelGroup, Place, Stage
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -100,6 +100,8 @@ def planned_item(seed: Seed, relation: str, iteration: int, feedback: list[str],
 class ComposeStage(Stage):
     name = "compose"
     gives = ItemStatus.COMPOSED
+    funnel_group = FunnelGroup.MADE
+    funnel_label = "composed"
     batch_size = None  # one call per shard, so a model backend keeps its requests in flight
 
     def __init__(

@@ -54,13 +54,6 @@ if TYPE_CHECKING:
 
 VERSION = "3"  # 3: texts are the mean of their parts' vectors
 TEXT_ENCODING = "mean of parts"  # how the index's text vectors were made, with the model's name
-COUNTERS = {
-    "two images of one item show the same picture": "same_picture_twice",
-    "exact duplicate images": "duplicate_images",
-    "near-duplicate images": "duplicate_images",
-    "picture reused in too many items": "picture_reused",
-    "near-duplicate text": "duplicate_text",
-}
 
 
 def item_texts(item: Item) -> tuple[str, ...]:
@@ -213,6 +206,7 @@ class DedupStage(Stage):
 
     name = "dedup"
     gives = ItemStatus.UNIQUE
+    funnel_label = "duplicates"
     whole_round = True  # duplicates are a property of the set
     batch_size = None
 
@@ -287,7 +281,6 @@ class DedupStage(Stage):
                 kept.add(entry.key)
             else:
                 item.reject(verdict)
-                stats.count(COUNTERS[verdict.reason])
             advance(1)
         index.save()
 

@@ -4,8 +4,8 @@ A filter is a registered backend, one module each in this package, with its sett
 it. Like datatrove's filters, a subclass writes only `check(item)` (or `check_batch` when it
 can judge many items at once); the stage runs the enabled filters in order, keeps every
 verdict with the filter's name and version (its `stage` is `filters`), and rejects an item at
-its first failed check (later filters do not run on it), counting rejections by filter and
-reason.
+its first failed check (later filters do not run on it); the stage base counts rejections
+by filter and reason, and the stage counts the items each check that is off let through.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, ClassVar, Self
 
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.registry import Backend, BackendSettings, Registry
-from builder.core.stats import StageOutput, StageStats
+from builder.core.stats import Outcome, StageOutput, StageStats
 from builder.stages.base import Place, Stage
 
 if TYPE_CHECKING:
@@ -61,7 +61,6 @@ class Filter(Backend):
         )
 
 
-OFF = "check off: "  # prefix of the stats counter of items a check that is off let through
 filters: Registry[Filter] = Registry("filter", __name__, group="mirbench.filters", key="name")
 
 
@@ -84,7 +83,7 @@ class FilterStage(Stage):
             if check.off_reason is not None:  # recorded on every item, so the funnel can say so
                 for item in alive:
                     item.verdicts.append(check.skipped(check.off_reason))
-                stats.count(f"{OFF}{check.name}: {check.off_reason}", len(alive))
+                stats.count(check.name, check.off_reason, len(alive), Outcome.UNCHECKED)
                 continue
             survivors = []
             for item, verdict in zip(alive, check.check_batch(alive), strict=True):
@@ -93,10 +92,8 @@ class FilterStage(Stage):
                     survivors.append(item)
                 elif verdict.error:  # the next build tries it again (up to max_attempts)
                     item.fail(self.name, verdict.reason, f"{verdict.name}: {verdict.detail}")
-                    stats.count(f"failed: {verdict.name}: {verdict.reason}")
                 else:
                     item.reject(verdict)
-                    stats.count(f"dropped: {verdict.name}: {verdict.reason}")
             alive = survivors
         for item in alive:
             item.status = self.gives

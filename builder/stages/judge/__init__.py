@@ -122,6 +122,7 @@ judges: Registry[Judge] = JudgeRegistry("judge", __name__, group="mirbench.judge
 class JudgeStage(Stage):
     name = "judge"
     gives = ItemStatus.ACCEPTED
+    funnel_label = "rejected by the attack policy"
     needs_testers = True
     batch_size = None  # one call per shard, so a model judge keeps its requests in flight
 
@@ -141,14 +142,13 @@ class JudgeStage(Stage):
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         keys = {(item.id, tester.label): tester.answer_key(item) for item in items for tester in self.panel}
-        texts = self.store.answers(list(keys.values()))
+        texts = self._answers(items, keys)
         cases: list[Case] = []
         judged: list[Item] = []
         for item in items:
             missing = [t.label for t in self.panel if keys[(item.id, t.label)] not in texts]
-            if missing:
-                # Purged (or never saved): the attack stage asks again when the item is retried.
-                item.fail("attack", "answer missing", f"no stored answer from {', '.join(missing)}")
+            if missing:  # a tester that no longer answers: the judge retries it with the item
+                item.fail(self.name, "answer missing", f"no answer from {', '.join(missing)}")
                 continue
             judged.append(item)
             cases += [Case(item, t.label, texts[keys[(item.id, t.label)]]) for t in self.panel]
@@ -163,31 +163,51 @@ class JudgeStage(Stage):
         results = self.judge.judge_many(cases, one_done)
         for number, item in enumerate(judged):
             own = results[number * len(self.panel) : (number + 1) * len(self.panel)]
-            item.provenance.used(self.judge.use)
-            failure = next((result for result in own if isinstance(result, Failure)), None)
-            if failure is not None:
-                where = f"judge {self.judge.name}" + (
-                    f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else ""
-                )
-                item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
-                stats.count(f"failed: {failure.reason}")
-                continue
-            item.judgements = [
-                self._judgement(tester, assessment, keys[(item.id, tester.label)])
-                for tester, assessment in zip(self.panel, own, strict=True)
-                if isinstance(assessment, Assessment)
-            ]
-            for judgement in item.judgements:
-                stats.count(f"{judgement.tester}: {judgement.reason}")  # classes, never answers
-            for assessment in own:
-                if isinstance(assessment, Assessment) and len(set(assessment.votes.values())) > 1:
-                    stats.count("ensemble members disagree")
-            verdict = decide(item.judgements, self.policy)
-            if verdict.passed:
-                item.verdicts.append(verdict)
-                item.status = self.gives
-            else:
-                item.reject(verdict)
+            self._decide(item, own, keys, stats)
+
+    def _answers(self, items: list[Item], keys: dict[tuple[str, str], str]) -> dict[str, str]:
+        """The stored answer texts of `keys`. An answer that is gone (purged, or never saved) is
+        asked of its tester again (the tester replays what its server's cache still holds)."""
+        texts = self.store.answers(list(keys.values()))
+        for tester in self.panel:
+            unanswered = [item for item in items if keys[(item.id, tester.label)] not in texts]
+            if unanswered:
+                tester.attack(unanswered, lambda: None)
+                texts |= self.store.answers([keys[(item.id, tester.label)] for item in unanswered])
+        return texts
+
+    def _decide(
+        self,
+        item: Item,
+        own: list[Assessment | Failure],
+        keys: dict[tuple[str, str], str],
+        stats: StageStats,
+    ) -> None:
+        """Record the judgements of one item's answers, then let the policy accept or reject it."""
+        item.provenance.used(self.judge.use)
+        failure = next((result for result in own if isinstance(result, Failure)), None)
+        if failure is not None:
+            where = f"judge {self.judge.name}" + (
+                f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else ""
+            )
+            item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
+            return
+        item.judgements = [
+            self._judgement(tester, assessment, keys[(item.id, tester.label)])
+            for tester, assessment in zip(self.panel, own, strict=True)
+            if isinstance(assessment, Assessment)
+        ]
+        for judgement in item.judgements:
+            stats.count(judgement.tester, judgement.reason)  # classes, never answers
+        for assessment in own:
+            if isinstance(assessment, Assessment) and len(set(assessment.votes.values())) > 1:
+                stats.count(self.judge.name, "ensemble members disagree")
+        verdict = decide(item.judgements, self.policy)
+        if verdict.passed:
+            item.verdicts.append(verdict)
+            item.status = self.gives
+        else:
+            item.reject(verdict)
 
     def _judgement(self, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
         return Judgement(

@@ -24,7 +24,7 @@ from builder.core.errors import SystemFault, disk_full
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import Place, Stage
+from builder.stages.base import FunnelGroup, Place, Stage
 from builder.stages.render.pixels import grey_spread, png_bytes, spreads
 
 if TYPE_CHECKING:
@@ -173,6 +173,8 @@ class RenderStage(Stage):
 
     name = "render"
     gives = ItemStatus.RENDERED
+    funnel_group = FunnelGroup.MADE
+    funnel_label = "rendered"
 
     def __init__(
         self,
@@ -240,9 +242,9 @@ class RenderStage(Stage):
                     prompt=picture.prompt,
                     score=picture.score,
                 )
-        stats.count("images_rendered", len(fresh))
-        stats.count("images_encoded", self.encoded)
-        stats.count("images_cached", sum(1 for key in keys if key in known))
+        stats.count("images", "rendered", len(fresh))
+        stats.count("images", "encoded", self.encoded)
+        stats.count("images", "cached", sum(1 for key in keys if key in known))
         signature = renderer.signature()
         slot_keys = iter(keys)
         from_cache: list[ImageSlot] = []
