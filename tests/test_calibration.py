@@ -480,6 +480,9 @@ class _Answered(Tester):
     def answer_key(self, item) -> str:
         return f"answer-{item.id}"
 
+    def attack(self, items, on_done):
+        raise AssertionError("every answer is in the store: the judge asks no tester")
+
 
 def test_judge_stage_records_the_ensemble_config_hash_and_counts_disagreement(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")

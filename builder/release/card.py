@@ -19,6 +19,7 @@ from builder.curation.provenance import seed_sources_markdown
 from builder.run.picture_figures import PictureFigures
 from builder.stages import pipeline
 from builder.stages.attack.summary import AttackSummary
+from builder.stages.render import draws_words
 
 CITATION = """@article{mirsafetybench2026,
   title   = {MIR-SafetyBench: Multi-Image Reasoning Safety Benchmark for Multimodal Large Language Models},
@@ -293,7 +294,7 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
     checks_off = Counter(
         f"{v['name']}@{v['version']}" for entry in selection for v in entry["verdicts"] if v.get("skipped")
     )
-    typographic = any(name.startswith("typographic") for name in renderers)
+    typographic = any(draws_words(name) for name in renderers)
     attack_loop = pipeline.tester_stages()
     attacks = sorted(
         {

@@ -31,6 +31,7 @@ from builder.run.picture_figures import picture_figures
 from builder.run.report import BuildReport, FunnelRow, build_report
 from builder.stages import pipeline
 from builder.stages.compose import planned_item
+from builder.stages.render import fallback_reason
 from builder.stages.workspace import Workspace
 from builder.store import Store
 
@@ -268,7 +269,7 @@ def finish_build(spec: BuildSpec) -> BuildReport:
     queued = store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
     earlier = [item_id for item_id in queued if item_id not in touched]  # queued by an earlier run
     known = touched | {item.id: item for item in store.get_items(earlier)}
-    fallback = getattr(spec.settings.renderer, "fallback", None)
+    fallback = fallback_reason(spec.settings.renderer)
     report.pictures = picture_figures([known[item_id] for item_id in queued], fallback)
     if fallback:  # the funnel says what the images are
         label = f"queued with typographic cards instead of pictures: {fallback}"

@@ -15,6 +15,7 @@ the stage that gave them.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from functools import cache
 from importlib.metadata import entry_points
@@ -62,6 +63,9 @@ def _ordered(search_path: tuple[str, ...]) -> tuple[type[Stage], ...]:
         where = f"entry point {entry.name} = {entry.value}"
         if not (isinstance(loaded, type) and issubclass(loaded, Stage)):
             raise TypeError(f"{where}: not a mirbench stage class")
+        if inspect.isabstract(loaded):
+            missing = ", ".join(sorted(loaded.__abstractmethods__))
+            raise TypeError(f"{where}: the stage does not define {missing}")
         if loaded.name != entry.name or loaded.name in names(ordered):
             raise TypeError(f"{where}: the stage is named {loaded.name!r}; names must match and be unique")
         if loaded.after not in names(ordered):

@@ -10,6 +10,7 @@ already given are replayed from the store, not paid for twice).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, ClassVar, Self
@@ -67,14 +68,14 @@ class Tester(Backend):
         """`tester LABEL (backend, model at host)`: what a failure message names."""
         return f"tester {self.label} ({self.name}, model {self.model} at {self.host})"
 
+    @abstractmethod
     def answer_key(self, item: Item) -> str:
         """The store key of this tester's answer to `item` (known without asking)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def attack(self, items: list[Item], on_done: Callable[[], None]) -> list[Answer | Failure]:
         """Ask the tester about every item, in order; answers are saved to the store under
         `answer_key(item)`. Call `on_done` as each one finishes."""
-        raise NotImplementedError
 
 
 testers: Registry[Tester] = Registry("tester", __name__, group="mirbench.testers", default="openai")

@@ -8,6 +8,7 @@ refused (never retried into compliance).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Self
@@ -68,11 +69,11 @@ class ComposerSettings(BackendSettings):
 class Composer(Backend):
     Settings: ClassVar[type[ComposerSettings]]
 
+    @abstractmethod
     def draft_many(
         self, jobs: list[CompositionJob], on_done: Callable[[], None]
     ) -> list[Draft | CompositionFailure]:
         """One answer per job, in order; call `on_done` as each one finishes."""
-        raise NotImplementedError
 
 
 composers: Registry[Composer] = Registry("composer", __name__, group="mirbench.composers", default="offline")

@@ -10,6 +10,7 @@ by filter and reason, and the stage counts the items each check that is off let 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Self
 
@@ -35,10 +36,12 @@ class Filter(Backend):
         """Why this check cannot run as configured (nothing to ask); None when it runs."""
         return None
 
+    @abstractmethod
     def check(self, item: Item) -> Verdict:
-        raise NotImplementedError
+        """This filter's verdict on one item."""
 
     def check_batch(self, items: list[Item]) -> list[Verdict]:
+        """One verdict per item, in order; a filter that judges many items at once overrides it."""
         return [self.check(item) for item in items]
 
     def verdict(

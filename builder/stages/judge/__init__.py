@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
@@ -92,9 +93,9 @@ class Judge(Backend):
         decisive = settings.model_dump(mode="json", exclude=set(RUNTIME_SETTINGS))
         return {"judge": self.name, "version": self.version, "settings": decisive}
 
+    @abstractmethod
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:
         """One assessment per case, in order; call `on_done` as each one finishes."""
-        raise NotImplementedError
 
 
 class JudgeRegistry(Registry[Judge]):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -76,18 +77,27 @@ class RendererSettings(BackendSettings):
 class Renderer(Backend):
     Settings: ClassVar[type[RendererSettings]]
     batch_size: int = 64
+    # Its images print the slot's words instead of showing a picture (typographic cards): a
+    # reader of the funnel and the release card is told, as the words may be the question's.
+    draws_words: ClassVar[bool] = False
 
+    @classmethod
+    def stands_in_for_pictures(cls, settings: RendererSettings) -> str | None:
+        """Why this renderer was chosen in place of pictures (the pool is not installed), when
+        it was; the funnel and the release card say so."""
+        return None
+
+    @abstractmethod
     def signature(self) -> str:
         """Everything about the backend that changes its output (model, size, version)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render_key(self, job: SlotJob) -> str:
         """Same key, same picture: the render cache's key for this slot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render(self, jobs: Sequence[SlotJob]) -> list[Rendered | SlotFailure]:
         """One picture (or the reason there is none) per job, in order; deterministic per job."""
-        raise NotImplementedError
 
     def drawn_text(self, slot: ImageSlot) -> str | None:
         """The text this backend writes onto the slot's picture, if it writes any (the leakage
@@ -103,6 +113,20 @@ class Renderer(Backend):
 renderers: Registry[Renderer] = Registry(
     "renderer", __name__, group="mirbench.renderers", default="retrieval"
 )
+
+
+def draws_words(signature: str) -> bool:
+    """Whether the renderer that signed `signature` (`name@version/...`, as items' provenance
+    records it) draws words instead of pictures; a renderer no longer installed does not."""
+    try:
+        return renderers.get(signature.partition("@")[0]).draws_words
+    except KeyError:
+        return False
+
+
+def fallback_reason(settings: RendererSettings) -> str | None:
+    """Why the configured renderer draws in place of pictures, if it does."""
+    return renderers.get(settings.backend).stands_in_for_pictures(settings)
 
 
 def default_settings() -> RendererSettings:
