@@ -84,9 +84,7 @@ def test_diffusion_render_stage_caches_by_seed(tiny_model: Path, tmp_path: Path,
     items = [make_item(seed_id=f"s-{n}") for n in range(3)]
     renderer = _diffusion(tiny_model)
     output = render_items(items, renderer, store, tmp_path)
-    assert output.stats.get("images", "rendered") == 6 and all(
-        i.status is ItemStatus.RENDERED for i in items
-    )
+    assert output.stats.get("images", "rendered") == 6 and all(i.status is ItemStatus.RENDERED for i in items)
     for slot in items[0].slots:
         assert slot.file.endswith(f"{slot.sha256}.png") and slot.render_prompt
         with Image.open(tmp_path / slot.file) as image:

@@ -46,6 +46,7 @@ from builder.config.sections import (
     ReleaseSettings,
     ReviewSettings,
     RunnerSettings,
+    StageSections,
     _Section,
 )
 from builder.config.yaml_lines import line_of, match_depth, read_yaml
@@ -256,7 +257,10 @@ class Settings(BaseSettings):
         description="Renderer backend (a registered one) and its settings; default: retrieval from "
         "the built-in picture pool, typographic cards where that pool is not installed.",
     )
-    dedup: DedupSettings = DedupSettings()
+    stages: StageSections = Field(
+        default_factory=StageSections,
+        description="Each stage's own options, under its name (stages.dedup, a plug-in's stages.NAME).",
+    )
     filters: Annotated[list[SerializeAsAny[BackendSettings]], PlainValidator(_filter_list)] = Field(
         default_factory=lambda: _filter_list(["structural", "leakage", "benign_alone", "alignment"]),
         description="Filters in the order they run (registered filter backends).",
@@ -293,11 +297,35 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.artifacts / 'mirbench.db').resolve()}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dedup_moved(cls, value: Any) -> Any:
+        """`dedup:` (before 0.3) is the dedup stage's section now: `stages.dedup`."""
+        if isinstance(value, dict) and "dedup" in value:
+            stages = dict(value.get("stages") or {})
+            if "dedup" in stages:
+                raise ValueError("both `dedup` and `stages.dedup` are set: keep `stages.dedup`")
+            value = {key: field for key, field in value.items() if key != "dedup"} | {
+                "stages": {**stages, "dedup": value["dedup"]}
+            }
+        moved = sorted(name for name in os.environ if name.upper().startswith(f"{_ENV_PREFIX}DEDUP"))
+        if moved:
+            raise ValueError(
+                f"environment variable {moved[0]}: dedup's settings are under stages now: "
+                f"{_ENV_PREFIX}STAGES__DEDUP__<NAME>"
+            )
+        return value
+
+    @property
+    def dedup(self) -> DedupSettings:
+        """The dedup stage's section (`stages.dedup`)."""
+        return self.stages.dedup
+
     def config_hash(self) -> str:
-        """Hash of what decides item content (not where things are stored)."""
-        relevant = self.model_dump(
-            mode="json", include={"max_iterations", "composer", "renderer", "dedup", "filters"}
-        )
+        """Hash of what decides item content (not where things are stored): the rounds, and what
+        each enabled stage says decides its work (`Stage.decisive_settings`)."""
+        pipeline = importlib.import_module("builder.stages.pipeline")
+        relevant = {"max_iterations": self.max_iterations, "stages": pipeline.decisive_settings(self)}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 

@@ -273,6 +273,15 @@ def _table(description: dict[str, Any]) -> str:
 MOSTLY_COPIED = 0.2  # above this share of keywords copied from the question, cards print the harm
 
 
+def _funnel_table(description: dict[str, Any]) -> str:
+    """How the candidates behind this release ended (manifests before 0.3 do not say)."""
+    rows = description.get("funnel") or []
+    if not rows:
+        return ""
+    lines = [f"| {'&nbsp;' * 4 * row['indent']}{row['label']} | {row['count']} |" for row in rows]
+    return "\n## From candidates to items\n\n| candidates | count |\n|---|---:|\n" + "\n".join(lines) + "\n"
+
+
 def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
     """Bullet points on how the items were made, from their provenance and verdicts; whether the
     images show text; whether the items went through an attack loop."""
@@ -429,7 +438,7 @@ checksums of every file, and the configuration that produced them.
 
 `iteration` is the round in which an item was accepted (a rejected candidate comes back with the
 reasons as feedback, up to a cap).
-{attack_success}
+{_funnel_table(description)}{attack_success}
 ## Items per cell
 
 {_table(description)}

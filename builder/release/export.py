@@ -53,6 +53,7 @@ from builder.release.rows import (
 )
 from builder.release.staging import remove_abandoned, staging_for, writing
 from builder.run.picture_figures import picture_figures
+from builder.run.report import FunnelRow, selection_funnel
 from builder.run.scope import build_configs
 from builder.stages.attack.summary import CalibrationSummary, summarize
 from builder.stages.judge.calibration.records import latest_calibrations
@@ -263,6 +264,7 @@ def write_release(
     previous: dict[str, Any] | None,
     stats: StageStats,
     calibrations: Mapping[str, CalibrationSummary] | None = None,
+    funnel: list[FunnelRow] | None = None,
 ) -> bytes:
     """Write the whole release into `staging` (a fresh folder); returns the manifest's bytes."""
     from datasets.utils.logging import disable_progress_bar
@@ -288,6 +290,7 @@ def write_release(
     description = _description(
         items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations or {}
     )
+    description["funnel"] = [row.model_dump() for row in funnel or []]
     changes = changelog(description, previous)
     (staging / "CHANGELOG.md").write_text(changes.markdown, encoding="utf-8")
     plot_cells(description, staging / "items_per_cell.png")
@@ -299,7 +302,7 @@ def write_release(
     ]
     manifest_bytes = json.dumps(description, indent=2, sort_keys=True).encode()
     (staging / "manifest.json").write_bytes(manifest_bytes)
-    stats.count("released", len(items))
+    stats.count("release", "released", len(items))
     return manifest_bytes
 
 
@@ -410,6 +413,7 @@ def release_approved(
             previous,
             stats,
             calibrations,
+            selection_funnel(store, items),
         )
         digest = hashlib.sha256(manifest).hexdigest()
         _sync(staging)

@@ -133,11 +133,12 @@ class _Endings:
             elif status is ItemStatus.REJECTED and stage.funnel_group is FunnelGroup.REJECTED:
                 self.rejected.setdefault(stage.funnel_label, Counter())[label] += 1
 
-    def rejected_rows(self, attack_loop: bool) -> list[FunnelRow]:
-        """Each heading with its rejections; those of the attack loop only with it on."""
+    def rejected_rows(self, attack_loop: bool, empty: bool = True) -> list[FunnelRow]:
+        """Each heading with its rejections, of the attack loop's stages or of the others (headings
+        that rejected nothing too, unless not `empty`)."""
         rows = []
         for label, counts in self.rejected.items():
-            if (label in self.tester_labels) is attack_loop:
+            if (label in self.tester_labels) is attack_loop and (empty or counts):
                 rows += [FunnelRow(label=label, count=sum(counts.values())), *_rows(counts)]
         return rows
 
@@ -182,6 +183,29 @@ def funnel(
         rows.append(FunnelRow(label="accepted by the attack policy", count=attack.accepted))
     rows.append(FunnelRow(label="queued for review", count=statuses.get(ItemStatus.QUEUED.value, 0)))
     return rows
+
+
+def selection_funnel(store: Store, released: list[Item]) -> list[FunnelRow]:
+    """How the candidates behind `released` ended (the release card's funnel): every candidate
+    the build runs that made the released items touched, by the group its ending stage declares."""
+    touched = store.runs_of([item.id for item in released])
+    runs = {run for item in released for run in touched.get(item.id, [item.provenance.run_id])}
+    ids = {item.id for item in released}.union(*(store.touched_ids(run) for run in sorted(runs)))
+    candidates = store.get_items(sorted(ids))
+    endings = _Endings(candidates)
+    statuses = Counter(item.status for item in candidates)
+    waiting = len(candidates) - len(released) - sum(statuses[status] for status in _ENDED)
+    return [
+        FunnelRow(label="candidates made by the builds behind this release", count=len(candidates)),
+        FunnelRow(label="refused by the composer model", count=statuses[ItemStatus.REFUSED]),
+        FunnelRow(label="failed", count=statuses[ItemStatus.FAILED]),
+        *_rows(endings.failed),
+        FunnelRow(label=endings.made_label, count=len(candidates) - endings.unmade),
+        *endings.rejected_rows(attack_loop=False),
+        *endings.rejected_rows(attack_loop=True, empty=False),
+        FunnelRow(label="not released (not approved yet, or still in the pipeline)", count=waiting),
+        FunnelRow(label="released", count=len(released)),
+    ]
 
 
 def unchecked_rows(stages: Mapping[str, StageStats]) -> list[FunnelRow]:

@@ -162,7 +162,7 @@ def _retryable(item: Item, settings: Settings) -> bool:
 def warm_up(settings: Settings) -> None:
     """Load what every build's first stages need (torch and the text model: seconds) in this
     process, so it can happen while something else waits, such as Prefect's server starting."""
-    shared_embedder(settings.dedup.text_model, settings.dedup.text_bfloat16).encode(["warm-up"])
+    shared_embedder(settings.stages.dedup.text_model, settings.stages.dedup.text_bfloat16).encode(["warm-up"])
 
 
 def remove_partial_files(artifacts: Path) -> int:

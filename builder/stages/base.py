@@ -17,10 +17,12 @@ rejected, failed or refused (a subclass adds its own counts, such as images rend
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from pydantic import BaseModel
 
 from builder.core import progress
 from builder.core.items import Item, ItemStatus, Verdict
@@ -28,7 +30,7 @@ from builder.core.stats import Outcome, StageOutput, StageStats
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
-    from builder.core.registry import Backend
+    from builder.core.registry import Backend, BackendSettings, Registry
     from builder.stages.workspace import Workspace
     from builder.store import Store
 
@@ -70,6 +72,9 @@ class Stage(ABC):
     gives: ClassVar[ItemStatus]
     funnel_group: ClassVar[FunnelGroup] = FunnelGroup.REJECTED
     funnel_label: ClassVar[str] = REJECTED_LABEL
+    # The stage's own options: a pydantic model, read from `stages.<name>` of the settings (a
+    # plug-in stage's too: `stage_settings(workspace.settings)` gives them, validated).
+    Settings: ClassVar[type[BaseModel] | None] = None
     whole_round: ClassVar[bool] = False  # one task over the round's candidates, not shards
     needs_testers: ClassVar[bool] = False  # part of the attack loop: off without testers
     after: ClassVar[str | None] = None  # a plug-in stage: the stage it follows in the pipeline
@@ -82,6 +87,26 @@ class Stage(ABC):
     @classmethod
     def enabled(cls, settings: Settings) -> bool:
         return settings.attack.enabled or not cls.needs_testers
+
+    @classmethod
+    def stage_settings(cls, settings: Settings) -> Any:
+        """This stage's section of `settings` (`stages.<name>`); None when it declares none."""
+        return settings.stages.section(cls.name) if cls.Settings is not None else None
+
+    @classmethod
+    def decisive_settings(cls, settings: Settings) -> Any:
+        """What of `settings` decides this stage's work, as JSON (the config hash is made of the
+        enabled stages' answers): its own section by default; a stage that drives backends adds
+        their settings."""
+        own = cls.stage_settings(settings)
+        return own.model_dump(mode="json") if own is not None else None
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[str]:
+        """Check, before a build starts work, what this stage and its configured backends need
+        (a pool on disk, a compatible policy): raise `InputError` for what would fail; return
+        notes worth showing. `run.prepare` calls it for every enabled stage."""
+        return []
 
     @classmethod
     @abstractmethod
@@ -119,6 +144,19 @@ class Stage(ABC):
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         """Update `items` in place. Call `advance(n)` for finer progress; the base advances the
         rest of the batch when this returns."""
+
+
+def backend_preflight(
+    settings: Settings, registry: Registry[Any], entries: Sequence[BackendSettings]
+) -> list[str]:
+    """The checks of the backends `entries` name (`Backend.preflight`), each backend class once."""
+    classes = dict.fromkeys(registry.get(getattr(entry, registry.key)) for entry in entries)
+    return [note for backend in classes for note in backend.preflight(settings)]
+
+
+def dumped(entries: Sequence[BaseModel]) -> list[Any]:
+    """Backend settings as JSON, for `Stage.decisive_settings`."""
+    return [entry.model_dump(mode="json") for entry in entries]
 
 
 class _Counter:

@@ -19,7 +19,7 @@ import inspect
 import sys
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.core.items import ItemStatus
 from builder.stages.attack import AttackStage
@@ -101,3 +101,19 @@ def place(settings: Settings, name: str) -> Place:
         if earlier.enabled(settings):
             takes = earlier.gives
     return Place(takes=takes, onward=tuple(later.gives for later in pipeline[position:]))
+
+
+def enabled(settings: Settings) -> list[type[Stage]]:
+    """The stages a build with `settings` runs, in order."""
+    return [stage for stage in stages() if stage.enabled(settings)]
+
+
+def decisive_settings(settings: Settings) -> dict[str, Any]:
+    """What decides each enabled stage's work (`Stage.decisive_settings`), by stage name: the
+    config hash (`Settings.config_hash`) is made of it."""
+    return {stage.name: stage.decisive_settings(settings) for stage in enabled(settings)}
+
+
+def preflight(settings: Settings) -> list[str]:
+    """Every enabled stage's checks before a build starts (`Stage.preflight`): the notes."""
+    return [note for stage in enabled(settings) for note in stage.preflight(settings)]

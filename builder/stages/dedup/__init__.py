@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Self
 import faiss
 import numpy as np
 
+from builder.config.sections import DedupSettings
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.stats import StageStats
 from builder.stages.base import Place, Stage
@@ -207,6 +208,7 @@ class DedupStage(Stage):
     name = "dedup"
     gives = ItemStatus.UNIQUE
     funnel_label = "duplicates"
+    Settings = DedupSettings
     whole_round = True  # duplicates are a property of the set
     batch_size = None
 
@@ -232,7 +234,7 @@ class DedupStage(Stage):
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
-        dedup = workspace.settings.dedup
+        dedup = workspace.settings.stages.dedup
         return cls(
             workspace.store.items_with_statuses(place.onward),
             workspace.text_vectors,
@@ -390,7 +392,7 @@ def release_entries(folder: Path) -> tuple[str, list[Entry]]:
 def release_history(workspace: Workspace) -> list[tuple[str, list[Entry]]]:
     """Every earlier release a build compares with: those the settings name and those its
     store recorded (when their folder is still there)."""
-    folders = [Path(path) for path in workspace.settings.dedup.history]
+    folders = [Path(path) for path in workspace.settings.stages.dedup.history]
     folders += [Path(row.location) for row in workspace.store.releases() if Path(row.location).is_dir()]
     unique = list(dict.fromkeys(folder.resolve() for folder in folders))
     return [release_entries(folder) for folder in unique]

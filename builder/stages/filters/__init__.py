@@ -12,14 +12,15 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import Outcome, StageOutput, StageStats
-from builder.stages.base import Place, Stage
+from builder.stages.base import Place, Stage, backend_preflight, dumped
 
 if TYPE_CHECKING:
+    from builder.config.settings import Settings
     from builder.stages.workspace import Workspace
 
 
@@ -73,6 +74,14 @@ class FilterStage(Stage):
 
     def __init__(self, checks: list[Filter]):
         self.checks, self.backends = checks, tuple(checks)
+
+    @classmethod
+    def decisive_settings(cls, settings: Settings) -> Any:
+        return dumped(settings.filters)
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[str]:
+        return backend_preflight(settings, filters, settings.filters)
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

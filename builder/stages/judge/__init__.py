@@ -25,12 +25,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel
 
-from builder.config.settings import PolicySettings
+from builder.config.settings import PolicySettings, Settings
 from builder.core.items import Item, ItemStatus, Judgement, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
 from builder.stages.attack import Failure, Tester, testers
-from builder.stages.base import Place, Stage
+from builder.stages.base import Place, Stage, backend_preflight, dumped
 from builder.stages.judge.policy import decide
 
 if TYPE_CHECKING:
@@ -130,6 +130,14 @@ class JudgeStage(Stage):
     def __init__(self, judge: Judge, panel: list[Tester], store: Store, policy: PolicySettings):
         self.judge, self.backends = judge, (judge,)
         self.panel, self.store, self.policy = panel, store, policy
+
+    @classmethod
+    def decisive_settings(cls, settings: Settings) -> Any:
+        return dumped([settings.attack.judge, settings.attack.policy])
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[str]:
+        return backend_preflight(settings, judges, [settings.attack.judge])
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

@@ -25,10 +25,11 @@ from builder.core.errors import SystemFault, disk_full
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import FunnelGroup, Place, Stage
+from builder.stages.base import FunnelGroup, Place, Stage, backend_preflight, dumped
 from builder.stages.render.pixels import grey_spread, png_bytes, spreads
 
 if TYPE_CHECKING:
+    from builder.config.settings import Settings
     from builder.stages.workspace import Workspace
 
 
@@ -213,6 +214,14 @@ class RenderStage(Stage):
         # build's shards in this process: a pool picture shown by many slots is encoded once
         self.stored = {} if stored is None else stored
         self.encoded = 0  # pictures this shard drew and encoded (the rest were named and known)
+
+    @classmethod
+    def decisive_settings(cls, settings: Settings) -> Any:
+        return dumped([settings.renderer])
+
+    @classmethod
+    def preflight(cls, settings: Settings) -> list[str]:
+        return backend_preflight(settings, renderers, [settings.renderer])
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
