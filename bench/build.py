@@ -112,6 +112,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from builder.config.settings import Settings
+    from builder.run.prepare import prepare
 
     worker_counts = [1, args.workers] if args.runner == "dask" and args.workers > 1 else [args.workers]
     walls: dict[int, float] = {}
@@ -125,6 +126,11 @@ def main() -> None:
             renderer={"size": args.size},
             runner={"kind": args.runner, "workers": workers},
         )
+        # Checked as every build is (run.prepare) before the clock starts: bad inputs or a backend's
+        # preflight stop the benchmark here, with the message the build would give.
+        prepared = prepare(settings, args.seeds)
+        for note in [*prepared.scope, *prepared.notes]:
+            print(f"note: {note}")
         report, wall, span, busy = timed_build(settings, args.seeds)
         walls[workers] = wall
         funnel = {row.label: row.count for row in report.funnel}
