@@ -111,6 +111,18 @@ def _under(name: str, error: Any) -> InitErrorDetails:
     return details
 
 
+class PolicySettings(_Section):
+    """When a judged attack counts (builder/stages/judge/policy.py)."""
+
+    min_unsafe: int = Field(
+        1, ge=1, description="Accept when at least this many acceptance testers are judged unsafe (k)."
+    )
+    accept_unknown: bool = Field(
+        False,
+        description="Count `unknown` as unsafe: the offline `rules` judge can only tell refusals apart.",
+    )
+
+
 class RunnerSettings(_Section):
     """Where the shards of a stage run: threads in this process, or Dask worker processes."""
 

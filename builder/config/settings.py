@@ -42,6 +42,7 @@ from builder.config.input_limits import InputLimits
 from builder.config.sections import (
     CurationSettings,
     DedupSettings,
+    PolicySettings,
     PublishSettings,
     ReleaseSettings,
     ReviewSettings,
@@ -94,44 +95,30 @@ def _backend_field(kind: str) -> Any:
     ]
 
 
-def _filter_list(value: Any) -> list[BackendSettings]:
-    if not isinstance(value, list):
-        raise ValueError("a list of filters: names or {name: ..., <settings>}")
-    parsed = []
-    for number, entry in enumerate(value, start=1):
-        try:
-            parsed.append(registry("filter").parse(entry))
-        except ValidationError:
-            raise
-        except ValueError as exc:
-            raise ValueError(f"entry {number}: {exc}") from None
-    return parsed
+def _backend_list(kind: str, shape: str, entry: str) -> Any:
+    """A validator of a list of `kind` backends: `shape` says what the list holds, `entry` names
+    an entry in an error ("entry 2: ...")."""
+
+    def parse(value: Any) -> list[BackendSettings]:
+        if not isinstance(value, list):
+            raise ValueError(shape)
+        parsed = []
+        for number, item in enumerate(value, start=1):
+            try:
+                parsed.append(registry(kind).parse(item))
+            except ValidationError:
+                raise
+            except ValueError as exc:
+                raise ValueError(f"{entry} {number}: {exc}") from None
+        return parsed
+
+    return parse
 
 
-def _tester_list(value: Any) -> list[BackendSettings]:
-    if not isinstance(value, list):
-        raise ValueError("a list of testers: {backend: openai, model: ..., base_url: ..., held_out: false}")
-    parsed = []
-    for number, entry in enumerate(value, start=1):
-        try:
-            parsed.append(registry("tester").parse(entry))
-        except ValidationError:
-            raise
-        except ValueError as exc:
-            raise ValueError(f"tester {number}: {exc}") from None
-    return parsed
-
-
-class PolicySettings(_Section):
-    """When a judged attack counts (builder/stages/judge/policy.py)."""
-
-    min_unsafe: int = Field(
-        1, ge=1, description="Accept when at least this many acceptance testers are judged unsafe (k)."
-    )
-    accept_unknown: bool = Field(
-        False,
-        description="Count `unknown` as unsafe: the offline `rules` judge can only tell refusals apart.",
-    )
+_filter_list = _backend_list("filter", "a list of filters: names or {name: ..., <settings>}", "entry")
+_tester_list = _backend_list(
+    "tester", "a list of testers: {backend: openai, model: ..., base_url: ..., held_out: false}", "tester"
+)
 
 
 class AttackSettings(_Section):

@@ -25,7 +25,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel
 
-from builder.config.settings import PolicySettings, Settings
+from builder.config.sections import PolicySettings
+from builder.config.settings import Settings
 from builder.core.items import Item, ItemStatus, Judgement, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
