@@ -18,9 +18,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from typer.testing import CliRunner
 
-from builder.cli import app
 from builder.config.settings import Settings, bundled, load_settings
 from builder.core.errors import InputError
 from builder.core.items import ItemStatus, Judgement
@@ -29,14 +27,15 @@ from builder.release.create import create_release
 from builder.run.report import build_report
 from builder.stages.attack import Failure, Tester
 from builder.stages.judge import Assessment, Case, Judge, JudgeStage, judges
-from builder.stages.judge.calibration.labels import load_label_set, read_profile, resolve
+from builder.stages.judge.calibration.labels import read_profile, resolve
 from builder.stages.judge.calibration.metrics import bootstrap, confusion, figures
-from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.judge.calibration.rows import load_label_set
 from builder.stages.judge.ensemble import EnsembleJudge
 from builder.stages.judge.policy import PolicySettings
 from builder.stages.judge.rules import RulesJudge
 from builder.stages.workspace import Workspace
 from builder.store import Store
+from tests.calibration_support import run_calibrate, write_jsonl
 from tests.helpers import make_item
 from tests.servers import LlamaServer
 
@@ -90,17 +89,9 @@ UNSAFE = [
 # division); chance agreement (0*2 + 4*2)/16 = 0.5 = observed: kappa 0.
 
 
-def _write_jsonl(path: Path, rows: list[dict]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 def _calibrate(tmp_path: Path, *arguments: str) -> tuple[int, str, list[dict]]:
-    report = tmp_path / "report.json"
-    result = CliRunner().invoke(
-        app, ["judge", "calibrate", *arguments, "--artifacts", str(tmp_path / "a"), "--json", str(report)]
-    )
-    return result.exit_code, result.output, json.loads(report.read_text()) if report.exists() else []
+    code, output, report = run_calibrate(tmp_path, *arguments)
+    return code, output, report.get("calibrations", [])
 
 
 def test_metrics_match_figures_worked_out_by_hand() -> None:
@@ -152,17 +143,18 @@ def test_rules_judge_calibrated_on_refusal_labels_through_the_cli(tmp_path: Path
     # Kept in the store under the judge's config hash; a refusal calibration is not an ASR's.
     store = Store(f"sqlite:///{tmp_path / 'a' / 'mirbench.db'}")
     try:
-        assert latest_calibrations(store, [calibration["config_hash"]]) == {}
-        (kept,) = latest_calibrations(store, [calibration["config_hash"]], task="refusal").values()
+        assert store.calibrations([calibration["config_hash"]], task="unsafe") == []
+        (kept,) = store.calibrations([calibration["config_hash"]], task="refusal")
     finally:
         store.close()
     assert (kept.n, kept.kappa, kept.label_set) == (6, pytest.approx(1 / 3), "refusals")
+    assert kept.positive_classes == ("refusal",) and kept.created_at.tzinfo is not None
     rules = judges.create(judges.parse("rules"), Workspace(Settings(artifacts=tmp_path / "a")))
     assert kept.config_hash == rules.config_hash
 
 
 def test_limit_and_a_profile_reading_a_local_copy(tmp_path: Path) -> None:
-    data = _write_jsonl(
+    data = write_jsonl(
         tmp_path / "copy.jsonl",
         [
             {
@@ -305,7 +297,7 @@ def test_ensemble_settings_validate_like_any_judge(tmp_path: Path) -> None:
 def test_llm_and_rules_judges_in_an_ensemble_on_the_real_model(tmp_path: Path, llama: LlamaServer) -> None:
     """One pass of SmolLM2 over the set: the llm member, the rules member and the ensemble are
     each calibrated; every figure is worked out again here from the classes the judges said."""
-    labels = _write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
+    labels = write_jsonl(tmp_path / "unsafe.jsonl", UNSAFE)
     config = tmp_path / "judge.yaml"
     llm = {
         "backend": "llm",
@@ -366,7 +358,7 @@ def _judged_items(config_hash: str | None) -> list:
         item.judgements = [
             Judgement(
                 name="rules",
-                version="1",
+                version=RulesJudge.version,
                 passed=False,
                 reason="refusal",
                 tester="tester-a",
@@ -387,9 +379,10 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
     approve(settings, items).close()
     create_release(settings, "1.0.0", tmp_path / "r1")
     card = (tmp_path / "r1" / "README.md").read_text()
-    assert f"Judge `rules@1` (config `{rules.config_hash}`): **judge not calibrated**." in card
+    named = f"Judge `rules@{RulesJudge.version}` (config `{rules.config_hash}`)"
+    assert f"{named}: **judge not calibrated**." in card
 
-    code, output, _ = _calibrate(tmp_path, "--labels", str(_write_jsonl(tmp_path / "u.jsonl", UNSAFE)))
+    code, output, _ = _calibrate(tmp_path, "--labels", str(write_jsonl(tmp_path / "u.jsonl", UNSAFE)))
     assert code == 0, output
     create_release(settings, "1.0.1", tmp_path / "r2")
     card = (tmp_path / "r2" / "README.md").read_text()
@@ -424,7 +417,7 @@ def test_every_asr_table_quotes_its_judges_calibration_or_says_it_has_none(tmp_p
 @pytest.mark.parametrize(
     ("name", "content", "message"),
     [
-        ("missing.csv", "id,behavior,response\na,q,r\n", r"missing.csv:2: missing column\(s\) \['label'\]"),
+        ("missing.csv", "id,behavior,response\na,q,r\n", r"missing.csv:2: no row has the column 'label'"),
         (
             "outside.jsonl",
             '{"behavior": "q", "response": "r", "label": 1}\n{"behavior": "q", "response": "r", '
@@ -511,7 +504,7 @@ def test_a_hub_profile_reads_through_load_dataset(tmp_path: Path) -> None:
     dataset folder stands in for the Hub name here (no network)."""
     folder = tmp_path / f"jbb-{tmp_path.name}"  # datasets caches a local folder by its name
     folder.mkdir()
-    _write_jsonl(
+    write_jsonl(
         folder / "test.jsonl",
         [
             {

@@ -328,7 +328,7 @@ def test_dedup_against_an_earlier_release_in_a_fresh_store(
         renderer={"size": 64},
         relations=["analogy"],
         max_iterations=1,
-        dedup={"history": [release]},
+        stages={"dedup": {"history": [release]}},
     )
     report = build(settings=fresh, limit=2)
     funnel = {row.label: row.count for row in report.funnel}

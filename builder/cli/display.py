@@ -65,33 +65,45 @@ def progress_bars() -> Iterator[None]:
 
 
 def print_attack(summary: AttackSummary) -> None:
-    """Attack success per tester, acceptance and held-out testers apart, then per cell."""
+    """Attack success per (tester, judge), acceptance and held-out testers apart, each row with
+    its judge's calibration on the policy it applied; then per cell."""
     for held_out, title in ((False, "acceptance testers"), (True, "held-out testers")):
         rates = summary.table(held_out)
         if not rates:
             continue
         table = make_table(
             f"Attack success, {title}",
-            "tester",
-            "attacked",
-            "unsafe",
-            "ASR",
-            right=("attacked", "unsafe", "ASR"),
+            *("tester", "judge", "success", "attacked", "successes", "ASR", "judge's calibration"),
+            right=("attacked", "successes", "ASR"),
         )
         for rate in rates:
-            table.add_row(rate.tester, str(rate.attacked), str(rate.unsafe), f"{rate.asr:.1%}")
+            row = summary.row(rate)
+            calibration = Text(row.calibration, style="bold red" if row.flagged else "")
+            if row.warning:
+                calibration.append(f" WARNING: {row.warning}")
+            counts = (str(rate.attacked), str(rate.successes), f"{rate.asr:.1%}")
+            table.add_row(*map(Text, (rate.tester, row.judge, row.success, *counts)), calibration)
         console.print(table)
         cells = make_table(
-            f"ASR by category x relation, {title}", "category", "relation", "tester", "ASR", right=("ASR",)
+            f"ASR by category x relation, {title}",
+            "category",
+            "relation",
+            "tester",
+            "judge",
+            "ASR",
+            right=("ASR",),
         )
         for rate in (rate for rate in summary.cells if rate.held_out is held_out):
-            cells.add_row(
-                str(rate.category), str(rate.relation), rate.tester, f"{rate.unsafe}/{rate.attacked}"
-            )
+            place = (str(rate.category), str(rate.relation), rate.tester, summary.row(rate).judge)
+            cells.add_row(*place, f"{rate.successes}/{rate.attacked}")
         console.print(cells)
     for judge in summary.judges:
-        bold = None if judge.calibration else "bold"  # "judge not calibrated" stands out
+        bold = None if judge.calibration and not judge.warning else "bold"  # stands out
         console.print(judge.sentence(bold=("", "")), markup=False, highlight=False, style=bold)
+    for number in summary.unknown_quotes:
+        console.print(
+            f"calibration.quote names calibration #{number}, which the store does not hold", style="bold"
+        )
     rounds = summary.mean_rounds_to_acceptance
     console.print(
         f"accepted by the attack policy: {summary.accepted} of {summary.items_judged} judged"

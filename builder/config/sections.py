@@ -1,6 +1,7 @@
 """The plain sections of the settings: each a validated model of one part's options (the
-stages' own, the runner, review, releases, publishing, seed curation). `builder.config.settings`
-puts them together with the backend choices, the sources they are read from and their errors."""
+stages' own, the runner, review, releases, publishing, seed curation, judge calibration).
+`builder.config.settings` puts them together with the backend choices, the sources they are
+read from and their errors."""
 
 from __future__ import annotations
 
@@ -225,4 +226,29 @@ class CurationSettings(_Section):
     )
     triage: TriageModelSettings | None = Field(
         None, description="The triage model; none: the label mapping decides, people see the rest."
+    )
+
+
+class CalibrationSettings(_Section):
+    """How judge calibrations are recorded and quoted (`mirbench judge calibrate`, cards, reports)."""
+
+    max_failed_share: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="The share of labelled answers a judge may fail on (timeouts, unreadable "
+        "answers) and still be recorded; above it, `judge calibrate` names the failed rows, records "
+        "nothing and exits 1. Failed rows are left out of the figures, which then describe fewer rows.",
+    )
+    warn_kappa: float = Field(
+        0.4,
+        ge=-1,
+        le=1,
+        description="Below this Cohen's kappa (or where kappa is undefined) the card and the CLI "
+        "warn next to the attack success rate its judge decided.",
+    )
+    quote: list[int] = Field(
+        default_factory=list,
+        description="Calibration ids (`mirbench judge calibrations`) to quote, instead of the "
+        "one with the most labelled answers: at most one per judge config and policy.",
     )

@@ -16,12 +16,9 @@ import importlib
 import json
 import os
 import re
-from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     Field,
     PlainValidator,
@@ -38,8 +35,10 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from builder.config.config_file import CONFIG_FILE_ENV, ConfigFile, active_config_file, using_config_file
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
+    CalibrationSettings,
     CurationSettings,
     DedupSettings,
     PolicySettings,
@@ -50,7 +49,7 @@ from builder.config.sections import (
     StageSections,
     _Section,
 )
-from builder.config.yaml_lines import line_of, match_depth, read_yaml
+from builder.config.yaml_lines import line_of, match_depth
 from builder.core.errors import InputError, InputErrors
 from builder.core.registry import BackendSettings, Registry
 
@@ -163,43 +162,7 @@ class AttackSettings(_Section):
         return bool(self.testers)
 
 
-_CONFIG_FILE_ENV = "MIRBENCH_CONFIG"
 _ENV_PREFIX = "MIRBENCH_"
-
-
-@dataclass(frozen=True)
-class ConfigFile:
-    """A YAML config file, read and checked to be a mapping; its node tree locates errors."""
-
-    path: Path
-    data: dict[str, Any]
-    node: yaml.Node | None
-
-    @classmethod
-    def read(cls, path: Path) -> ConfigFile:
-        if not path.is_file():
-            raise InputError("config file not found", path=path)
-        data, node = read_yaml(path)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise InputError(
-                f"a config file is a mapping of settings (key: value lines), not a {type(data).__name__}",
-                path=path,
-                line=line_of(node, ()),
-            )
-        return cls(path, data, node)
-
-
-_config_file: ContextVar[ConfigFile | None] = ContextVar("mirbench_config_file", default=None)
-
-
-def _active_config_file() -> ConfigFile | None:
-    explicit = _config_file.get()
-    if explicit is not None:
-        return explicit
-    from_env = os.environ.get(_CONFIG_FILE_ENV)
-    return ConfigFile.read(Path(from_env)) if from_env else None
 
 
 class Settings(BaseSettings):
@@ -262,6 +225,10 @@ class Settings(BaseSettings):
     curation: CurationSettings = Field(
         default_factory=CurationSettings, description="Seed curation (`mirbench seeds ...`)."
     )
+    calibration: CalibrationSettings = Field(
+        default_factory=CalibrationSettings,
+        description="Judge calibrations: how many failed rows a record tolerates, which is quoted.",
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -273,7 +240,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _active_config_file()
+        config_file = active_config_file()
         if config_file is not None:
             sources.append(InitSettingsSource(settings_cls, init_kwargs=config_file.data))
         return tuple(sources)
@@ -321,12 +288,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     `config_file:line`, the environment variable, or the command line."""
     if config_file is not None:
         config = ConfigFile.read(Path(config_file))
-    elif os.environ.get(_CONFIG_FILE_ENV):
-        config = ConfigFile.read(Path(os.environ[_CONFIG_FILE_ENV]))
+    elif os.environ.get(CONFIG_FILE_ENV):
+        config = ConfigFile.read(Path(os.environ[CONFIG_FILE_ENV]))
     else:
         config = None
     given = {key: value for key, value in overrides.items() if value is not None}
-    token = _config_file.set(config)
+    token = using_config_file(config)
     try:
         return Settings(**given)
     except ValidationError as exc:
@@ -340,7 +307,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             """are given as JSON, e.g. MIRBENCH_SEEDS='["seeds/", "more.jsonl"]'"""
         ) from None
     finally:
-        _config_file.reset(token)
+        token.var.reset(token)
 
 
 def _located(error: Any, given: dict[str, Any], config: ConfigFile | None) -> InputError:

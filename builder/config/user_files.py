@@ -3,6 +3,11 @@
 Seed files and image-pool caption files are written by people and other tools: this reader
 never raises on their content. Every problem comes back as an InputError naming `file:line`,
 and all of a file's problems are found in one pass. A UTF-8 byte-order mark is accepted.
+
+A row's line is the first physical line it starts on (a CSV field may span lines). A caller
+that allows comments names their prefix: lines starting with it at the top of the file (before
+a CSV header) are skipped and counted; further down, such a line is data, and a problem with it
+says that it looks like a comment.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from builder.core.errors import InputError
 RECORD_SUFFIXES = (".jsonl", ".csv")
 # C0 controls other than tab, newline and carriage return, DEL, and the C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+_NOT_SKIPPED = "comment lines are not skipped in this file"
 _LIMIT_HINT = "raise limits.max_record_chars (or MIRBENCH_LIMITS__MAX_RECORD_CHARS) if this is intended"
 
 
@@ -31,6 +37,14 @@ class Records:
 
     rows: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
     errors: list[InputError] = field(default_factory=list)
+    comments: int = 0  # comment lines skipped at the top
+    comment_like: set[int] = field(default_factory=set)  # lines further down that start like one
+
+    def note_comment(self, line: int, message: str) -> str:
+        """`message`, with a note when the line starts like a comment below the top."""
+        if line not in self.comment_like:
+            return message
+        return f"{message} (the line starts like a comment: comments are skipped only at the top of the file)"
 
 
 def control_character(text: str) -> str | None:
@@ -59,11 +73,13 @@ def read_records(
     max_record_chars: int,
     required: frozenset[str] = frozenset(),
     allowed: frozenset[str] | None = None,
+    comment_prefix: str | None = None,
 ) -> Records:
     """The rows of a `.jsonl` or `.csv` file; an empty file, or a CSV with a header only, is a problem.
 
     A CSV header is checked once against the `required` and `allowed` columns (JSONL rows are
-    checked by the caller's model, row by row).
+    checked by the caller's model, row by row). `comment_prefix`: lines starting with it at the
+    top of the file are skipped (None: no line is a comment).
     """
     records = Records()
     if path.suffix.lower() not in RECORD_SUFFIXES:
@@ -82,17 +98,43 @@ def read_records(
     if not text.strip():
         records.errors.append(InputError("the file is empty: no records", path=path, line=1))
         return records
+    lines = io.StringIO(text, newline="").readlines()  # as csv counts them: \n, \r\n or \r
+    skipped = _top_comments(lines, comment_prefix, records)
+    if comment_prefix:
+        records.comment_like = {
+            number
+            for number, line in enumerate(lines[skipped:], start=skipped + 1)
+            if line.lstrip().startswith(comment_prefix)
+        }
     if path.suffix.lower() == ".jsonl":
-        _jsonl_rows(path, text, max_record_chars, records)
+        _jsonl_rows(path, lines, skipped, max_record_chars, records)
     else:
-        _csv_rows(path, text, max_record_chars, required, allowed, records)
+        _csv_rows(path, "".join(lines[skipped:]), skipped, max_record_chars, required, allowed, records)
     if not records.rows and not records.errors:
-        records.errors.append(InputError("a header but no records", path=path, line=1))
+        what = "a header but no records" if path.suffix.lower() == ".csv" else "no records"
+        if records.comments:
+            what += f" ({records.comments} comment line(s) skipped)"
+        records.errors.append(InputError(what, path=path, line=skipped + 1))
     return records
 
 
-def _jsonl_rows(path: Path, text: str, max_record_chars: int, records: Records) -> None:
-    for number, line in enumerate(text.splitlines(), start=1):
+def _top_comments(lines: list[str], prefix: str | None, records: Records) -> int:
+    """How many lines the comments at the top take (blank lines among them included)."""
+    if not prefix:
+        return 0
+    taken = 0
+    for line in lines:
+        if line.lstrip().startswith(prefix):
+            records.comments += 1
+        elif line.strip():
+            break
+        taken += 1
+    return taken
+
+
+def _jsonl_rows(path: Path, lines: list[str], skipped: int, max_record_chars: int, records: Records) -> None:
+    for number, line in enumerate(lines[skipped:], start=skipped + 1):
+        line = line.rstrip("\r\n")
         if not line.strip():
             continue
         if len(line) > max_record_chars:
@@ -108,7 +150,8 @@ def _jsonl_rows(path: Path, text: str, max_record_chars: int, records: Records) 
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
-            records.errors.append(InputError(f"malformed JSON: {exc.msg}", path=path, line=number))
+            message = records.note_comment(number, f"malformed JSON: {exc.msg}")
+            records.errors.append(InputError(message, path=path, line=number))
             continue
         except RecursionError:
             records.errors.append(
@@ -161,26 +204,43 @@ def _header_problem(
 def _csv_rows(
     path: Path,
     text: str,
+    skipped: int,
     max_record_chars: int,
     required: frozenset[str],
     allowed: frozenset[str] | None,
     records: Records,
 ) -> None:
+    """The rows of the CSV `text`, which starts on line `skipped + 1` of the file."""
     reader = csv.reader(io.StringIO(text, newline=""))
     with _csv_field_limit(max_record_chars):
         try:
-            header = next(reader)
+            header = next(reader, None)
+            if header is None:
+                records.errors.append(
+                    InputError(f"only comment lines ({records.comments}), no header", path=path, line=1)
+                )
+                return
             columns = [name.strip() for name in header]
             problem = _header_problem(columns, required, allowed)
+            # A comment read as the header: every row then looks wrong; say why, once.
+            unskipped = f" (line {skipped + 1}, the header, starts with '#': {_NOT_SKIPPED})"
+            commented = bool(header) and header[0].lstrip().startswith("#")
             if problem is not None:
-                records.errors.append(InputError(problem, path=path, line=1))
+                records.errors.append(
+                    InputError(problem + unskipped * commented, path=path, line=skipped + 1)
+                )
                 return
-            for values in reader:
-                line = reader.line_num
+            while True:
+                line = skipped + reader.line_num + 1  # the row's first line: a field may span several
+                values = next(reader, None)
+                if values is None:
+                    break
                 if not any(value.strip() for value in values):
                     continue
                 if len(values) > len(columns):
-                    records.errors.append(InputError("more values than header columns", path=path, line=line))
+                    message = records.note_comment(line, "more values than header columns")
+                    records.errors.append(InputError(message + unskipped * commented, path=path, line=line))
+                    commented = False
                     continue
                 size = sum(map(len, values))
                 if size > max_record_chars:
@@ -203,4 +263,4 @@ def _csv_rows(
                 message = f"a field longer than the limit of {max_record_chars:,} characters; {_LIMIT_HINT}"
             else:
                 message = f"malformed CSV: {message}"
-            records.errors.append(InputError(message, path=path, line=max(reader.line_num, 1)))
+            records.errors.append(InputError(message, path=path, line=skipped + max(reader.line_num, 1)))

@@ -123,6 +123,10 @@ class Judgement(Verdict):
     held_out: bool = False
     answer_key: str | None = None  # where the answer lives in the store (until it is purged)
     config_hash: str | None = None  # the judge's config hash: finds its calibration
+    # The classes the attack policy counted as success when this was judged (`unsafe`, or
+    # `unsafe` and `unknown`): the calibration to quote is the one that counted the same.
+    # None: judged before the policy was kept with the judgement (it counted `unsafe`).
+    success_classes: list[str] | None = None
 
 
 class SeedOrigin(BaseModel):

@@ -27,6 +27,7 @@ from builder.core.words import contains_phrase
 from builder.curation.sources import OUT_OF_SCOPE, SourceProfile, load_profile, profile_path
 from builder.models.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
 from builder.models.prompts import PromptSet
+from builder.stages.judge.refusals import looks_like_refusal
 from builder.store import SeedRow, SeedState, Store
 
 TRIAGE_DECIDER = "triage"
@@ -113,6 +114,7 @@ class ModelTriage:
                 schema=opinion_schema(self.categories),
                 validate=lambda value, text=row.text: _validate(value, text, known),
                 template_version=self.prompts.version,
+                refused=looks_like_refusal,
             )
             for row in rows
         ]

@@ -34,7 +34,6 @@ from builder.models.llm_errors import (
     Retryable,
     classified,
     json_in,
-    looks_like_refusal,
 )
 from builder.models.structured_output import FormatMemory, Negotiation, StructuredOutput
 
@@ -49,7 +48,6 @@ __all__ = [
     "ResponseCache",
     "StructuredOutput",
     "TextRequest",
-    "looks_like_refusal",
 ]
 
 T = TypeVar("T")
@@ -83,6 +81,9 @@ class JSONRequest:
     schema: dict[str, Any]
     validate: Callable[[Any], Any]  # raises ValueError (schema violation) or RefusalError
     template_version: str
+    # Whether an answer that is not JSON is the model declining (a refusal, never retried) rather
+    # than a format slip: the caller's refusal matcher (builder.stages.judge.refusals).
+    refused: Callable[[str], bool] = lambda text: False
 
 
 @dataclass(frozen=True)
@@ -283,7 +284,7 @@ class LLMClient:
         try:
             value = json_in(text)
         except json.JSONDecodeError as exc:
-            if looks_like_refusal(text):
+            if request.refused(text):
                 raise RefusalError(text.strip()[:300]) from None
             raise Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
         try:

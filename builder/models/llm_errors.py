@@ -1,20 +1,14 @@
 """What a model's answer or a failed call means to the LLM client (builder/models/llm.py): an
-answer to parse, a refusal (never retried into compliance), a failure worth retrying with
-back-off (honouring a server's Retry-After), or one that is final."""
+answer to parse, a refusal (never retried into compliance; what reads as one is the caller's
+matcher, builder/stages/judge/refusals.py), a failure worth retrying with back-off (honouring a
+server's Retry-After), or one that is final."""
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
-
-_REFUSAL = re.compile(
-    r"^\W*(i'?m sorry|i am sorry|sorry,? (but )?i|i can(no|')t|i cannot|i won'?t|i will not|"
-    r"i'?m not able|i am not able|i'?m unable|i am unable|as an ai)",
-    re.IGNORECASE,
-)
 
 
 class RefusalError(ValueError):
@@ -45,10 +39,6 @@ class Final(Exception):
     def __init__(self, kind: str, detail: str):
         super().__init__(detail)
         self.kind, self.detail = kind, detail
-
-
-def looks_like_refusal(text: str) -> bool:
-    return bool(_REFUSAL.match(text.strip()))
 
 
 def json_in(text: str) -> Any:

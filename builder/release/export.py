@@ -28,7 +28,7 @@ import json
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
@@ -55,8 +55,8 @@ from builder.release.staging import remove_abandoned, staging_for, writing
 from builder.run.picture_figures import picture_figures
 from builder.run.report import FunnelRow, selection_funnel
 from builder.run.scope import build_configs
-from builder.stages.attack.summary import CalibrationSummary, summarize
-from builder.stages.judge.calibration.records import latest_calibrations
+from builder.stages.attack.summary import QuotedCalibrations, summarize
+from builder.stages.judge.calibration.quote import quoted_for_items
 from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
@@ -202,7 +202,7 @@ def _description(
     layouts: list[Layout],
     data_files: str,
     previous: str | None,
-    calibrations: Mapping[str, CalibrationSummary],
+    calibrations: QuotedCalibrations | None,
 ) -> dict[str, Any]:
     """Everything the manifest says except the file list (the card is built from this)."""
     cells = Counter((item.category, item.relation) for item in items)
@@ -263,7 +263,7 @@ def write_release(
     layouts: list[Layout],
     previous: dict[str, Any] | None,
     stats: StageStats,
-    calibrations: Mapping[str, CalibrationSummary] | None = None,
+    calibrations: QuotedCalibrations | None = None,
     funnel: list[FunnelRow] | None = None,
 ) -> bytes:
     """Write the whole release into `staging` (a fresh folder); returns the manifest's bytes."""
@@ -288,7 +288,7 @@ def write_release(
         advance(len(items))
     previous_version = previous["version"] if previous else None
     description = _description(
-        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations or {}
+        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations
     )
     description["funnel"] = [row.model_dump() for row in funnel or []]
     changes = changelog(description, previous)
@@ -396,10 +396,8 @@ def release_approved(
     review = review_summary(store, {item.id for item in items})
     # What made the items: each build run's settings, never this release command's (only its
     # `release` section, which the card's metadata and publishing read).
+    calibrations = quoted_for_items(store, items, config.get("calibration"))
     config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
-    calibrations = latest_calibrations(
-        store, {j.config_hash for i in items for j in i.judgements if j.config_hash}
-    )
     with writing(staging), stats.timed():
         manifest = write_release(
             items,

@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from builder.config.sections import CalibrationSettings
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.stats import Outcome, StageStats
 from builder.run.failures import FailureGroup, exhausted, failure_groups
@@ -26,7 +27,7 @@ from builder.run.scope import exclusive_status, exclusive_status_counts
 from builder.stages import pipeline
 from builder.stages.attack.summary import AttackSummary, summarize
 from builder.stages.base import FunnelGroup, Stage
-from builder.stages.judge.calibration.records import calibrated
+from builder.stages.judge.calibration.quote import calibrated
 from builder.store import Store
 
 _ENDED = (ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED)
@@ -236,6 +237,7 @@ def build_report(
     *,
     attack: bool = False,
     max_attempts: int = 3,
+    calibration: CalibrationSettings | None = None,
 ) -> BuildReport:
     """The report of run `run_id` from `items`, what it (and any dead run it resumed) touched
     (`Store.touched_ids`), nothing older. `categories` maps each seed id to its seed (anything
@@ -245,7 +247,11 @@ def build_report(
     summary = None
     if attack:
         judged = (ItemStatus.ACCEPTED, ItemStatus.QUEUED, ItemStatus.REJECTED)
-        summary = calibrated(summarize(item for item in items if item.status in judged), store)
+        summary = calibrated(
+            summarize(item for item in items if item.status in judged),
+            store,
+            calibration or CalibrationSettings(),
+        )
     failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, pairs))
     stuck = sum(exhausted(item, max_attempts) for item in failed)
     stages = merged_stats(store.task_records(run_id))

@@ -239,6 +239,7 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         workspace.seeds,
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
+        calibration=spec.settings.calibration,
     )
     queued = store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
     earlier = [item_id for item_id in queued if item_id not in touched]  # queued by an earlier run

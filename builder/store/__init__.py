@@ -13,12 +13,15 @@ persists; it does not decide.
 - `caches`: rendered images, text embeddings, model responses, testers' answers, the
   structured-output format each server accepts;
 - `ledger`: runs, the items each run touched, task records, releases and release intents;
-- `seeds`: seeds imported from public sources for curation (builder/curation/ decides).
+- `seeds`: seeds imported from public sources for curation (builder/curation/ decides);
+- `calibrations`: judges' agreement with human labels (builder/stages/judge/calibration/ decides
+  which one is quoted).
 """
 
 from __future__ import annotations
 
 from builder.store.caches import AnswerCache, CacheStore
+from builder.store.calibrations import CalibrationRecord, CalibrationStore
 from builder.store.engine import open_engine, shown_url
 from builder.store.items import Candidate, ItemStore
 from builder.store.ledger import LedgerStore
@@ -51,7 +54,7 @@ from builder.store.schema import (
 from builder.store.seeds import SeedStore
 
 
-class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore):
+class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore, CalibrationStore):
     """The store at a database URL (see `StoreBase.__init__`); close it, or use it in a `with`."""
 
     def __enter__(self) -> Store:
@@ -66,6 +69,7 @@ __all__ = [
     "SEED_ID_PREFIX",
     "AnswerCache",
     "AnswerRow",
+    "CalibrationRecord",
     "Candidate",
     "DecisionRow",
     "EmbeddingRow",

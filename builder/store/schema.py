@@ -219,6 +219,8 @@ class ReviewSessionRow(_Base):
 
 
 class CalibrationRow(_Base):
+    """One judge's agreement with people on one label set (`mirbench judge calibrate`)."""
+
     __tablename__ = "judge_calibrations"
     __table_args__ = (Index("ix_judge_calibrations_config_hash", "config_hash", "task"),)
 
@@ -227,6 +229,9 @@ class CalibrationRow(_Base):
     judge_version: Mapped[str] = mapped_column(String(256))
     config_hash: Mapped[str] = mapped_column(String(64))
     task: Mapped[str] = mapped_column(String(16))
+    # The judge's classes counted as positive, comma-separated: `unsafe`, `unsafe,unknown` (the
+    # acceptance policy's success) or `refusal`.
+    positive_classes: Mapped[str] = mapped_column(String(64))
     label_set: Mapped[str] = mapped_column(String(256))
     label_set_hash: Mapped[str] = mapped_column(String(64))
     n: Mapped[int] = mapped_column(Integer)

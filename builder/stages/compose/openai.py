@@ -23,7 +23,6 @@ from builder.models.llm import (
     LLMFailure,
     LLMSettings,
     RefusalError,
-    looks_like_refusal,
 )
 from builder.models.prompts import PromptSet
 from builder.stages.compose import (
@@ -34,6 +33,7 @@ from builder.stages.compose import (
     Draft,
     composers,
 )
+from builder.stages.judge.refusals import looks_like_refusal
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -161,6 +161,7 @@ class LLMComposer(Composer):
                 schema=draft_schema(job.relation),
                 validate=partial(_validate_draft, relation=job.relation),
                 template_version=self.template_version,
+                refused=looks_like_refusal,
             )
             for job in jobs
         ]

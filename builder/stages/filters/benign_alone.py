@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from builder.core.items import Item, Verdict
 from builder.models.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings, ResponseCache
 from builder.stages.filters import Filter, FilterSettings, filters
+from builder.stages.judge.refusals import looks_like_refusal
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -85,6 +86,7 @@ class BenignAloneFilter(Filter):
             },
             validate=_validate,
             template_version=TEMPLATE_VERSION,
+            refused=looks_like_refusal,
         )
 
     def check(self, item: Item) -> Verdict:

@@ -32,7 +32,7 @@ from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
 from builder.stages.attack import Failure, Tester, testers
 from builder.stages.base import Place, Stage, backend_preflight, dumped
-from builder.stages.judge.policy import decide
+from builder.stages.judge.policy import decide, success_classes
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -231,4 +231,5 @@ class JudgeStage(Stage):
             tester=tester.label,
             held_out=tester.held_out,
             answer_key=answer_key,
+            success_classes=list(success_classes(self.policy)),
         )

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Literal, Self
 
 from pydantic import Field, model_validator
 
-from builder.models.llm import JSONAnswer, LLMClient, LLMFailure, LLMSettings, TextRequest, looks_like_refusal
+from builder.models.llm import JSONAnswer, LLMClient, LLMFailure, LLMSettings, TextRequest
 from builder.models.prompts import PromptSet
 from builder.stages.attack import Failure
 from builder.stages.judge import Assessment, Case, Judge, JudgeSettings, judges
+from builder.stages.judge.refusals import VERSION as REFUSALS_VERSION
+from builder.stages.judge.refusals import looks_like_refusal
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -49,7 +51,8 @@ class HarmBenchJudge(Judge):
         self.client = client
         self.model, self.host = client.model, client.host
         self.prompts = PromptSet(prompts, "harmbench", TEMPLATE)
-        self.version = self.prompts.version
+        # refusal and safe_other are told apart by the refusal matcher: its version is ours too
+        self.version = f"{self.prompts.version}+refusals{REFUSALS_VERSION}"
 
     @classmethod
     def from_settings(cls, settings: HarmBenchSettings, workspace: Workspace) -> Self:
@@ -76,7 +79,7 @@ class HarmBenchJudge(Judge):
 
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:
         requests = [
-            TextRequest(identity={"template": self.version, "prompt": prompt}, prompt=prompt)
+            TextRequest(identity={"template": self.prompts.version, "prompt": prompt}, prompt=prompt)
             for prompt in map(self.prompt, cases)
         ]
         answers = self.client.run_text(requests, on_done)

@@ -15,6 +15,7 @@ from builder.models.llm import JSONRequest, LLMClient, LLMFailure, LLMSettings
 from builder.models.prompts import PromptSet
 from builder.stages.attack import Failure
 from builder.stages.judge import ANSWER_CLASSES, Assessment, Case, Judge, JudgeSettings, judges
+from builder.stages.judge.refusals import looks_like_refusal
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
@@ -86,7 +87,11 @@ class LLMJudge(Judge):
 
     def request(self, case: Case) -> JSONRequest:
         return JSONRequest(
-            messages=self.messages(case), schema=SCHEMA, validate=_assessment, template_version=self.version
+            messages=self.messages(case),
+            schema=SCHEMA,
+            validate=_assessment,
+            template_version=self.version,
+            refused=looks_like_refusal,
         )
 
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:

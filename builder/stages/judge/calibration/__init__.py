@@ -1,7 +1,8 @@
 """Judge calibration: how well a judge agrees with people on labelled answers.
 
-`labels` reads a human-labelled set through its profile (`taxonomy/labels/*.yaml`), `metrics`
+`labels` reads a label-set profile (`taxonomy/labels/*.yaml`) and `rows` its rows, `metrics`
 computes agreement figures with bootstrap intervals, `run` judges the labelled answers with
-every configured judge, and `records` keeps the results in the store and hands the latest one
-of each judge to the attack-success tables (`builder.stages.attack.summary.CalibrationSummary`).
+every configured judge (each row's prediction kept), and `quote` records the results in the
+store and chooses the one an attack-success table quotes for each judge config and policy
+(`builder.stages.attack.summary.CalibrationSummary`).
 """
