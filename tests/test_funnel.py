@@ -1,12 +1,22 @@
 """The funnel and the stats behind it, without a build: candidates ended by each stage land in
 the group that stage declares (`Stage.funnel_group` / `funnel_label`), counts are typed by
-(stage, check, reason), and stats an older mirbench recorded as strings are read, not shown."""
+(stage, check, reason), and stats an older mirbench recorded as strings are read, not shown.
+A stage fails items in its own name only (the judge, when an answer is gone)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from builder.config.sections import PolicySettings
+from builder.config.settings import Settings
 from builder.core.items import ItemStatus, Verdict
 from builder.core.stats import Outcome, StageStats
 from builder.run.report import funnel, legacy_note, merged_stats, unchecked_rows
+from builder.stages import pipeline
+from builder.stages.attack import Answer, Failure, Tester
+from builder.stages.judge import JudgeStage
+from builder.stages.judge.rules import RulesJudge
+from builder.store import Store
 from tests.helpers import make_item
 
 
@@ -76,3 +86,44 @@ def test_stats_recorded_as_strings_are_read_and_said_to_be_hidden() -> None:
     assert merged["filters"].counts == [] and merged["filters"].legacy
     (note,) = legacy_note(merged)
     assert "filters" in note and "older mirbench" in note
+
+
+class _Recorded(Tester):
+    """A tester whose answers are whatever it was given (no model answers on cue offline): it
+    saves them to the store under its answer keys, as the real tester does."""
+
+    name, label, held_out = "recorded", "recorded", False
+
+    def __init__(self, store: Store, answer: str | None):
+        self.store, self.answer, self.asked = store, answer, 0
+
+    def answer_key(self, item) -> str:  # type: ignore[no-untyped-def]
+        return f"answer-{item.id}"
+
+    def attack(self, items, on_done):  # type: ignore[no-untyped-def]
+        self.asked += len(items)
+        if self.answer is None:
+            return [Failure(reason="connection", detail="down") for _ in items]
+        for item in items:
+            self.store.save_answer(self.answer_key(item), "m", self.answer)
+        return [Answer(key=self.answer_key(item)) for item in items]
+
+
+def test_the_judge_asks_again_for_an_answer_that_is_gone_and_fails_in_its_own_name(tmp_path: Path) -> None:
+    with Store(f"sqlite:///{tmp_path / 'store.db'}") as store:
+        asked, gone = make_item(seed_id="asked"), make_item(seed_id="gone")
+        asked.status = gone.status = ItemStatus.ATTACKED
+        answering = _Recorded(store, "I'm sorry, but I can't help with that.")
+        JudgeStage(RulesJudge(), [answering], store, PolicySettings()).run([asked])
+        assert answering.asked == 1 and asked.judgements[0].reason == "refusal"
+        JudgeStage(RulesJudge(), [answering], store, PolicySettings()).run([asked])
+        assert answering.asked == 1  # stored now: not asked twice
+        down = _Recorded(store, None)
+        output = JudgeStage(RulesJudge(), [down], store, PolicySettings()).run([gone])
+    assert gone.status is ItemStatus.FAILED and down.asked == 1
+    assert (gone.rejection.stage, gone.rejection.reason) == ("judge", "answer missing")
+    assert output.stats.get("judge", "answer missing", Outcome.FAILED) == 1
+    on = Settings(
+        attack={"testers": [{"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1"}]}
+    )
+    assert pipeline.place(on, "judge").takes is ItemStatus.ATTACKED  # a later build retries it there
