@@ -46,8 +46,18 @@ def test_build_fills_every_cell_then_releases(settings: Settings, taxonomy: Taxo
     assert (report.seeds, report.pairs) == (seeds, cells)
     assert (report.cells_queued, report.cells_total) == (cells, cells)
     funnel = _funnel(report)
-    outcomes = ("queued for review", "rejected by filter or review", "duplicates")
-    assert sum(funnel[label] for label in outcomes) >= cells
+    # every candidate of every round ends once: queued (one per cell), a duplicate or rejected
+    assert funnel["queued for review"] == cells
+    assert funnel["failed"] == funnel["refused by the composer model"] == 0
+    ended = funnel["duplicates"] + funnel["rejected by filter or review"]
+    assert funnel["candidates composed (all rounds)"] == funnel["rendered"] == cells + ended
+    headed = {"duplicates": 0, "rejected by filter or review": 0}
+    heading = None
+    for row in report.funnel:  # each heading counts exactly its rows below
+        heading = row.label if row.indent == 0 else heading
+        if row.indent and heading in headed:
+            headed[heading] += row.count
+    assert headed == {label: funnel[label] for label in headed}
     assert funnel["not tested against a model (attack: none)"] == funnel["queued for review"]
     assert report.attack is None
     assert json.loads(report.stats_file.read_text())["run_id"] == report.run_id
