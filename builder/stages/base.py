@@ -20,7 +20,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypeAlias
 
 from pydantic import BaseModel
 
@@ -29,8 +29,12 @@ from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.stats import Outcome, StageOutput, StageStats
 
 if TYPE_CHECKING:
-    from builder.config.settings import Settings
+    # `Settings` in a stage's class body is the stage's own settings model (below)
+    from builder.config.settings import Settings as BuildSettings
     from builder.core.registry import Backend, BackendSettings, Registry
+
+    # The backends a stage drives: each registry with the settings entries that name them.
+    BackendChoices: TypeAlias = list[tuple[Registry[Any], Sequence[BackendSettings]]]
     from builder.stages.workspace import Workspace
     from builder.store import Store
 
@@ -85,28 +89,42 @@ class Stage(ABC):
     backends: tuple[Backend, ...] = ()
 
     @classmethod
-    def enabled(cls, settings: Settings) -> bool:
+    def enabled(cls, settings: BuildSettings) -> bool:
         return settings.attack.enabled or not cls.needs_testers
 
     @classmethod
-    def stage_settings(cls, settings: Settings) -> Any:
+    def stage_settings(cls, settings: BuildSettings) -> Any:
         """This stage's section of `settings` (`stages.<name>`); None when it declares none."""
         return settings.stages.section(cls.name) if cls.Settings is not None else None
 
     @classmethod
-    def decisive_settings(cls, settings: Settings) -> Any:
-        """What of `settings` decides this stage's work, as JSON (the config hash is made of the
-        enabled stages' answers): its own section by default; a stage that drives backends adds
-        their settings."""
-        own = cls.stage_settings(settings)
-        return own.model_dump(mode="json") if own is not None else None
+    def backend_choices(cls, settings: BuildSettings) -> BackendChoices:
+        """The backends this stage drives with `settings`: each registry with the entries that
+        name them. Their settings count in the config hash; their preflights run before a build."""
+        return []
 
     @classmethod
-    def preflight(cls, settings: Settings) -> list[str]:
-        """Check, before a build starts work, what this stage and its configured backends need
-        (a pool on disk, a compatible policy): raise `InputError` for what would fail; return
-        notes worth showing. `run.prepare` calls it for every enabled stage."""
-        return []
+    def decisive_settings(cls, settings: BuildSettings) -> Any:
+        """What of `settings` decides this stage's work, as JSON (the config hash is made of the
+        enabled stages' answers): its own section and its backends' settings."""
+        own = cls.stage_settings(settings)
+        backends = [entry for _, entries in cls.backend_choices(settings) for entry in entries]
+        return {
+            "settings": own.model_dump(mode="json") if own is not None else None,
+            "backends": [entry.model_dump(mode="json") for entry in backends],
+        }
+
+    @classmethod
+    def preflight(cls, settings: BuildSettings) -> list[str]:
+        """Check, before a build starts work, what this stage and its backends need (a pool on
+        disk, a compatible policy): raise `InputError` for what would fail; return notes worth
+        showing. `run.prepare` calls it for every enabled stage; by default it runs each chosen
+        backend class's `preflight` once."""
+        notes = []
+        for registry, entries in cls.backend_choices(settings):
+            classes = dict.fromkeys(registry.get(getattr(entry, registry.key)) for entry in entries)
+            notes += [note for backend in classes for note in backend.preflight(settings)]
+        return notes
 
     @classmethod
     @abstractmethod
@@ -144,19 +162,6 @@ class Stage(ABC):
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         """Update `items` in place. Call `advance(n)` for finer progress; the base advances the
         rest of the batch when this returns."""
-
-
-def backend_preflight(
-    settings: Settings, registry: Registry[Any], entries: Sequence[BackendSettings]
-) -> list[str]:
-    """The checks of the backends `entries` name (`Backend.preflight`), each backend class once."""
-    classes = dict.fromkeys(registry.get(getattr(entry, registry.key)) for entry in entries)
-    return [note for backend in classes for note in backend.preflight(settings)]
-
-
-def dumped(entries: Sequence[BaseModel]) -> list[Any]:
-    """Backend settings as JSON, for `Stage.decisive_settings`."""
-    return [entry.model_dump(mode="json") for entry in entries]
 
 
 class _Counter:

@@ -13,17 +13,18 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
 from builder.core.items import Item, ItemStatus, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
-from builder.stages.base import Place, Stage, backend_preflight, dumped
+from builder.stages.base import Place, Stage
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -92,12 +93,8 @@ class AttackStage(Stage):
         self.panel, self.backends = panel, tuple(panel)
 
     @classmethod
-    def decisive_settings(cls, settings: Settings) -> Any:
-        return dumped(settings.attack.testers)
-
-    @classmethod
-    def preflight(cls, settings: Settings) -> list[str]:
-        return backend_preflight(settings, testers, settings.attack.testers)
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(testers, settings.attack.testers)]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

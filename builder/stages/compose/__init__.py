@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
@@ -20,10 +20,11 @@ from builder.config.taxonomy import Category, Relation, Taxonomy
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse, Provenance, item_id
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import FunnelGroup, Place, Stage, backend_preflight, dumped
+from builder.stages.base import FunnelGroup, Place, Stage
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -120,12 +121,8 @@ class ComposeStage(Stage):
         self.config_hash, self.run_id = config_hash, run_id
 
     @classmethod
-    def decisive_settings(cls, settings: Settings) -> Any:
-        return dumped([settings.composer])
-
-    @classmethod
-    def preflight(cls, settings: Settings) -> list[str]:
-        return backend_preflight(settings, composers, [settings.composer])
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(composers, [settings.composer])]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

@@ -12,15 +12,16 @@ from __future__ import annotations
 
 from abc import abstractmethod
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, ClassVar, Self
 
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import Outcome, StageOutput, StageStats
-from builder.stages.base import Place, Stage, backend_preflight, dumped
+from builder.stages.base import Place, Stage
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -76,12 +77,8 @@ class FilterStage(Stage):
         self.checks, self.backends = checks, tuple(checks)
 
     @classmethod
-    def decisive_settings(cls, settings: Settings) -> Any:
-        return dumped(settings.filters)
-
-    @classmethod
-    def preflight(cls, settings: Settings) -> list[str]:
-        return backend_preflight(settings, filters, settings.filters)
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(filters, settings.filters)]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

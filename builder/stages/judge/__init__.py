@@ -31,10 +31,11 @@ from builder.core.items import Item, ItemStatus, Judgement, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
 from builder.stages.attack import Failure, Tester, testers
-from builder.stages.base import Place, Stage, backend_preflight, dumped
+from builder.stages.base import Place, Stage
 from builder.stages.judge.policy import decide, success_classes
 
 if TYPE_CHECKING:
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
     from builder.store import Store
 
@@ -133,12 +134,15 @@ class JudgeStage(Stage):
         self.panel, self.store, self.policy = panel, store, policy
 
     @classmethod
-    def decisive_settings(cls, settings: Settings) -> Any:
-        return dumped([settings.attack.judge, settings.attack.policy])
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(judges, [settings.attack.judge])]
 
     @classmethod
-    def preflight(cls, settings: Settings) -> list[str]:
-        return backend_preflight(settings, judges, [settings.attack.judge])
+    def decisive_settings(cls, settings: Settings) -> Any:
+        return {
+            **super().decisive_settings(settings),
+            "policy": settings.attack.policy.model_dump(mode="json"),
+        }
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

@@ -25,11 +25,12 @@ from builder.core.errors import SystemFault, disk_full
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import FunnelGroup, Place, Stage, backend_preflight, dumped
+from builder.stages.base import FunnelGroup, Place, Stage
 from builder.stages.render.pixels import grey_spread, png_bytes, spreads
 
 if TYPE_CHECKING:
     from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -216,12 +217,8 @@ class RenderStage(Stage):
         self.encoded = 0  # pictures this shard drew and encoded (the rest were named and known)
 
     @classmethod
-    def decisive_settings(cls, settings: Settings) -> Any:
-        return dumped([settings.renderer])
-
-    @classmethod
-    def preflight(cls, settings: Settings) -> list[str]:
-        return backend_preflight(settings, renderers, [settings.renderer])
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(renderers, [settings.renderer])]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
