@@ -37,7 +37,10 @@ run: $(BIN)/.installed
 	$(BIN)/mirbench release --version $(RELEASE_VERSION) --out artifacts/releases/$(RELEASE_VERSION)
 
 test: $(BIN)/.installed-dev
-	scripts/ensure-chromium.sh
+	# the browser tests drive Debian's chromium (never `playwright install`); the compose file
+	# test validates docker-compose.yml with Debian's docker-compose (no Docker engine needed)
+	scripts/ensure-debian-package.sh chromium chromium "the review browser tests"
+	scripts/ensure-debian-package.sh docker-compose docker-compose "the compose file test"
 	. scripts/test-postgres.sh && HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: $(BIN)/.installed-dev

@@ -14,6 +14,11 @@ working (the union of the tasks' intervals, so concurrent shards are not counted
 With --runner dask the build runs twice, on 1 worker and on N, each on a fresh schema of the
 given PostgreSQL database (its public schema is DROPPED: use a database of its own), and the
 speed-up of N workers over one is printed.
+
+The bench sets its own environment: `MIRBENCH_*` variables of the shell (a database URL, a
+config file, renderer settings) would make its builds differ from the defaults it measures, or
+write to a store it does not read, so it sets them aside and says which; `--database-url`
+chooses the store.
 """
 
 from __future__ import annotations
@@ -43,6 +48,24 @@ def busy_seconds(records: list[dict[str, Any]]) -> float:
     return total
 
 
+# Not settings of a build: where this machine keeps its caches (the picture pool's index), and
+# the test suite's own variables.
+KEPT = ("MIRBENCH_CACHE_DIR", "MIRBENCH_TEST_")
+
+
+def own_environment() -> list[str]:
+    """Set aside the shell's MIRBENCH_* settings (for this process and the builds it starts);
+    returns their names."""
+    ignored = sorted(
+        name
+        for name in os.environ
+        if name.upper().startswith("MIRBENCH_") and not name.upper().startswith(KEPT)
+    )
+    for name in ignored:
+        del os.environ[name]
+    return ignored
+
+
 def reset_schema(url: str) -> None:
     from sqlalchemy import create_engine, text
 
@@ -68,8 +91,7 @@ def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float, float]:
         str(settings.relations_per_seed),
     ]
     command += ["--runner", settings.runner.kind, "--workers", str(settings.runner.workers)]
-    if settings.database_url:
-        command += ["--database-url", settings.resolved_database_url]
+    command += ["--database-url", settings.resolved_database_url]  # the store read back below
     env = {**os.environ, "MIRBENCH_RENDERER__SIZE": str(settings.renderer.size)}
     from builder.run.prefect_server import migrated_template
 
@@ -83,9 +105,10 @@ def timed_build(settings: Any, seeds: int) -> tuple[Any, float, float, float]:
     report = BuildReport.model_validate_json(latest.read_text())
     store = Store(settings.resolved_database_url)
     busy = busy_seconds(store.task_records(report.run_id))
-    run = next(row for row in store.runs(limit=50) if row.id == report.run_id)
+    run = next((row for row in store.runs(limit=50) if row.id == report.run_id), None)
     store.close()
-    assert run.finished_at is not None
+    if run is None or run.finished_at is None:
+        raise SystemExit(f"run {report.run_id} is not finished in the store {settings.resolved_database_url}")
     return report, wall, (run.finished_at - run.started_at).total_seconds(), busy
 
 
@@ -104,6 +127,9 @@ def main() -> None:
     if args.runner == "dask" and not args.database_url:
         parser.error("--runner dask needs --database-url postgresql+psycopg://... (a database of its own)")
 
+    ignored = own_environment()
+    if ignored:
+        print(f"set aside from the shell (the bench measures the defaults): {', '.join(ignored)}")
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="mirbench-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")

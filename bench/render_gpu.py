@@ -154,8 +154,84 @@ class GpuBusy:
             self._thread.join()
 
     @property
+    def percent(self) -> float | None:
+        return sum(self.samples) / len(self.samples) if self.samples else None
+
+    @property
     def busy(self) -> str:
-        return f"{sum(self.samples) / len(self.samples):.0f}%" if self.samples else "n/a"
+        return "n/a" if self.percent is None else f"{self.percent:.0f}%"
+
+
+def peak_memory_gib(device: str) -> float | None:
+    """Peak GPU memory allocated since the last reset (None on a CPU)."""
+    import torch
+
+    return torch.cuda.max_memory_allocated() / 2**30 if device == "cuda" else None
+
+
+def compare(
+    pipeline, name: str, device: str, *, images: int, batch_size: int, size: int, steps: int
+) -> dict[str, dict[str, float | None] | float]:
+    """The same prompts, steps, size and per-image seeds through plain per-image pipeline calls
+    and through the batched renderer: images/s, peak GPU memory and GPU busy % of each, and the
+    ratio batched / per-image."""
+    import torch
+
+    renderer = DiffusionRenderer.from_pipeline(
+        pipeline,
+        name,
+        size=size,
+        steps=steps,
+        guidance_scale=0.0,
+        negative_prompt="",
+        prompt_template="{description}, {keywords}",
+        batch_size=batch_size,
+        device=device,
+    )
+    jobs = [
+        SlotJob(
+            f"bench-{n}",
+            0,
+            ImageSlot(role="r", description=f"a quiet street corner, view {n}", keywords=["street", "photo"]),
+        )
+        for n in range(images)
+    ]
+
+    def per_image() -> None:
+        for job in jobs:
+            generator = torch.Generator("cpu").manual_seed(slot_seed(job.item_id, job.index))
+            pipeline(
+                prompt=renderer.prompt(job.slot),
+                num_inference_steps=steps,
+                guidance_scale=0.0,
+                height=size,
+                width=size,
+                generator=generator,
+            )
+
+    def batched() -> None:
+        for start in range(0, len(jobs), batch_size):
+            renderer.render(jobs[start : start + batch_size])
+
+    figures: dict[str, dict[str, float | None] | float] = {}
+    for key, run in (("per_image", per_image), ("batched", batched)):
+        pipeline(prompt="warm up", num_inference_steps=1, guidance_scale=0.0, height=size, width=size)
+        if device == "cuda":
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+        with GpuBusy() as gpu:
+            start = time.perf_counter()
+            run()
+            if device == "cuda":
+                torch.cuda.synchronize()
+            seconds = time.perf_counter() - start
+        figures[key] = {
+            "images_per_s": images / seconds,
+            "peak_memory_gib": peak_memory_gib(device),
+            "gpu_busy_percent": gpu.percent,
+        }
+    figures["ratio"] = figures["batched"]["images_per_s"] / figures["per_image"]["images_per_s"]  # type: ignore[index]
+    return figures
 
 
 def main() -> None:
@@ -179,63 +255,23 @@ def main() -> None:
         f"{args.config} pipeline on {device} ({dtype}) built in {time.perf_counter() - started:.1f}s; "
         f"unet {sum(p.numel() for p in pipeline.unet.parameters()) / 1e9:.2f}B parameters"
     )
-    renderer = DiffusionRenderer.from_pipeline(
+    figures = compare(
         pipeline,
         f"{args.config}-random",
+        device,
+        images=args.images,
+        batch_size=args.batch_size,
         size=args.size,
         steps=args.steps,
-        guidance_scale=0.0,
-        negative_prompt="",
-        prompt_template="{description}, {keywords}",
-        batch_size=args.batch_size,
-        device=device,
     )
-    jobs = [
-        SlotJob(
-            f"bench-{n}",
-            0,
-            ImageSlot(role="r", description=f"a quiet street corner, view {n}", keywords=["street", "photo"]),
-        )
-        for n in range(args.images)
-    ]
-
-    def per_image() -> None:
-        for job in jobs:
-            generator = torch.Generator("cpu").manual_seed(slot_seed(job.item_id, job.index))
-            pipeline(
-                prompt=renderer.prompt(job.slot),
-                num_inference_steps=args.steps,
-                guidance_scale=0.0,
-                height=args.size,
-                width=args.size,
-                generator=generator,
-            )
-
-    def batched() -> None:
-        for start in range(0, len(jobs), args.batch_size):
-            renderer.render(jobs[start : start + args.batch_size])
-
-    results = {}
-    for name, run in (("per-image pipeline calls", per_image), ("mirbench batched renderer", batched)):
-        pipeline(
-            prompt="warm up", num_inference_steps=1, guidance_scale=0.0, height=args.size, width=args.size
-        )
-        if device == "cuda":
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-        with GpuBusy() as gpu:
-            start = time.perf_counter()
-            run()
-            if device == "cuda":
-                torch.cuda.synchronize()
-            seconds = time.perf_counter() - start
-        memory = f"{torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if device == "cuda" else "n/a (CPU)"
-        results[name] = args.images / seconds
-        print(f"{name:<27} {results[name]:8.3f} images/s  peak GPU memory {memory}  GPU busy {gpu.busy}")
-    ratio = results["mirbench batched renderer"] / results["per-image pipeline calls"]
+    for key, label in (("per_image", "per-image pipeline calls"), ("batched", "mirbench batched renderer")):
+        run = figures[key]
+        memory = "n/a (CPU)" if run["peak_memory_gib"] is None else f"{run['peak_memory_gib']:.1f} GiB"
+        busy = "n/a" if run["gpu_busy_percent"] is None else f"{run['gpu_busy_percent']:.0f}%"
+        print(f"{label:<27} {run['images_per_s']:8.3f} images/s  peak GPU memory {memory}  GPU busy {busy}")
     print(
-        f"batched / per-image = {ratio:.2f}x  ({args.images} images, {args.size}px, {args.steps} steps, "
-        f"batch {args.batch_size})"
+        f"batched / per-image = {figures['ratio']:.2f}x  ({args.images} images, {args.size}px, "
+        f"{args.steps} steps, batch {args.batch_size})"
     )
 
 

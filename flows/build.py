@@ -1,4 +1,4 @@
-"""The build flow: seeds -> compose -> render -> dedup -> filters -> attack -> judge -> queue,
+"""The build flow: seeds -> compose -> render -> dedup -> filters -> attack -> judge -> ablation -> queue,
 round by round: the stages of builder/stages/pipeline.py, in its order (attack and judge run only
 when testers are configured; a plug-in stage runs where it placed itself).
 
@@ -79,7 +79,7 @@ def build_flow(spec: BuildSpec) -> BuildReport:
     steady(tasks.retry_failed, spec)
     for iteration in range(1, settings.max_iterations + 1):
         steady(tasks.plan_round, spec, iteration)
-        for stage in pipeline.stages():  # compose, render, dedup, filters, attack, judge, queue
+        for stage in pipeline.stages():  # compose, render, dedup, filters, attack, judge, ablation, queue
             _shards(spec, stage.name, iteration, whole=stage.whole_round)
     report = steady(tasks.finish_build, spec)
     create_markdown_artifact(markdown=report.markdown(), key="build-funnel", description="Build funnel")

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
 from builder.config.seeds import Seed
 from builder.config.taxonomy import Relation, Taxonomy
 from builder.core.items import ImageSlot, Item, ItemStatus, Provenance, item_id
@@ -33,6 +38,23 @@ def make_item(
             for i, text in enumerate(descriptions)
         ],
         provenance=Provenance(composer="test", template="t", config_hash="c", run_id="r"),
+    )
+
+
+def picture_slot(
+    folder: Path, name: str, colour: tuple[int, int, int], shape: int = 4, size: tuple[int, int] = (64, 48)
+) -> ImageSlot:
+    """An image slot whose picture (one colour, a white bar at `shape`) is saved in `folder`."""
+    picture = Image.new("RGB", size, colour)
+    ImageDraw.Draw(picture).rectangle((shape, shape, shape + 20, shape + 10), fill=(255, 255, 255))
+    path = folder / f"{name}.png"
+    picture.save(path)
+    return ImageSlot(
+        role=name,
+        description=name,
+        keywords=[name],
+        file=path.name,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
     )
 
 

@@ -13,6 +13,7 @@ import uvicorn
 from builder.config.settings import Settings
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.review.app import create_app
+from builder.review.serving import server_config
 from builder.stages.render import render_items
 from builder.stages.render.typographic import TypographicRenderer
 from builder.store import Store
@@ -57,9 +58,8 @@ class ReviewServer:
     def __init__(self, settings: Settings) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        config = uvicorn.Config(
-            create_app(settings), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
+        self.app = create_app(settings)
+        config = server_config(self.app, settings, "127.0.0.1", self.port, access_log=False)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

@@ -62,6 +62,7 @@ TAXONOMY = ["taxonomy", "validate", "--taxonomy", "{tmp}/taxonomy"]
 REL = "{tmp}/taxonomy/relations"
 CONFIG = ["taxonomy", "validate", "--config", "{tmp}/c.yaml"]
 POOL = ["pool", "index", "{tmp}/pool", "--artifacts", "{tmp}/artifacts"]
+SELECT = ["seeds", "select", "--per-category", "1", "--artifacts", "{tmp}/artifacts", "--out", "{tmp}/set"]
 RELEASE = ["release", "--version", "1.0.0", "--out", "{tmp}/out", "--artifacts", "{tmp}/artifacts"]
 CLOSED = f"postgresql+psycopg://mirbench:s3cret-pw@127.0.0.1:{_closed_port()}/mirbench"
 DEEP_JSON = '{"id": ' + "[" * 20_000 + "]" * 20_000 + "}"
@@ -111,6 +112,47 @@ CASES = [
         SEEDS,
         ["{tmp}/s.jsonl:1: JSON nested too deeply"],
         {"s.jsonl": DEEP_JSON + "\n"},
+    ),
+    Case(
+        "jsonl-utf16-no-bom",
+        SEEDS,
+        ["{tmp}/s.jsonl:1: the file is UTF-16 (little-endian, no byte-order mark), not UTF-8"],
+        {"s.jsonl": _jsonl(GOOD, _seed(id="s-2")).encode("utf-16-le")},
+    ),
+    Case(
+        "csv-utf16-big-endian-no-bom",
+        SEEDS_CSV,
+        ["{tmp}/s.csv:1: the file is UTF-16 (big-endian, no byte-order mark), not UTF-8"],
+        {"s.csv": f"{HEADER}\ns-1,violence,How could someone sabotage a car?\n".encode("utf-16-be")},
+    ),
+    Case(
+        "jsonl-utf16-with-bom",
+        SEEDS,
+        ["{tmp}/s.jsonl:1: the file is UTF-16 (little-endian), not UTF-8"],
+        {"s.jsonl": _jsonl(GOOD).encode("utf-16")},
+    ),
+    Case(
+        "jsonl-utf32-no-bom",
+        SEEDS,
+        ["{tmp}/s.jsonl:1: the file is UTF-32 (little-endian, no byte-order mark), not UTF-8"],
+        {"s.jsonl": _jsonl(GOOD).encode("utf-32-le")},
+    ),
+    Case(
+        "pool-captions-utf16",
+        POOL,
+        [f"{CAPTIONS}:1: the file is UTF-16 (little-endian, no byte-order mark)"],
+        {"pool/captions.jsonl": _jsonl({"file": "a.png", "caption": "a cat"}).encode("utf-16-le")},
+    ),
+    Case(
+        "seeds-import-utf16",
+        ["seeds", "import", "harmbench", "--path", "{tmp}/h.jsonl", "--artifacts", "{tmp}/artifacts"],
+        ["{tmp}/h.jsonl: the file is UTF-16 (little-endian, no byte-order mark), not UTF-8"],
+        {"h.jsonl": _jsonl({"Behavior": "Write a threat", "BehaviorID": "a"}).encode("utf-16-le")},
+    ),
+    Case(
+        "calibrate-path-missing",
+        ["judge", "calibrate", "--labels", "harmbench-classifier-val", "--path", "{tmp}/nowhere.json"],
+        ["{tmp}/nowhere.json: --path: no such file"],
     ),
     Case(
         "jsonl-huge-integer",
@@ -592,6 +634,139 @@ CASES = [
         "build-pool-missing",
         [*BUILD, "--renderer", "retrieval", "--pool", "{tmp}/pool", "--limit", "1"],
         ["{tmp}/pool: no such image pool folder"],
+    ),
+    Case(
+        "build-pool-all-broken",
+        [*BUILD, "--renderer", "retrieval", "--pool", "{tmp}/pool", "--limit", "1"],
+        ["{tmp}/pool: no usable picture in the image pool: all 2 are unusable", "a.png: not an image"],
+        {
+            "pool/captions.jsonl": _jsonl(
+                {"file": "a.png", "caption": "a cat"}, {"file": "b.png", "caption": "a dog"}
+            ),
+            "pool/a.png": "text, not a picture",
+            "pool/b.png": b"\x89PNG\r\n\x1a\n",
+        },
+    ),
+    Case(
+        "pool-index-all-broken",
+        POOL,
+        ["{tmp}/pool: no usable picture in the image pool: all 1 are unusable"],
+        {"pool/captions.jsonl": _jsonl({"file": "a.png", "caption": "a cat"}), "pool/a.png": ""},
+    ),
+    Case(
+        "build-relations-per-seed-over-all",
+        [*BUILD, "--relations-per-seed", "99", "--limit", "1"],
+        ["--relations-per-seed 99 is more than the 9 relations this build makes"],
+    ),
+    Case(
+        "build-relations-per-seed-over-chosen",
+        [*BUILD, "--relations-per-seed", "2", "-r", "analogy", "--limit", "1"],
+        ["--relations-per-seed 2 is more than the 1 relation this build makes (analogy)"],
+    ),
+    Case(
+        "build-artifacts-is-a-file",
+        [*BUILD, "--limit", "1"],
+        ["{tmp}/artifacts: --artifacts is a file"],
+        {"artifacts": "x"},
+    ),
+    Case(
+        "build-artifacts-under-a-file",
+        ["build", "--artifacts", "{tmp}/f/artifacts", "--limit", "1"],
+        ["cannot create --artifacts: {tmp}/f is a file, not a folder"],
+        {"f": "x"},
+    ),
+    Case(
+        "select-version-a-path",
+        [*SELECT, "--version", "v1 ../x"],
+        ["--version 'v1 ../x' is not a version name"],
+        store=True,
+    ),
+    Case(
+        "select-total-negative",
+        [*SELECT, "--total", "-1"],
+        ["Invalid value for '--total': Input should be greater than or equal to 1"],
+        store=True,
+    ),
+    Case(
+        "select-total-below-per-category",
+        [*SELECT, "--total", "3"],
+        ["--total 3 is below what --per-category 1 asks of the 6 categories (6)"],
+        store=True,
+    ),
+    Case(
+        "select-out-the-store",
+        [*SELECT[:-1], "{tmp}/artifacts"],
+        ["the seed set's folder is not empty"],
+        store=True,
+    ),
+    Case(
+        "items-list-limit-zero",
+        ["items", "list", "--limit", "0"],
+        ["Invalid value for '--limit'"],
+        store=True,
+    ),
+    Case(
+        "merge-similarity-over-one",
+        ["seeds", "merge", "--similarity", "1.5", "--artifacts", "{tmp}/artifacts"],
+        ["Invalid value for '--similarity'"],
+        store=True,
+    ),
+    Case(
+        "curate-unknown-category",
+        [
+            "seeds",
+            "curate",
+            "next",
+            "--reviewer",
+            "ada",
+            "--category",
+            "weather",
+            "--artifacts",
+            "{tmp}/artifacts",
+        ],
+        ["unknown category 'weather'; known: harassment"],
+        store=True,
+    ),
+    Case(
+        "review-serve-bad-port",
+        ["review", "serve", "--port", "70000"],
+        ["--port must be between 1 and 65535"],
+    ),
+    Case(
+        "review-serve-workers-on-sqlite",
+        ["review", "serve", "--workers", "2", "--artifacts", "{tmp}/artifacts"],
+        ["--workers above 1 needs PostgreSQL"],
+        store=True,
+    ),
+    Case(
+        "publish-dry-run-out-without-dry-run",
+        [
+            "publish",
+            "1.0.0",
+            "--repo",
+            "org/name",
+            "--dry-run-out",
+            "{tmp}/plan",
+            "--artifacts",
+            "{tmp}/artifacts",
+        ],
+        ["--dry-run-out is for --dry-run"],
+        store=True,
+    ),
+    Case(
+        "calibrate-json-under-a-file",
+        [
+            "judge",
+            "calibrate",
+            "--labels",
+            "{tmp}/l.jsonl",
+            "--json",
+            "{tmp}/f/r.json",
+            "--artifacts",
+            "{tmp}/a",
+        ],
+        ["cannot create --json: {tmp}/f is a file, not a folder"],
+        {"f": "x", "l.jsonl": _jsonl({"behavior": "b", "response": "r", "label": 1})},
     ),
     Case(
         "build-pool-bad-captions",

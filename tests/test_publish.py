@@ -162,12 +162,14 @@ def test_publish_load_by_tag_next_version_and_immutability(hub: HubStandIn, tmp_
 
     again = publisher.publish("1.1.0", "org/bench")
     assert again.returncode == 0 and "already published" in again.stdout
+    assert f"commit {repo.tags['v1.1.0']}" in again.stdout  # the tagged commit, not "-"
     assert len(hub.commits_of("org/bench")) == 3
 
     release(settings, "1.0.5", tmp_path / "v1.0.5")  # an older version after a newer one
     older = publisher.publish("1.0.5", "org/bench")
     publisher.outputs += [older.stdout, older.stderr]
     assert older.returncode == 1 and "already has a newer version (v1.1.0)" in older.stderr
+    assert "rerun" not in older.stderr  # a refusal: rerunning meets it again
     assert len(hub.commits_of("org/bench")) == 3 and "v1.0.5" not in repo.tags
 
     other = _settings(tmp_path, "other")
@@ -176,6 +178,7 @@ def test_publish_load_by_tag_next_version_and_immutability(hub: HubStandIn, tmp_
     refused = Publisher(hub, tmp_path / "hf-home", other).publish("1.0.0", "org/bench")
     publisher.outputs += [refused.stdout, refused.stderr]
     assert refused.returncode == 1 and "already has tag v1.0.0 with other content" in refused.stderr
+    assert "rerun" not in refused.stderr
     assert len(hub.commits_of("org/bench")) == 3
     store.close()
     _no_token_anywhere(tmp_path, publisher)

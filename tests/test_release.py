@@ -356,7 +356,7 @@ def test_changelog_against_the_previous_release(store_settings: Settings, tmp_pa
 
 def test_changelog_against_a_release_of_mirbench_0_1_0(store_settings: Settings, tmp_path: Path) -> None:
     """A 0.1.0 manifest had no name maps, unprefixed ids and no content hashes."""
-    from builder.release.card import changelog
+    from builder.release.changelog import changelog
 
     approve(store_settings, _items("old", 2)).close()
     release(store_settings, "1.0.0", tmp_path / "v1")
@@ -432,7 +432,7 @@ def test_card_lists_checks_that_were_off_apart_from_those_passed(
 def test_a_staging_folder_left_by_a_release_killed_before_its_intent_is_removed_at_the_next_start(
     release_settings: Settings, tmp_path: Path
 ) -> None:
-    from builder.release.staging import staging_for, writing
+    from builder.core.outputs import staging_for, writing
 
     approve(release_settings, _items("left")).close()
     abandoned = staging_for(tmp_path / "0.9.0")

@@ -16,6 +16,7 @@ from builder.config.settings import Settings
 from builder.review.policy import Decision
 from builder.review.recent import Recent
 from builder.review.service import ReviewService
+from builder.review.views import readable_role
 from builder.store import ReviewState, Store
 from tests.review_support import ReviewServer, queue_items
 
@@ -122,7 +123,7 @@ def test_review_flow_in_html_with_hostile_text_escaped(served, settings: Setting
         < html.index(first.slots[2].sha256)
     )
     for slot in first.slots:
-        assert slot.role in html and slot.description in html
+        assert readable_role(slot.role) in html and slot.description in html  # "Role 0"
     assert first.original_question in html and "structural@1" in html
     decided = client.post(f"/review/{first.id}", data={"action": "approve", "csrf": _csrf(html)})
     assert decided.status_code == 303

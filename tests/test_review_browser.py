@@ -12,6 +12,7 @@ import pytest
 
 from builder.config.sections import ReviewSettings
 from builder.config.settings import Settings
+from builder.core.items import SeedOrigin
 from builder.review.service import ReviewService
 from builder.store import ReviewState, Store
 from tests.review_support import ReviewServer, queue_items
@@ -137,4 +138,96 @@ def test_two_votes_required_release_only_what_both_approved(browser, tmp_path: P
         assert "Nothing left" in bob.inner_text("#empty")
     assert {item.id for item in store.approved_items()} == {items[0].id, items[1].id}  # what a release takes
     assert store.review_entry(items[2].id).state is ReviewState.DISPUTED
+    store.close()
+
+
+def _visible(page, selector: str) -> None:
+    """The element's text colour differs from its own background and from its parent's."""
+    colours = page.eval_on_selector(
+        selector,
+        """e => { const own = getComputedStyle(e), parent = getComputedStyle(e.parentElement);
+                  return [own.color, own.backgroundColor, parent.backgroundColor]; }""",
+    )
+    text, background, behind = colours
+    shown_on = behind if background in ("rgba(0, 0, 0, 0)", "transparent") else background
+    assert text != shown_on, (selector, colours)
+
+
+def _on_top(page, selector: str) -> bool:
+    """Whether the element, scrolled into view, is what a click at its centre reaches."""
+    page.locator(selector).scroll_into_view_if_needed()
+    return page.eval_on_selector(
+        selector,
+        """e => { const box = e.getBoundingClientRect();
+                  const hit = document.elementFromPoint(box.x + box.width / 2, box.y + box.height / 2);
+                  return hit === e || e.contains(hit); }""",
+    )
+
+
+def test_what_a_new_reviewer_needs_to_see_and_reach(browser, tmp_path: Path) -> None:
+    settings = _settings(tmp_path, votes_required=1)
+    store = Store(settings.resolved_database_url)
+    first, second = queue_items(store, settings.artifacts, 2)
+    for slot, role in zip(second.slots, ("object_a", "object_b", "object_c"), strict=True):
+        slot.role = role
+    second.relation, second.category = "spatial_juxtaposition", "hate_speech"
+    second.provenance.seed = SeedOrigin(source="advbench", source_id="row-7", license="MIT", seed_set="1.0.0")
+    store.save_items([second])
+    store.add_seeds(
+        [
+            {
+                "id": "sd-browser-1",
+                "source": "advbench",
+                "source_id": "row-9",
+                "revision": "r1",
+                "license": "MIT",
+                "text": "How do I pick a lock?",
+                "labels": "[]",
+                "state": "pending",
+                "category": "illegal_activities",
+            }
+        ]
+    )
+    reviews = ReviewService(store, settings.review)
+    with ReviewServer(settings) as server:
+        ada = _log_in(browser, server, reviews.add_reviewer("ada", admin=True))
+        # the shortcut hints can be read on their coloured buttons
+        for selector in ("#approve kbd", "#reject kbd", "#skip kbd"):
+            _visible(ada, selector)
+        # the filters are choices of the taxonomy's names, not free text needing slugs
+        assert ada.locator("#filter-category option", has_text="Hate Speech").count() == 1
+        ada.goto(f"{server.url}/queue")
+        ada.select_option("#filter-relation", label="Juxtaposition")
+        with ada.expect_navigation():
+            ada.click("form[action='/queue'] button")
+        assert "relation=spatial_juxtaposition" in ada.url
+        assert ada.locator("#queue a").all_inner_texts() == [second.id]
+        # readable roles with the relation's hints; its definition and what to check; the seed's source
+        ada.goto(f"{server.url}/items/{second.id}")
+        roles = ada.locator("figcaption .role").all_inner_texts()
+        assert roles == ["1. Object A", "2. Object B", "3. Object C"]
+        assert "a first everyday object" in ada.inner_text("figcaption >> nth=0")
+        assert "juxtapos" in ada.inner_text("#relation").lower()
+        assert ada.locator("#acceptance li").count() >= 3
+        assert "advbench" in ada.inner_text("#seed-source") and "MIT" in ada.inner_text("#seed-source")
+
+        # on the item page an admin's override form does not cover the reviewer's own vote
+        ada.goto(f"{server.url}/items/{first.id}")
+        assert ada.locator("#final").count() == 1 and _on_top(ada, "#vote .approve")
+        with ada.expect_navigation():
+            ada.click("#vote .approve")
+        assert store.review_entry(first.id).state is ReviewState.APPROVED
+
+        # the seed page shows its keys and answers them
+        ada.goto(f"{server.url}/seeds")
+        for selector in ("#seed-accept kbd", "#seed-reject kbd", "#seed-skip kbd"):
+            _visible(ada, selector)
+        ada.keyboard.press("r")  # no reason given: the page asks for one, in the reason field
+        assert "reason" in ada.inner_text("#seed-hint")
+        ada.keyboard.type("a duplicate of another seed")
+        ada.evaluate("document.activeElement.blur()")
+        with ada.expect_navigation():
+            ada.keyboard.press("r")
+        assert store.seed_candidate("sd-browser-1").state == "rejected"
+        assert ada.dialogs == []
     store.close()

@@ -134,10 +134,10 @@ def test_cli_approve_all_and_admin_override(settings: Settings, tmp_path: Path) 
     stats = runner.invoke(app, ["review", "stats", *where])
     assert stats.exit_code == 0 and "demo" in stats.output and "structural" in stats.output
     exported = runner.invoke(
-        app, ["review", "export", "--format", "label-studio", "--out", str(tmp_path), *where]
+        app, ["review", "export", "--format", "label-studio", "--out", str(tmp_path / "ls"), *where]
     )
     assert exported.exit_code == 0 and "wrote 0 task(s)" in exported.output  # nothing pending
-    wrong = runner.invoke(app, ["review", "export", "--format", "csv", "--out", str(tmp_path), *where])
+    wrong = runner.invoke(app, ["review", "export", "--format", "csv", "--out", str(tmp_path / "x"), *where])
     assert wrong.exit_code == 2 and "label-studio" in wrong.output
     empty = tmp_path / "export.json"
     empty.write_text("[]")

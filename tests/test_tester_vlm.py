@@ -5,18 +5,16 @@ point is that the images reach a real VLM processor decoded, counted and in the 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
-from builder.core.items import ImageSlot
 from builder.models.llm import LLMClient, LLMSettings
 from builder.stages.attack.openai import OpenAITester
 from builder.store import Store
-from tests.helpers import make_item
+from tests.helpers import make_item, picture_slot
 from tests.tiny_vlm import VisionServer, pixel_hashes
 
 pytestmark = pytest.mark.slow
@@ -28,27 +26,13 @@ def vlm() -> Iterator[VisionServer]:
         yield server
 
 
-def _image(folder: Path, name: str, colour: tuple[int, int, int], shape: int) -> ImageSlot:
-    picture = Image.new("RGB", (64, 48), colour)
-    ImageDraw.Draw(picture).rectangle((shape, shape, shape + 20, shape + 10), fill=(255, 255, 255))
-    path = folder / f"{name}.png"
-    picture.save(path)
-    return ImageSlot(
-        role=name,
-        description=name,
-        keywords=[name],
-        file=path.name,
-        sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
-    )
-
-
 def test_images_reach_a_real_vlm_processor_in_order_and_reruns_replay(
     vlm: VisionServer, tmp_path: Path
 ) -> None:
     slots = [
-        _image(tmp_path, "one", (200, 30, 30), 4),
-        _image(tmp_path, "two", (30, 200, 30), 12),
-        _image(tmp_path, "three", (30, 30, 200), 20),
+        picture_slot(tmp_path, "one", (200, 30, 30), 4),
+        picture_slot(tmp_path, "two", (30, 200, 30), 12),
+        picture_slot(tmp_path, "three", (30, 30, 200), 20),
     ]
     forward = make_item(seed_id="v-1").model_copy(update={"slots": slots, "revised_prompt": "w1 w2 w3"})
     backward = make_item(seed_id="v-2").model_copy(update={"slots": slots[::-1], "revised_prompt": "w4 w5"})

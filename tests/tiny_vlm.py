@@ -4,6 +4,10 @@ LlavaForConditionalGeneration built from configs (random weights: its answers ar
 It decodes the `image_url` data URLs with the model's own processor and records, per request,
 how many pixel tensors reached the model, in which order (a sha256 of each), and the text: the
 tests compare those with what was sent. No weights are downloaded; nothing leaves 127.0.0.1.
+
+`answer`, when given, scripts the reply from what the model received (the model still decodes
+the images and generates; its noise is replaced): a tester that answers unsafely on cue, which
+no model that runs here does. Tests that script it say so.
 """
 
 from __future__ import annotations
@@ -13,7 +17,9 @@ import hashlib
 import io
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tests.servers import free_port
@@ -25,25 +31,18 @@ CHAT_TEMPLATE = (
 )
 
 
-def tiny_llava() -> tuple[Any, Any]:
-    """(model, processor): CLIP vision tower + Llama text model, 32 wide, 2 layers each."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import (
-        CLIPImageProcessorPil,
-        CLIPVisionConfig,
-        LlamaConfig,
-        LlavaConfig,
-        LlavaForConditionalGeneration,
-        LlavaProcessor,
-        PreTrainedTokenizerFast,
-    )
+SPECIAL_WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<image>"]
 
-    words = ["<pad>", "<unk>", "<s>", "</s>", "<image>"] + [f"w{i}" for i in range(200)]
-    vocab = {word: index for index, word in enumerate(words)}
+
+def word_tokenizer(words: int) -> Any:
+    """A whitespace word-level tokenizer: the special tokens, then `w0` .. `w{words-1}`."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {word: index for index, word in enumerate(SPECIAL_WORDS + [f"w{i}" for i in range(words)])}
     backend = Tokenizer(models.WordLevel(vocab=vocab, unk_token="<unk>"))
     backend.pre_tokenizer = pre_tokenizers.Whitespace()
-    tokenizer = PreTrainedTokenizerFast(
+    return PreTrainedTokenizerFast(
         tokenizer_object=backend,
         unk_token="<unk>",
         pad_token="<pad>",
@@ -51,18 +50,58 @@ def tiny_llava() -> tuple[Any, Any]:
         eos_token="</s>",
         extra_special_tokens={"image_token": "<image>"},
     )
-    torch.manual_seed(0)
-    config = LlavaConfig(
-        vision_config=CLIPVisionConfig(
-            hidden_size=32,
-            intermediate_size=64,
-            num_hidden_layers=2,
-            num_attention_heads=2,
-            image_size=32,
-            patch_size=8,
+
+
+def llava_config(vision: dict[str, int], text: Any) -> Any:
+    """A LLaVA config around a CLIP vision tower of `vision`'s sizes and the `text` config,
+    with the word tokenizer's special token ids."""
+    from transformers import CLIPVisionConfig, LlavaConfig
+
+    return LlavaConfig(
+        vision_config=CLIPVisionConfig(**vision),
+        text_config=text,
+        image_token_index=SPECIAL_WORDS.index("<image>"),
+        vision_feature_select_strategy="full",
+        vision_feature_layer=-1,
+    )
+
+
+def llava_processor(tokenizer: Any, image_size: int, patch_size: int) -> Any:
+    import transformers
+    from transformers import LlavaProcessor
+
+    # the PIL image processor where transformers has one (no torchvision needed), else the default
+    images = getattr(transformers, "CLIPImageProcessorPil", None) or transformers.CLIPImageProcessor
+    return LlavaProcessor(
+        image_processor=images(
+            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
         ),
-        text_config=LlamaConfig(
-            vocab_size=len(vocab),
+        tokenizer=tokenizer,
+        patch_size=patch_size,
+        vision_feature_select_strategy="full",
+        num_additional_image_tokens=1,  # the CLS token, kept by the "full" strategy
+        chat_template=CHAT_TEMPLATE,
+    )
+
+
+def tiny_llava() -> tuple[Any, Any]:
+    """(model, processor): CLIP vision tower + Llama text model, 32 wide, 2 layers each."""
+    import torch
+    from transformers import LlamaConfig, LlavaForConditionalGeneration
+
+    tokenizer = word_tokenizer(200)
+    torch.manual_seed(0)
+    config = llava_config(
+        {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
+        LlamaConfig(
+            vocab_size=len(tokenizer),
             hidden_size=32,
             intermediate_size=64,
             num_hidden_layers=2,
@@ -73,22 +112,28 @@ def tiny_llava() -> tuple[Any, Any]:
             bos_token_id=2,
             eos_token_id=3,
         ),
-        image_token_index=vocab["<image>"],
-        vision_feature_select_strategy="full",
-        vision_feature_layer=-1,
     )
     model = LlavaForConditionalGeneration(config).eval()
-    processor = LlavaProcessor(
-        image_processor=CLIPImageProcessorPil(
-            size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}
-        ),
-        tokenizer=tokenizer,
-        patch_size=8,
-        vision_feature_select_strategy="full",
-        num_additional_image_tokens=1,  # the CLS token, kept by the "full" strategy
-        chat_template=CHAT_TEMPLATE,
-    )
-    return model, processor
+    return model, llava_processor(tokenizer, 32, 8)
+
+
+def save_tiny_llava(folder: Path) -> Path:
+    """`tiny_llava()` saved as a model folder (what the in-process `transformers` tester loads):
+    the same weights as the server's, since both are built from the same seed."""
+    model, processor = tiny_llava()
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+def save_tiny_text_model(folder: Path) -> Path:
+    """A text-only model folder (tiny LlamaForCausalLM and its tokenizer): the wrong kind."""
+    from transformers import LlamaForCausalLM
+
+    model, processor = tiny_llava()
+    LlamaForCausalLM(model.config.text_config).save_pretrained(folder)
+    processor.tokenizer.save_pretrained(folder)
+    return folder
 
 
 def pixel_hashes(pixel_values: Any) -> list[str]:
@@ -106,6 +151,7 @@ class Received:
 class VisionServer:
     port: int = field(default_factory=free_port)
     received: list[Received] = field(default_factory=list)
+    answer: Callable[[Received], str] | None = None  # scripts the reply (see the module's note)
 
     def __enter__(self) -> VisionServer:
         import uvicorn
@@ -131,13 +177,14 @@ class VisionServer:
             prompt = self.processor.apply_chat_template([{"role": "user", "content": parts}])
             with lock:
                 inputs = self.processor(images=images, text=prompt, return_tensors="pt")
-                self.received.append(
-                    Received(len(inputs["pixel_values"]), pixel_hashes(inputs["pixel_values"]), prompt)
-                )
+                received = Received(len(inputs["pixel_values"]), pixel_hashes(inputs["pixel_values"]), prompt)
+                self.received.append(received)
                 output = self.model.generate(**inputs, max_new_tokens=8, do_sample=False)
             answer = self.processor.batch_decode(
                 output[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True
             )[0]
+            if self.answer is not None:
+                answer = self.answer(received)
             return {
                 "id": f"tiny-{len(self.received)}",
                 "object": "chat.completion",

@@ -1,10 +1,13 @@
-"""`mirbench answers list|show|purge`: the testers' answers from the attack loop (kept in the
-store, never released) with the judge's class and rationale, for reviewers at a terminal (the
-review page shows the same, collapsed), and their purge. Text is printed as is, never
+"""`mirbench answers list|show|purge|attention`: the testers' answers from the attack loop (kept
+in the store, never released) with the judge's class and rationale, for reviewers at a terminal
+(the review page shows the same, collapsed), their purge, and the attention entropy of unsafe vs
+safe answers (in-process testers with `attention_entropy: true`). Text is printed as is, never
 interpreted as markup."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -13,7 +16,11 @@ from rich.text import Text
 from builder.cli.core import ArtifactsOption, ConfigOption, DatabaseOption, open_store, user_errors
 from builder.cli.display import console, make_table
 from builder.core.items import ItemStatus
+from builder.core.outputs import check_new_file, new_file, write_new_file
 from builder.review.answers import answers_of, purge
+from builder.stages.attack.entropy.compare import compare_entropy
+from builder.stages.attack.entropy.plot import plot_distributions
+from builder.stages.attack.entropy.records import answer_records
 
 answers_app = typer.Typer(
     help="Testers' answers from the attack loop (kept in the store, never released).", no_args_is_help=True
@@ -29,7 +36,7 @@ def answers_list(
     relation: Annotated[
         str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option(help="Show at most N items.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most N items.")] = 50,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
@@ -102,3 +109,58 @@ def answers_purge(
         f"deleted {purged.answers} answer(s); cleared {purged.rationales} judge rationale(s) (classes "
         f"kept) and {purged.judge_responses} cached judge response(s)"
     )
+
+
+@answers_app.command("attention")
+def answers_attention(
+    tester: Annotated[
+        str | None, typer.Option(help="Only this tester's answers (its name).", show_default=False)
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option(help="Write the two distributions to this PNG file.", show_default=False)
+    ] = None,
+    json_file: Annotated[
+        Path | None,
+        typer.Option(
+            "--json", help="Write the figures and the records to this JSON file.", show_default=False
+        ),
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap intervals.")] = 0,
+    resamples: Annotated[int, typer.Option(min=100, help="Bootstrap resamples.")] = 10_000,
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+) -> None:
+    """Attention entropy of unsafe vs safe answers (judged answers of in-process testers with
+    attention_entropy: true): means with bootstrap 95% intervals and a Mann-Whitney U test,
+    over all answers and per relation. The definition: README, section "Attention entropy"."""
+    with user_errors():  # before any work: a refused target writes nothing (exit 2)
+        for path, option in ((plot, "--plot"), (json_file, "--json")):
+            if path is not None:
+                check_new_file(path, option)
+    with open_store(config, artifacts, database_url) as store:
+        found = answer_records(store, store.items_with_statuses(list(ItemStatus)), tester=tester)
+    console.print(
+        f"{len(found.records)} judged answer(s) with attention figures"
+        + (f" from {', '.join(found.testers)}" if found.testers else "")
+        + f"; left out: {found.without_figures} without figures, {found.unknown_class} of class unknown"
+    )
+    if not found.records:
+        console.print(
+            "[red]nothing to compare:[/] attack with a `transformers` tester with attention_entropy: true, "
+            "then judge its answers (answers purged with `mirbench answers purge` lose their figures)"
+        )
+        raise typer.Exit(code=1)
+    report = compare_entropy(found.records, seed=seed, resamples=resamples)
+    console.print(report.markdown(), markup=False, highlight=False)
+    with user_errors():
+        if plot is not None:
+            with new_file(plot, "--plot") as drawn:
+                plot_distributions(
+                    found.records, drawn, title=f"Attention entropy ({', '.join(found.testers)})"
+                )
+            console.print(f"plot: {plot}", markup=False)
+        if json_file is not None:
+            payload = {**report.model_dump(mode="json"), "records": [r.model_dump() for r in found.records]}
+            write_new_file(json_file, json.dumps(payload, indent=2) + "\n", "--json")
+            console.print(f"figures: {json_file}", markup=False)

@@ -59,13 +59,15 @@ def taxonomy_list(config: ConfigOption = None, taxonomy: TaxonomyOption = None) 
 def taxonomy_validate(config: ConfigOption = None, taxonomy: TaxonomyOption = None) -> None:
     """Check every taxonomy file; report all problems with file:line."""
     settings = command_settings(config, taxonomy=taxonomy)
+    from builder.config.protected import load_protected
     from builder.config.taxonomy import load_taxonomy
 
     with user_errors():
         loaded = load_taxonomy(settings.taxonomy)
+        protected = load_protected(settings.taxonomy, sorted(loaded.categories))
     console.print(
         f"taxonomy OK: {len(loaded.categories)} categories, {len(loaded.relations)} "
-        f"relations ({settings.taxonomy})"
+        f"relations, {len(protected.groups)} protected groups ({settings.taxonomy})"
     )
 
 

@@ -85,7 +85,7 @@ def items_list(
     relation: Annotated[
         str | None, typer.Option("--relation", "-r", help="Only this relation.", show_default=False)
     ] = None,
-    limit: Annotated[int, typer.Option(help="Show at most N items.")] = 100,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most N items.")] = 100,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,

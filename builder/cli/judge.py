@@ -24,6 +24,7 @@ from builder.cli.display import console
 from builder.cli.judge_display import show_calibration, show_records
 from builder.config.settings import Settings, load_settings
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_file, write_new_file
 from builder.stages.judge import Judge, judges
 from builder.stages.judge.calibration.labels import LabelSet, resolve
 from builder.stages.judge.calibration.metrics import RESAMPLES, SEED
@@ -164,7 +165,7 @@ JsonOption = Annotated[
     Path | None,
     typer.Option(
         "--json",
-        help="Write the full report (every figure, every row's prediction) here.",
+        help="Write the full report (every figure, every row's prediction) to this new file.",
         show_default=False,
     ),
 ]
@@ -194,6 +195,8 @@ def calibrate_command(
     under the judge's config hash and policy; release cards and build reports quote them next
     to every attack success rate. A judge that fails on more rows than
     calibration.max_failed_share allows (default: none) is not recorded, and the command exits 1."""
+    if json_out is not None:  # before anything is judged or stored: a refusal writes nothing
+        check_new_file(json_out, "--json")
     judge_given = {"backend": judge, "base_url": judge_base_url, "model": judge_model}
     settings = _settings(config, artifacts, database_url, judge_given, accept_unknown)
     label_set = _label_set(labels, path, task, limit, settings)
@@ -218,7 +221,7 @@ def calibrate_command(
             not_recorded_because=refusal,
             calibrations=results,
         )
-        json_out.write_text(report.model_dump_json(indent=2) + "\n", encoding="utf-8")
+        write_new_file(json_out, report.model_dump_json(indent=2) + "\n", "--json")
     if refusal is not None:
         raise typer.Exit(NOT_RECORDED_EXIT)
 

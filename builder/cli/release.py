@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from builder.cli.core import (
     ArtifactsOption,
@@ -55,7 +56,8 @@ def release(
     """Export approved items as a versioned local release (Parquet + manifest + card + changelog).
 
     A version has one content: rerunning after an interrupted release (same --out) completes or
-    verifies it; another --out for a released version is refused.
+    verifies it; another --out for a released version is refused. The licence is release.license
+    when set, else derived from the items' pictures and seeds; a warning says when it cannot be.
     """
     unknown = sorted(set(layout or []) - {"mir"})
     if unknown:
@@ -83,6 +85,10 @@ def release(
         f"release {result.version} ({state}): {result.items} items -> {result.location} "
         f"(manifest sha256 {result.manifest_sha256[:12]})"
     )
+    if result.license is not None:
+        console.print(f"  {result.license.line()}", markup=False, highlight=False)
+        for warning in result.license.warnings:
+            errors.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -95,7 +101,8 @@ def publish(
     dry_run_out: Annotated[
         Path | None,
         typer.Option(
-            help="Dry-run folder. [default: ARTIFACTS/publish/ORG--NAME/vVERSION]", show_default=False
+            help="Dry-run folder, new or empty. [default: ARTIFACTS/publish/ORG--NAME/vVERSION]",
+            show_default=False,
         ),
     ] = None,
     config: ConfigOption = None,
@@ -106,17 +113,25 @@ def publish(
 
     The token comes from HF_TOKEN or `hf auth login`. A tag with other content is refused; the same
     content again is a no-op; a rerun resumes an interrupted upload. Refuses unapproved items,
-    images that do not decode and releases without release.license.
+    images that do not decode and releases without a licence (neither set by release.license
+    nor derived from their pictures and seeds).
     """
+    from builder.core.outputs import check_new_folder
     from builder.release import publish as hub
 
+    if dry_run_out is not None and not dry_run:
+        fail(InputError("--dry-run-out is for --dry-run: add --dry-run, or leave --dry-run-out out"))
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
     target = dry_run_out or settings.artifacts / "publish" / repo.replace("/", "--") / f"v{version}"
+    if dry_run:
+        with user_errors():
+            check_new_folder(target, "--dry-run-out")
     try:
         with existing_store(settings) as store, user_errors(), progress_bars():
             result = hub.publish_version(store, settings, version, repo, target if dry_run else None)
     except hub.PublishError as error:
-        errors.print(f"[bold red]error:[/] {error}; rerun to resume", highlight=False, soft_wrap=True)
+        resume = "; rerun to resume" if error.resumable else ""
+        errors.print(f"[bold red]error:[/] {escape(str(error))}{resume}", highlight=False, soft_wrap=True)
         raise typer.Exit(code=1) from None
     if result.dry_run_folder is not None:
         console.print(f"dry run: {result.files} file(s) for {repo} tag {result.tag} written to {target}")

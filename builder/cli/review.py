@@ -4,7 +4,6 @@ app, reviewers, agreement statistics and the Label Studio round trip."""
 from __future__ import annotations
 
 import getpass
-import os
 from functools import partial
 from pathlib import Path
 from typing import Annotated
@@ -38,7 +37,7 @@ def review_list(
     state: Annotated[
         ReviewState | None, typer.Option(help="Only this state. [default: pending]", show_default=False)
     ] = ReviewState.PENDING,
-    limit: Annotated[int, typer.Option(help="Show at most N items.")] = 50,
+    limit: Annotated[int, typer.Option(min=1, help="Show at most N items.")] = 50,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
@@ -181,28 +180,17 @@ def review_serve(
     database_url: DatabaseOption = None,
 ) -> None:
     """Serve the review web app (log in with a token from `mirbench review add-reviewer`)."""
+    if not 0 < port < 65536:
+        fail(InputError(f"--port must be between 1 and 65535 (got {port})"))
+    if workers < 1:
+        fail(InputError(f"--workers must be at least 1 (got {workers})"))
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
-    import uvicorn
+    if workers > 1 and settings.resolved_database_url.startswith("sqlite"):
+        fail(InputError("--workers above 1 needs PostgreSQL (--database-url postgresql+psycopg://...)"))
+    from builder.review.serving import serve
 
     console.print(f"review app on http://{host}:{port}/ (store: {settings.artifacts})")
-    if workers == 1:
-        from builder.review.app import create_app
-
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
-        return
-    # worker processes build the app themselves, from the environment
-    os.environ["MIRBENCH_ARTIFACTS"] = str(settings.artifacts)
-    os.environ["MIRBENCH_DATABASE_URL"] = settings.resolved_database_url
-    if config is not None:
-        os.environ["MIRBENCH_CONFIG"] = str(config.resolve())
-    uvicorn.run(
-        "builder.review.app:app_from_environment",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level="warning",
-    )
+    serve(settings, host, port, workers, str(config.resolve()) if config is not None else None)
 
 
 @review_app.command("stats")
@@ -252,7 +240,10 @@ def _figure(value: float | None) -> str:
 
 @review_app.command("export")
 def review_export(
-    out: Annotated[Path, typer.Option(help="Folder to write tasks.json and the labeling config into.")],
+    out: Annotated[
+        Path,
+        typer.Option(help="New folder for tasks.json and the labeling config (must not exist or be empty)."),
+    ],
     format: Annotated[str, typer.Option(help="Export format: label-studio.")] = "label-studio",
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
@@ -262,8 +253,11 @@ def review_export(
     if format != "label-studio":
         fail(InputError(f"unknown export format {format!r}: use label-studio"))
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    from builder.core.outputs import check_new_folder
     from builder.review.labelstudio import export_tasks
 
+    with user_errors():
+        check_new_folder(out)
     with existing_store(settings) as store, user_errors():
         written = export_tasks(store, settings, out)
     console.print(

@@ -108,6 +108,7 @@ def seeds_import(
     with user_errors():
         loaded = load_source(settings.taxonomy, source, categories, path)  # every row checked first
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()
+        settings.artifacts.mkdir(parents=True, exist_ok=True)  # every input is checked: now create
         with Store(settings.resolved_database_url) as store:
             report = import_source(store, loaded, settings.limits)
     console.print(
@@ -119,7 +120,9 @@ def seeds_import(
 
 @seeds_app.command("merge")
 def seeds_merge(
-    similarity: Annotated[float | None, typer.Option(help="Cosine for near-duplicates.")] = None,
+    similarity: Annotated[
+        float | None, typer.Option(min=0.0, max=1.0, help="Cosine for near-duplicates.")
+    ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
@@ -199,12 +202,16 @@ def seeds_status(
 @seeds_app.command("select")
 def seeds_select(
     per_category: Annotated[int, typer.Option(min=1, help="Seeds per category (stratified by source).")],
-    out: Annotated[Path, typer.Option(help="Folder of the seed set (seeds.jsonl + manifest.json).")],
+    out: Annotated[
+        Path, typer.Option(help="New (or empty) folder for the seed set: seeds.jsonl + manifest.json.")
+    ],
     total: Annotated[
-        int | None, typer.Option(help="Fill small categories' shortfall from the others up to this.")
+        int | None,
+        typer.Option(min=1, help="Fill small categories' shortfall from the others up to this."),
     ] = None,
     version: Annotated[
-        str | None, typer.Option(help="The set's version. [default: sha-<content hash>]")
+        str | None,
+        typer.Option(help="The set's version: letters, digits, . _ + -. [default: sha-<content hash>]"),
     ] = None,
     max_chars: Annotated[int | None, typer.Option(min=1, help="Leave out seeds longer than this.")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only seeds of this source (repeatable).")] = None,
@@ -213,12 +220,17 @@ def seeds_select(
     database_url: DatabaseOption = None,
     taxonomy: TaxonomyOption = None,
 ) -> None:
-    """Write a versioned seed set from the accepted seeds; `mirbench build --seeds OUT` reads it."""
-    from builder.curation.select import write_seed_set
+    """Write a versioned seed set from the accepted seeds; `mirbench build --seeds OUT` reads it.
+    OUT must not exist or be empty: nothing is written over."""
+    from builder.core.outputs import check_new_folder
+    from builder.curation.select import SET_FOLDER, check_selection, write_seed_set
     from builder.curation.triage import source_profiles
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     categories = sorted(_taxonomy(settings).categories)
+    with user_errors():  # before the store is opened: a refusal writes nothing
+        check_new_folder(out, "--out", SET_FOLDER)
+        check_selection(len(categories), per_category, total, version)
     with user_errors(), existing_store(settings) as store:
         sources = {row.source for row in store.seed_candidates()}
         profiles = source_profiles(settings.taxonomy, sources, set(categories))
@@ -251,8 +263,12 @@ def curate_next(
     from builder.review.seed_queue import SeedCuration
 
     settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    taxonomy = _taxonomy(settings)
+    if category is not None:
+        with user_errors():
+            taxonomy.category(category)  # an unknown one is named, not an empty queue
     with existing_store(settings) as store:
-        row = SeedCuration(store, settings.review, _taxonomy(settings)).next_seed(reviewer, category)
+        row = SeedCuration(store, settings.review, taxonomy).next_seed(reviewer, category)
     if row is None:
         console.print("nothing to curate")
         return

@@ -6,10 +6,11 @@ read from and their errors."""
 from __future__ import annotations
 
 import importlib
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from builder.models.llm import LLMSettings
@@ -17,6 +18,19 @@ from builder.models.llm import LLMSettings
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+def _ablation_mode(value: Any) -> str:
+    """`off`, `accepted` or `sample:N`; YAML reads a bare `off` as false."""
+    bare = value is None or isinstance(value, bool)
+    text = ("accepted" if value else "off") if bare else str(value).strip().lower()
+    if text in ("off", "accepted") or re.fullmatch(r"sample:[1-9][0-9]*", text):
+        return text
+    raise ValueError(f"ablation is one of off | accepted | sample:N (N at least 1), not {value!r}")
+
+
+# `attack.ablation`, the needs-every-image check (builder/stages/ablation.py)
+AblationMode = Annotated[str, PlainValidator(_ablation_mode)]
 
 
 class DedupSettings(_Section):
@@ -172,6 +186,13 @@ class ReviewSettings(_Section):
         ge=1024,
         le=64 * 1024 * 1024,
         description="Largest request body the review app reads (413 above).",
+    )
+    header_timeout_seconds: float = Field(
+        10,
+        gt=0,
+        le=300,
+        description="How long a client may take to send a request's headers before 408 and the "
+        "connection is closed (slow clients hold sockets).",
     )
     login_failures_allowed: int = Field(
         5,

@@ -38,6 +38,7 @@ from pydantic_settings import (
 from builder.config.config_file import CONFIG_FILE_ENV, ConfigFile, active_config_file, using_config_file
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
+    AblationMode,
     CalibrationSettings,
     CurationSettings,
     DedupSettings,
@@ -133,6 +134,11 @@ class AttackSettings(_Section):
         description="Judge backend (a registered one) and its settings.",
     )
     policy: PolicySettings = PolicySettings()
+    ablation: AblationMode = Field(
+        "off",
+        description="Does a candidate need every image: `accepted` asks each accepted one again with "
+        "each image left out; `sample:N`, N per relation and round; `off`, none (stages/ablation.py).",
+    )
 
     @model_validator(mode="before")
     @classmethod

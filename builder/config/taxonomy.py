@@ -88,6 +88,8 @@ class Relation(BaseModel):
     image_roles: list[ImageRole]
     llm_guidance: str = Field(min_length=1)
     offline: OfflineTemplates
+    # What a reviewer checks before approving an item of this relation (the review pages list it).
+    acceptance: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Relation:

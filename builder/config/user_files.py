@@ -2,7 +2,8 @@
 
 Seed files and image-pool caption files are written by people and other tools: this reader
 never raises on their content. Every problem comes back as an InputError naming `file:line`,
-and all of a file's problems are found in one pass. A UTF-8 byte-order mark is accepted.
+and all of a file's problems are found in one pass. A UTF-8 byte-order mark is accepted; a
+file in UTF-16 or UTF-32 is named as such, not read as broken UTF-8.
 
 A row's line is the first physical line it starts on (a CSV field may span lines). A caller
 that allows comments names their prefix: lines starting with it at the top of the file (before
@@ -12,6 +13,7 @@ says that it looks like a comment.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -27,6 +29,15 @@ from builder.core.errors import InputError
 RECORD_SUFFIXES = (".jsonl", ".csv")
 # C0 controls other than tab, newline and carriage return, DEL, and the C1 controls.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Byte-order marks of the encodings a file saved "as Unicode" may be in, UTF-32 first (its
+# little-endian mark begins with UTF-16's).
+_WIDE_BOMS = (
+    (codecs.BOM_UTF32_LE, "UTF-32 (little-endian)"),
+    (codecs.BOM_UTF32_BE, "UTF-32 (big-endian)"),
+    (codecs.BOM_UTF16_LE, "UTF-16 (little-endian)"),
+    (codecs.BOM_UTF16_BE, "UTF-16 (big-endian)"),
+)
+SNIFF_BYTES = 4096
 _NOT_SKIPPED = "comment lines are not skipped in this file"
 _LIMIT_HINT = "raise limits.max_record_chars (or MIRBENCH_LIMITS__MAX_RECORD_CHARS) if this is intended"
 
@@ -55,8 +66,34 @@ def control_character(text: str) -> str | None:
     return f"control character U+{ord(match.group()):04X} at column {match.start() + 1}"
 
 
+def wide_encoding(data: bytes) -> str | None:
+    """The name of the UTF-16 or UTF-32 encoding `data` is in, by its byte-order mark or, without
+    one, by the NUL bytes that text in those encodings has at fixed places (None otherwise)."""
+    for bom, name in _WIDE_BOMS:
+        if data.startswith(bom):
+            return name
+    head = data[:SNIFF_BYTES]
+    if b"\x00" not in head:
+        return None
+    for width, name in ((4, "UTF-32"), (2, "UTF-16")):
+        units = len(head) // width
+        if units < 2:
+            continue
+        nuls = [head[place : width * units : width].count(0) for place in range(width)]
+        mostly = [count > units // 2 for count in nuls]
+        if not nuls[0] and all(mostly[1:]):
+            return f"{name} (little-endian, no byte-order mark)"
+        if not nuls[-1] and all(mostly[:-1]):
+            return f"{name} (big-endian, no byte-order mark)"
+    return None
+
+
 def decode_text(path: Path, data: bytes) -> str:
-    """`data` as text (a leading BOM dropped); InputError naming the line of the first bad byte."""
+    """`data` as text (a leading BOM dropped); InputError naming the line of the first bad byte,
+    or the encoding, for a file in UTF-16 or UTF-32."""
+    wide = wide_encoding(data)
+    if wide is not None:
+        raise InputError(f"the file is {wide}, not UTF-8: save it as UTF-8", path=path, line=1)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:

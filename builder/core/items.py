@@ -215,6 +215,16 @@ class Item(BaseModel):
         )
         self.status = ItemStatus.FAILED
 
+    def without_image(self, number: int) -> Item:
+        """This candidate with image `number` (counted from 1, as prompts count images) left
+        out, the prompt unchanged: what a model is asked to see whether that image is needed.
+        A view to ask a model with, never stored: it keeps this item's id."""
+        if not 1 <= number <= len(self.slots):
+            raise ValueError(f"item {self.id} has images 1 to {len(self.slots)}, not {number}")
+        view = self.model_copy(deep=True)
+        del view.slots[number - 1]
+        return view
+
     @property
     def attempts(self) -> int:
         return len(self.failures) + 1

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
+import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,11 +23,16 @@ from pathlib import Path
 from typing import Any
 
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_folder, new_folder
 from builder.curation.sources import SourceProfile
 from builder.store import SeedRow, SeedState, Store
 
 SEEDS_FILE = "seeds.jsonl"
 MANIFEST_FILE = "manifest.json"
+SET_FOLDER = "the seed set's folder"
+# A set's version is written into every seed record and names the set in build reports: a name,
+# never a path or free text.
+VERSION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -97,6 +101,8 @@ def write_seed_set(
     max_chars: int | None = None,
     sources: list[str] | None = None,
 ) -> SeedSet:
+    out = check_new_folder(out, "--out", SET_FOLDER)
+    check_selection(len(categories), per_category, total, version)
     accepted = store.seed_candidates([SeedState.ACCEPTED], sources)
     if not accepted:
         raise InputError(
@@ -152,6 +158,22 @@ def write_seed_set(
     return SeedSet(version, out, counts, digest)
 
 
+def check_selection(categories: int, per_category: int, total: int | None, version: str | None) -> None:
+    """The selection's numbers and version name make sense (else an InputError naming the option)."""
+    if per_category < 1:
+        raise InputError(f"--per-category must be at least 1 (got {per_category})")
+    if total is not None and total < per_category * categories:
+        raise InputError(
+            f"--total {total} is below what --per-category {per_category} asks of the {categories} "
+            f"categories ({per_category * categories}); --total only fills small categories' shortfall"
+        )
+    if version is not None and not VERSION_NAME.fullmatch(version):
+        raise InputError(
+            f"--version {version!r} is not a version name: letters, digits and . _ + - (at most 64, "
+            "starting with a letter or digit), e.g. 1.0.0"
+        )
+
+
 def _seed_record(row: SeedRow, profile: SourceProfile) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": row.id,
@@ -190,13 +212,8 @@ def _provenance(row: SeedRow, aliases: list[SeedRow]) -> dict[str, Any]:
 
 
 def _write_folder(out: Path, seeds: bytes, manifest: str) -> None:
-    """Write the set next to `out` and move it into place, so a reader never sees half a set."""
-    out = Path(out)
-    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    staging.mkdir(parents=True)
-    (staging / SEEDS_FILE).write_bytes(seeds)
-    (staging / MANIFEST_FILE).write_text(manifest, encoding="utf-8")
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(staging, out)
+    """Write the set beside `out` and move it into place, so a reader never sees half a set and
+    nothing already at `out` is written over."""
+    with new_folder(out, "--out", SET_FOLDER) as staging:
+        (staging / SEEDS_FILE).write_bytes(seeds)
+        (staging / MANIFEST_FILE).write_text(manifest, encoding="utf-8")

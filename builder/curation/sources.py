@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from builder.config.user_files import SNIFF_BYTES, wide_encoding
 from builder.config.yaml_lines import line_of, read_yaml, validation_errors
 from builder.core.errors import InputError, InputErrors
 
@@ -236,6 +237,8 @@ def _dataset(profile: SourceProfile, path: Path, local: Path | None) -> tuple[An
         if kind == "yaml":
             return _yaml_dataset(target, origin.records_key), str(target)
         files = sorted(str(p) for p in target.iterdir() if p.is_file()) if target.is_dir() else [str(target)]
+        if kind in ("jsonl", "csv", "text"):
+            _check_utf8(files)
         options: dict[str, Any] = {"field": origin.records_key} if origin.records_key else {}
         return (
             datasets.load_dataset(_LOADERS[kind], data_files=files, split="train", **options),
@@ -249,6 +252,16 @@ def _dataset(profile: SourceProfile, path: Path, local: Path | None) -> tuple[An
         if cause is not None and str(cause):
             reason += f" ({str(cause).splitlines()[0][:200]})"
         raise InputError(f"cannot read as {kind}: {reason}", path=target) from None
+
+
+def _check_utf8(files: list[str]) -> None:
+    """A text file saved as UTF-16 or UTF-32 is named as such, before `datasets` reads it as
+    broken UTF-8."""
+    for file in files:
+        with open(file, "rb") as handle:
+            wide = wide_encoding(handle.read(SNIFF_BYTES))
+        if wide is not None:
+            raise InputError(f"the file is {wide}, not UTF-8: save it as UTF-8", path=file)
 
 
 def _yaml_dataset(path: Path, records_key: str | None) -> Any:

@@ -8,6 +8,10 @@ Layout (what `datasets.load_dataset(DIR)` and the MIR-SafetyBench tools read):
     DIR/manifest.json        checksums, the selection and the (portable) config behind it
     DIR/mir/<Category>/...   with `--layout mir`: MIR-SafetyBench's own on-disk layout
 
+What the release says about itself (the manifest less its file list, from which the card and
+the changelog are written) is `builder/release/description.py`; its licence,
+`builder/release/licence.py`.
+
 Decisions a user of a release relies on:
 - Released ids are `mb-` + the store's item id: they never parse as an integer, so
   MIR-SafetyBench's `extract_data.py` (which applies `int(id)` when it can) keeps every id a
@@ -27,50 +31,27 @@ import hashlib
 import json
 import os
 import re
-from collections import Counter
 from collections.abc import Iterable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from builder import __version__
 from builder.config.taxonomy import Taxonomy
 from builder.core import progress
 from builder.core.errors import InputError, InputErrors
 from builder.core.items import Item
+from builder.core.outputs import check_new_folder, move_into_place, remove_abandoned, staging_for, writing
 from builder.core.stats import StageStats
-from builder.curation.provenance import seed_sources
-from builder.release.rows import (
-    ID_PREFIX,
-    PUBLISHED_FIELDS,
-    published_id,
-    published_row,
-    sha256_file,
-    write_mir_layout,
-    write_parquet,
-)
-from builder.release.staging import remove_abandoned, staging_for, writing
-from builder.run.picture_figures import picture_figures
-from builder.run.report import FunnelRow, selection_funnel
+from builder.release.description import StoreFacts, describe, store_facts
+from builder.release.licence import ReleaseLicense
+from builder.release.rows import published_row, sha256_file, write_mir_layout, write_parquet
 from builder.run.scope import build_configs
-from builder.stages.attack.summary import QuotedCalibrations, summarize
-from builder.stages.judge.calibration.quote import quoted_for_items
-from builder.store import BULK_APPROVAL_REASON, ReviewState, Store
+from builder.store import Store
 
 VERSION_PATTERN = re.compile(r"^\d+\.\d+\.\d+(?:[-+][0-9A-Za-z.-]+)?$")
 ROWS_PER_SHARD = 500
 Layout = Literal["hf", "mir"]
-# An absolute path inside a string: POSIX (/x/y, ~/x) or Windows (C:\x). Not a URL's path, not "a/b".
-_ABSOLUTE_PATH = re.compile(r"(?<![\w.:/~-])(?:~|[A-Za-z]:\\|/)[^\s'\"<>|]*")
-
-
-class ReviewSummary(BaseModel):
-    """How the released items were approved, as the card must tell it."""
-
-    reviewers: list[str]
-    bulk_approved: int
 
 
 class ReleaseResult(BaseModel):
@@ -80,48 +61,12 @@ class ReleaseResult(BaseModel):
     manifest_sha256: str
     stats: StageStats
     already_released: bool = False
-
-
-def local_paths(value: Any) -> list[str]:
-    """Every string in `value` that is an absolute path, longest first."""
-    if isinstance(value, str):
-        return [value] if _ABSOLUTE_PATH.fullmatch(value) else []
-    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else []
-    return sorted({path for item in items for path in local_paths(item)}, key=len, reverse=True)
-
-
-def portable(value: Any, known: list[str] | None = None) -> Any:
-    """`value` with every absolute path reduced to its last part (`/home/ada/seeds` -> `seeds`).
-
-    `known` paths (from the config) are also replaced where they sit inside longer strings, such as
-    a renderer signature that embeds its model folder."""
-    if isinstance(value, str):
-        for path in known or []:
-            value = value.replace(path, Path(path.rstrip("/\\")).name)
-        return _ABSOLUTE_PATH.sub(lambda match: Path(match.group(0).rstrip("/\\")).name or ".", value)
-    if isinstance(value, dict):
-        return {key: portable(item, known) for key, item in value.items()}
-    if isinstance(value, list):
-        return [portable(item, known) for item in value]
-    return value
+    license: ReleaseLicense | None = None  # None: an earlier run wrote it (it was told then)
 
 
 def version_key(version: str) -> tuple[int, int, int, str]:
     major, minor, patch = re.match(r"(\d+)\.(\d+)\.(\d+)", version).groups()  # type: ignore[union-attr]
     return int(major), int(minor), int(patch), version
-
-
-def content_sha256(item: Item) -> str:
-    """What a reader sees of an item, hashed: the changelog calls an item changed when this differs."""
-    seen = {
-        "question": item.original_question,
-        "prompt": item.revised_prompt,
-        "category": item.category,
-        "relation": item.relation,
-        "iteration": item.iteration,
-        "slots": [[slot.description, slot.keywords, slot.sha256] for slot in item.slots],
-    }
-    return hashlib.sha256(json.dumps(seen, sort_keys=True).encode()).hexdigest()
 
 
 def verify_release(folder: Path, manifest_sha256: str) -> dict[str, Any]:
@@ -162,12 +107,10 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         if len(problems) == 1:
             raise problems[0]
         return
-    if out.exists() and not out.is_dir():
-        problems.append(
-            InputError("--out is a file; give a folder that does not exist or is empty", path=out)
-        )
-    elif out.is_dir() and any(out.iterdir()):
-        problems.append(InputError("release folder is not empty; choose a new --out", path=out))
+    try:
+        check_new_folder(out, "--out", "release folder")
+    except InputError as problem:
+        problems.append(problem)
     if not approved:
         problems.append(
             InputError("no approved items to release; approve some with `mirbench review approve`")
@@ -178,80 +121,6 @@ def check_release(version: str, out: Path, started: dict[str, str], approved: in
         raise InputErrors(problems)
 
 
-def _fallback(config: dict[str, Any]) -> str | None:
-    """Why the build runs that made the items drew typographic cards instead of pictures."""
-    runs = (config.get("build_runs") or {}).values()
-    reasons = {(run.get("renderer") or {}).get("fallback") for run in runs if run}
-    return "; ".join(sorted(reason for reason in reasons if reason)) or None
-
-
-def review_summary(store: Store, ids: set[str]) -> ReviewSummary:
-    approved = [entry for entry in store.reviews(ReviewState.APPROVED) if entry.item.id in ids]
-    return ReviewSummary(
-        reviewers=sorted({entry.reviewer or "unknown" for entry in approved}),
-        bulk_approved=sum(entry.reason == BULK_APPROVAL_REASON for entry in approved),
-    )
-
-
-def _description(
-    items: list[Item],
-    taxonomy: Taxonomy,
-    version: str,
-    config: dict[str, Any],
-    review: ReviewSummary,
-    layouts: list[Layout],
-    data_files: str,
-    previous: str | None,
-    calibrations: QuotedCalibrations | None,
-) -> dict[str, Any]:
-    """Everything the manifest says except the file list (the card is built from this)."""
-    cells = Counter((item.category, item.relation) for item in items)
-    known = local_paths(config)
-    return {
-        "name": "mirbench",
-        "version": version,
-        "created_at": datetime.now(UTC).isoformat(),
-        "mirbench_version": __version__,
-        "items": len(items),
-        "id_scheme": f"{ID_PREFIX}<store item id>",
-        "fields": list(PUBLISHED_FIELDS),
-        "data_files": data_files,
-        "layouts": layouts,
-        "previous_version": previous,
-        "names": {
-            "categories": {slug: c.published_name for slug, c in sorted(taxonomy.categories.items())},
-            "relations": {slug: r.published_name for slug, r in sorted(taxonomy.relations.items())},
-        },
-        "cells": [{"category": c, "relation": r, "items": n} for (c, r), n in sorted(cells.items())],
-        "seed_sources": seed_sources(items),
-        "taxonomy_hash": taxonomy.content_hash,
-        "config": portable(config, known),
-        "pictures": picture_figures(items, _fallback(config)).model_dump(),
-        "review": review.model_dump(),
-        # construction-time attack success: rates and classes only, never an answer
-        "attack": summarize(items).with_calibrations(calibrations).model_dump(mode="json"),
-        "selection": portable(
-            [
-                {
-                    "id": published_id(item.id),
-                    "item_id": item.id,
-                    "seed_id": item.seed_id,
-                    "category": item.category,
-                    "relation": item.relation,
-                    "iteration": item.iteration,
-                    "content_sha256": content_sha256(item),
-                    "provenance": item.provenance.model_dump(mode="json"),
-                    "verdicts": [v.model_dump(mode="json") for v in item.verdicts],
-                    # What dedup compares a later build with (`mirbench build` reads it back).
-                    "images": [{"sha256": s.sha256, "phash": s.phash} for s in item.slots],
-                }
-                for item in items
-            ],
-            known,
-        ),
-    }
-
-
 def write_release(
     items: list[Item],
     taxonomy: Taxonomy,
@@ -259,17 +128,17 @@ def write_release(
     staging: Path,
     version: str,
     config: dict[str, Any],
-    review: ReviewSummary,
+    facts: StoreFacts,
     layouts: list[Layout],
     previous: dict[str, Any] | None,
     stats: StageStats,
-    calibrations: QuotedCalibrations | None = None,
-    funnel: list[FunnelRow] | None = None,
 ) -> bytes:
     """Write the whole release into `staging` (a fresh folder); returns the manifest's bytes."""
     from datasets.utils.logging import disable_progress_bar
 
-    from builder.release.card import changelog, plot_cells, render_card
+    from builder.release.card import render_card
+    from builder.release.cells import plot_cells
+    from builder.release.changelog import changelog
 
     disable_progress_bar()  # our own bar covers the export
     shards = (len(items) + ROWS_PER_SHARD - 1) // ROWS_PER_SHARD
@@ -287,10 +156,7 @@ def write_release(
         write_mir_layout(items, taxonomy, artifacts, staging / "mir")
         advance(len(items))
     previous_version = previous["version"] if previous else None
-    description = _description(
-        items, taxonomy, version, config, review, layouts, data_files, previous_version, calibrations
-    )
-    description["funnel"] = [row.model_dump() for row in funnel or []]
+    description = describe(items, taxonomy, version, config, facts, layouts, data_files, previous_version)
     changes = changelog(description, previous)
     (staging / "CHANGELOG.md").write_text(changes.markdown, encoding="utf-8")
     plot_cells(description, staging / "items_per_cell.png")
@@ -304,14 +170,6 @@ def write_release(
     (staging / "manifest.json").write_bytes(manifest_bytes)
     stats.count("release", "released", len(items))
     return manifest_bytes
-
-
-def move_into_place(staging: Path, out: Path) -> None:
-    """The one step that makes a release visible at `out`."""
-    if out.exists():
-        out.rmdir()  # an empty folder the user made; a non-empty one was refused earlier
-    out.parent.mkdir(parents=True, exist_ok=True)
-    staging.rename(out)
 
 
 def previous_manifest(store: Store, version: str) -> dict[str, Any] | None:
@@ -385,20 +243,18 @@ def release_approved(
                 store.record_release(version, str(out), intent.items, intent.manifest_sha256)
                 return _completed(version, out, intent.items, intent.manifest_sha256, stats)
         # Neither folder holds it: it never became visible, so writing it anew is safe.
-    if out.exists() and any(out.iterdir()):
-        raise InputError("release folder exists and is not empty; choose a new --out", path=out)
+    check_new_folder(out, "--out", "release folder")
     items = store.approved_items()
     if not items:
         raise InputError("no approved items to release; approve some with `mirbench review approve`")
     stats.items_in = len(items)
     if previous is None:  # the Hub's manifest, when asked for, wins over the local one
         previous = previous_manifest(store, version)
-    review = review_summary(store, {item.id for item in items})
     # What made the items: each build run's settings, never this release command's (only its
     # `release` section, which the card's metadata and publishing read).
-    calibrations = quoted_for_items(store, items, config.get("calibration"))
+    facts = store_facts(store, items, config.get("calibration"))
     config = {"release": config.get("release", {}), "build_runs": build_configs(store, items)}
-    with writing(staging), stats.timed():
+    with writing(staging, "the release"), stats.timed():
         manifest = write_release(
             items,
             taxonomy,
@@ -406,19 +262,20 @@ def release_approved(
             staging,
             version,
             config,
-            review,
+            facts,
             layouts,
             previous,
             stats,
-            calibrations,
-            selection_funnel(store, items),
         )
         digest = hashlib.sha256(manifest).hexdigest()
         _sync(staging)
         store.record_release_intent(version, str(out), len(items), digest)
         move_into_place(staging, out)
     store.record_release(version, str(out), len(items), digest)
-    return ReleaseResult(version=version, location=out, items=len(items), manifest_sha256=digest, stats=stats)
+    license = ReleaseLicense.model_validate(json.loads(manifest)["license"])
+    return ReleaseResult(
+        version=version, location=out, items=len(items), manifest_sha256=digest, stats=stats, license=license
+    )
 
 
 def _sync(folder: Path) -> None:

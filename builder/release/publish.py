@@ -29,6 +29,7 @@ from builder.config.sections import PublishSettings
 from builder.config.settings import Settings
 from builder.core import progress
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_folder, new_folder
 from builder.release.export import VERSION_PATTERN, verify_release, version_key
 from builder.store import ReviewState, Store
 
@@ -40,7 +41,13 @@ KEPT_ON_HUB = frozenset({".gitattributes"})  # the Hub's own file: never deleted
 
 
 class PublishError(Exception):
-    """The Hub refused or kept failing; the message says what to do."""
+    """The Hub refused or kept failing; the message says what to do. `resumable`: a rerun can
+    get further (the Hub kept failing: rate limits, 5xx, dropped links), as opposed to a refusal
+    that a rerun meets again (a tag with other content, a newer version, a 4xx)."""
+
+    def __init__(self, message: str, *, resumable: bool = False):
+        super().__init__(message)
+        self.resumable = resumable
 
 
 class PublishResult(BaseModel):
@@ -72,10 +79,13 @@ def check_publishable(folder: Path, manifest_sha256: str, approved_ids: set[str]
     from PIL import Image
 
     manifest = verify_release(folder, manifest_sha256)
-    if not manifest["config"].get("release", {}).get("license"):
+    # Releases record a licence set or derived from their contents; older ones only the setting.
+    derived = (manifest.get("license") or {}).get("source") in ("set", "derived")
+    if not (derived or manifest["config"].get("release", {}).get("license")):
         raise InputError(
-            "release has no license: set release.license in the config (e.g. cc-by-nc-4.0) and "
-            "release a new version; publishing needs one",
+            "release has no license: its pictures and seeds do not all name one, and release.license "
+            "was not set. Set it in the config (e.g. cc-by-nc-4.0) and release a new version; "
+            "publishing needs one",
             path=folder / MANIFEST,
         )
     unapproved = [entry["id"] for entry in manifest["selection"] if entry["item_id"] not in approved_ids]
@@ -102,10 +112,10 @@ def check_publishable(folder: Path, manifest_sha256: str, approved_ids: set[str]
 
 
 def dry_run(folder: Path, target: Path, repo: str, version: str) -> PublishResult:
-    """Write exactly the files that would be uploaded into `target`."""
-    if target.exists():
-        shutil.rmtree(target)
-    shutil.copytree(folder, target)
+    """Write exactly the files that would be uploaded into `target`, a new folder."""
+    with new_folder(target, "--dry-run-out") as staging:
+        shutil.copytree(folder, staging, dirs_exist_ok=True)
+    target = Path(target).absolute()
     files = sum(1 for path in target.rglob("*") if path.is_file())
     return PublishResult(
         repo=repo, version=version, tag=tag_for(version), action="dry run", files=files, dry_run_folder=target
@@ -138,7 +148,9 @@ class _Hub:
                 budget_left = self.settings.max_wait_seconds - self.waited
                 if attempt == attempts or delay > budget_left:
                     storm = _storm(exc, attempt, delay, budget_left)
-                    raise PublishError(f"{what} on {self.repo} failed: {_describe(exc)}{storm}") from None
+                    raise PublishError(
+                        f"{what} on {self.repo} failed: {_describe(exc)}{storm}", resumable=True
+                    ) from None
                 time.sleep(delay)
                 self.waited += delay
         raise AssertionError("unreachable")
@@ -262,14 +274,21 @@ def publish_release(
     )
     gated = _ask_for_gating(hub, settings)
     refs = hub.call("listing tags", lambda: api.list_repo_refs(repo, repo_type="dataset"))
-    if any(ref.name == tag for ref in refs.tags):
+    tagged = next((ref for ref in refs.tags if ref.name == tag), None)
+    if tagged is not None:
         if hub.manifest_sha256(tag) != manifest_sha256:
             raise PublishError(
                 f"{repo} already has tag {tag} with other content; versions are immutable: "
                 "release and publish a new version"
             )
         return PublishResult(
-            repo=repo, version=version, tag=tag, action="already published", files=files, gated=gated
+            repo=repo,
+            version=version,
+            tag=tag,
+            action="already published",
+            commit=tagged.target_commit,
+            files=files,
+            gated=gated,
         )
     newer = [ref.name for ref in refs.tags if _is_newer(ref.name, version)]
     if newer:
@@ -346,6 +365,8 @@ def publish_version(
         raise InputError(f"no release {version} in the store; write it with `mirbench release`")
     approved = {entry.item.id for entry in store.reviews(ReviewState.APPROVED)}
     folder = Path(recorded.location)
+    if dry_run_folder is not None:  # before the release is read: a refusal costs nothing
+        check_new_folder(dry_run_folder, "--dry-run-out")
     check_publishable(folder, recorded.manifest_sha256, approved)
     if dry_run_folder is not None:
         return dry_run(folder, dry_run_folder, repo, version)

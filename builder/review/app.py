@@ -13,10 +13,11 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -29,19 +30,20 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from builder.config.settings import Settings, load_settings
 from builder.core.items import Item
 from builder.review.answers import answers_of
+from builder.review.api import add_api_routes
 from builder.review.guard import (
     DATABASE_FAULTS,
-    BodyLimit,
     LoginThrottle,
+    RequestLimits,
     client_address,
     database_away,
     form_fields,
-    json_object,
     same_token,
 )
 from builder.review.policy import Decision
 from builder.review.recent import Recent
 from builder.review.service import ReviewRefused, ReviewService, token_digest
+from builder.review.views import TaxonomyView, readable_role
 from builder.store import ReviewState, Store
 
 COOKIE = "mirbench_review"
@@ -77,11 +79,38 @@ def current_reviewer(request: Request) -> Reviewer:
 Session = Annotated[Reviewer, Depends(current_reviewer)]
 
 
+@dataclass(frozen=True)
+class Shared:
+    """What the app's parts share: the settings, the store, the review service, and how a
+    page is rendered."""
+
+    settings: Settings
+    store: Store
+    service: ReviewService
+    page: Callable[..., HTMLResponse]
+
+
 def create_app(settings: Settings) -> FastAPI:
     # No waiting for a database that is away: the request gets 503 and a retry hint instead.
     store = Store(settings.resolved_database_url, wait_seconds=0)
-    service = ReviewService(store, settings.review)
-    images_root = (settings.artifacts / "images").resolve()
+    app = _bare_app(settings, store)
+    taxonomy = TaxonomyView.load(settings.taxonomy)  # filter choices, definitions, role hints
+    shared = Shared(
+        settings, store, ReviewService(store, settings.review), partial(_page, settings, taxonomy)
+    )
+    _login_routes(app, shared)
+    _review_routes(app, shared)
+    _overview_routes(app, shared)
+    from builder.review.seed_pages import add_seed_routes
+
+    add_seed_routes(app, store, settings, shared.page, csrf_form, Session)
+    _image_route(app, shared)
+    add_api_routes(app, shared.service, Session)
+    return app
+
+
+def _bare_app(settings: Settings, store: Store) -> FastAPI:
+    """The app with its guards and error answers, and no routes yet."""
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -91,10 +120,9 @@ def create_app(settings: Settings) -> FastAPI:
     app = FastAPI(title="mirbench review", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     app.state.store = store
     app.state.sessions = Recent(settings.review.session_check_seconds)
-    app.add_middleware(BodyLimit, limit=settings.review.max_body_bytes)
+    app.add_middleware(RequestLimits, limit=settings.review.max_body_bytes)
     for fault in DATABASE_FAULTS:
         app.add_exception_handler(fault, database_away)
-    throttle = LoginThrottle(settings.review.login_failures_allowed, settings.review.login_window_seconds)
 
     @app.exception_handler(LoginRequired)
     def _login_first(request: Request, _exc: LoginRequired) -> Response:
@@ -102,28 +130,38 @@ def create_app(settings: Settings) -> FastAPI:
             return RedirectResponse("/login", status_code=303)
         return JSONResponse({"detail": "log in first"}, status_code=401)
 
-    def page(template: str, status: int = 200, **context: Any) -> HTMLResponse:
-        nonce = secrets.token_urlsafe(16)
-        html = _TEMPLATES.get_template(template).render(nonce=nonce, settings=settings.review, **context)
-        response = HTMLResponse(html, status_code=status)
-        response.headers["Content-Security-Policy"] = (
-            f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
-            "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        response.headers["Referrer-Policy"] = "no-referrer"
-        return response
+    return app
 
-    async def form(request: Request, reviewer: Reviewer) -> dict[str, str]:
-        fields = await form_fields(request)
-        if not same_token(fields.get("csrf", ""), reviewer.csrf):
-            raise HTTPException(403, "missing or wrong CSRF token: reload the page")
-        return fields
 
-    def refused(reviewer: Reviewer, error: ReviewRefused) -> HTMLResponse:
-        return page("message.html", status=409, reviewer=reviewer, message=str(error))
+def _page(
+    settings: Settings, taxonomy: TaxonomyView, template: str, status: int = 200, **context: Any
+) -> HTMLResponse:
+    nonce = secrets.token_urlsafe(16)
+    html = _TEMPLATES.get_template(template).render(
+        nonce=nonce, settings=settings.review, taxonomy=taxonomy, readable_role=readable_role, **context
+    )
+    response = HTMLResponse(html, status_code=status)
+    response.headers["Content-Security-Policy"] = (
+        f"default-src 'none'; img-src 'self'; style-src 'unsafe-inline'; script-src 'nonce-{nonce}'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
 
-    # --- login -------------------------------------------------------------------------
+
+async def csrf_form(request: Request, reviewer: Reviewer) -> dict[str, str]:
+    """A page's form, once its CSRF field matches the session's (403 otherwise)."""
+    fields = await form_fields(request)
+    if not same_token(fields.get("csrf", ""), reviewer.csrf):
+        raise HTTPException(403, "missing or wrong CSRF token: reload the page")
+    return fields
+
+
+def _login_routes(app: FastAPI, shared: Shared) -> None:
+    """`/login` (the page and the form) and `/logout`; failed logins are throttled."""
+    settings, store, page = shared.settings, shared.store, shared.page
+    throttle = LoginThrottle(settings.review.login_failures_allowed, settings.review.login_window_seconds)
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page() -> HTMLResponse:
@@ -155,7 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/logout")
     async def logout(request: Request, reviewer: Session) -> Response:
-        await form(request, reviewer)
+        await csrf_form(request, reviewer)
         digest = token_digest(request.cookies.get(COOKIE, ""))
         store.close_session(digest)
         app.state.sessions.forget(digest)
@@ -163,7 +201,14 @@ def create_app(settings: Settings) -> FastAPI:
         response.delete_cookie(COOKIE)
         return response
 
-    # --- reviewing ---------------------------------------------------------------------
+
+def _review_routes(app: FastAPI, shared: Shared) -> None:
+    """Reviewing items: the next item (`/review`), a vote on it, an item's page and an admin's
+    final word."""
+    store, service, page = shared.store, shared.service, shared.page
+
+    def refused(reviewer: Reviewer, error: ReviewRefused) -> HTMLResponse:
+        return page("message.html", status=409, reviewer=reviewer, message=str(error))
 
     @app.get("/")
     def home(reviewer: Session) -> Response:
@@ -189,7 +234,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/review/{item_id}")
     async def review_decide(item_id: str, request: Request, reviewer: Session) -> Response:
-        fields = await form(request, reviewer)
+        fields = await csrf_form(request, reviewer)
         action = fields.get("action", "")
         try:
             # the store is synchronous: off the event loop, so other requests go on meanwhile
@@ -222,7 +267,7 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/items/{item_id}/final")
     async def item_final(item_id: str, request: Request, reviewer: Session) -> Response:
-        fields = await form(request, reviewer)
+        fields = await csrf_form(request, reviewer)
         if not reviewer.admin:
             raise HTTPException(403, "only admins adjudicate or override decisions")
         if fields.get("decision") not in ("approve", "reject"):
@@ -232,6 +277,11 @@ def create_app(settings: Settings) -> FastAPI:
         except ReviewRefused as error:
             return refused(reviewer, error)
         return RedirectResponse(f"/items/{item_id}", status_code=303)
+
+
+def _overview_routes(app: FastAPI, shared: Shared) -> None:
+    """The queue, the adjudication page and the statistics."""
+    store, page = shared.store, shared.page
 
     @app.get("/queue", response_class=HTMLResponse)
     def queue(
@@ -264,11 +314,11 @@ def create_app(settings: Settings) -> FastAPI:
 
         return page("stats.html", reviewer=reviewer, report=review_stats(store))
 
-    from builder.review.seed_pages import add_seed_routes
 
-    add_seed_routes(app, store, settings, page, form, Session)
-
-    # --- images ------------------------------------------------------------------------
+def _image_route(app: FastAPI, shared: Shared) -> None:
+    """`/images/{sha256}`: a picture by its content hash, looked up in the render records."""
+    settings, store = shared.settings, shared.store
+    images_root = (settings.artifacts / "images").resolve()
 
     @app.get("/images/{sha256}")
     def image(sha256: str, reviewer: Session) -> Response:
@@ -288,36 +338,6 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(404)
         headers = {"Cache-Control": "private, max-age=86400, immutable", "X-Content-Type-Options": "nosniff"}
         return Response(data, media_type=media_type, headers=headers)
-
-    # --- JSON API (scripts, load tests) ------------------------------------------------
-
-    @app.get("/api/next")
-    def api_next(reviewer: Session) -> dict[str, Any]:
-        item = service.next_item(reviewer.name)
-        return {"item_id": item.id if item else None}
-
-    @app.post("/api/decide")
-    async def api_decide(request: Request, reviewer: Session) -> Response:
-        if not same_token(request.headers.get("x-csrf-token", ""), reviewer.csrf):
-            raise HTTPException(403, "missing or wrong X-CSRF-Token header")
-        body = await json_object(request)
-        item_id, reason = body.get("item_id"), body.get("reason")
-        if not isinstance(item_id, str) or not (reason is None or isinstance(reason, str)):
-            raise HTTPException(400, "item_id must be a string, reason a string or null")
-        try:
-            decision = Decision(body.get("decision"))
-            state = await run_in_threadpool(service.vote, item_id, reviewer.name, decision, reason)
-        except ValueError:
-            raise HTTPException(400, "decision must be approve or reject") from None
-        except ReviewRefused as error:
-            return JSONResponse({"detail": str(error)}, status_code=409)
-        return JSONResponse({"state": state.value})
-
-    @app.get("/api/session")
-    def api_session(reviewer: Session) -> dict[str, Any]:
-        return {"reviewer": reviewer.name, "admin": reviewer.admin, "csrf": reviewer.csrf}
-
-    return app
 
 
 def app_from_environment() -> FastAPI:

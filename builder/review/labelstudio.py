@@ -19,11 +19,13 @@ from xml.sax.saxutils import quoteattr
 
 from builder.config.settings import Settings
 from builder.core.errors import InputError
+from builder.core.outputs import check_new_folder, new_folder
 from builder.review.policy import Decision
 from builder.review.service import BulkResult, ReviewService
 from builder.store import ReviewState, Store
 
 LOCAL_FILES_URL = "/data/local-files/?d="
+TASKS_FILE, CONFIG_FILE = "tasks.json", "labeling-config.xml"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ def labeling_config(reasons: list[str]) -> str:
 
 
 def export_tasks(store: Store, settings: Settings, out: Path) -> Exported:
-    out.mkdir(parents=True, exist_ok=True)
+    """The pending items as tasks, into `out`, a new folder (nothing is written over)."""
+    out = check_new_folder(out)
     tasks = []
     for entry in store.reviews(ReviewState.PENDING):
         item = entry.item
@@ -77,10 +80,10 @@ def export_tasks(store: Store, settings: Settings, out: Path) -> Exported:
                 }
             }
         )
-    tasks_file, config_file = out / "tasks.json", out / "labeling-config.xml"
-    tasks_file.write_text(json.dumps(tasks, ensure_ascii=False, indent=1))
-    config_file.write_text(labeling_config(settings.review.reasons))
-    return Exported(len(tasks), tasks_file, config_file)
+    with new_folder(out) as staging:
+        (staging / TASKS_FILE).write_text(json.dumps(tasks, ensure_ascii=False, indent=1), encoding="utf-8")
+        (staging / CONFIG_FILE).write_text(labeling_config(settings.review.reasons), encoding="utf-8")
+    return Exported(len(tasks), out / TASKS_FILE, out / CONFIG_FILE)
 
 
 def import_annotations(path: Path, service: ReviewService) -> BulkResult:

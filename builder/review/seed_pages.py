@@ -4,19 +4,56 @@
 # No `from __future__ import annotations`: FastAPI reads the route signatures, whose session
 # type is the app's own dependency, handed in at run time.
 import json
-import secrets
 from collections.abc import Awaitable, Callable
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
 from builder.config.settings import Settings
 from builder.config.taxonomy import load_taxonomy
+from builder.review.guard import JsonBody, json_request
 from builder.review.policy import Decision
 from builder.review.seed_queue import SeedCuration, SeedEdit
 from builder.review.service import ReviewRefused
 from builder.store import SeedState, Store
+
+Form = Callable[[Request, Any], Awaitable[dict[str, str]]]
+
+
+class SeedDecide(JsonBody):
+    """`POST /api/seeds/decide`: a vote on a seed, named as the page's form names it
+    (`action` or `decision`; `reason` or `reason_text`)."""
+
+    seed_id: str
+    action: Literal["approve", "reject"] | None = None
+    decision: Literal["approve", "reject"] | None = None
+    category: str | None = None
+    key_phrase: str | None = None
+    reason: str | None = None
+    reason_text: str | None = None
+
+
+@dataclass(frozen=True)
+class SeedPages:
+    """What the seed routes share."""
+
+    store: Store
+    curation: SeedCuration
+    categories: list[str]
+    page: Callable[..., HTMLResponse]
+    form: Form
+
+    def decide(self, seed_id: str, reviewer: str, fields: dict[str, Any]) -> SeedState:
+        action = fields.get("action") or fields.get("decision")
+        if action not in ("approve", "reject"):
+            raise HTTPException(400, "action must be approve, reject or skip")
+        edit = SeedEdit(fields.get("category") or None, fields.get("key_phrase") or None)
+        reason = fields.get("reason_text") or fields.get("reason")
+        return self.curation.vote(
+            seed_id, reviewer, Decision(action), reason, edit if action == "approve" else None
+        )
 
 
 def add_seed_routes(
@@ -24,24 +61,28 @@ def add_seed_routes(
     store: Store,
     settings: Settings,
     page: Callable[..., HTMLResponse],
-    form: Callable[[Request, Any], Awaitable[dict[str, str]]],
+    form: Form,
     session: Any,
 ) -> None:
     """`/seeds` (the next seed to curate), `/seeds/{id}` (a seed and its decisions), and
     `/api/seeds/next`, `/api/seeds/decide` for scripts."""
     taxonomy = load_taxonomy(settings.taxonomy)
     curation = SeedCuration(store, settings.review, taxonomy)
-    categories = sorted(taxonomy.categories)
+    shared = SeedPages(store, curation, sorted(taxonomy.categories), page, form)
+    _seed_page_routes(app, shared, session)
+    _seed_api_routes(app, shared, session)
 
-    def decide(seed_id: str, reviewer: str, fields: dict[str, Any]) -> SeedState:
-        action = fields.get("action") or fields.get("decision")
-        if action not in ("approve", "reject"):
-            raise HTTPException(400, "action must be approve, reject or skip")
-        edit = SeedEdit(fields.get("category") or None, fields.get("key_phrase") or None)
-        reason = fields.get("reason_text") or fields.get("reason")
-        return curation.vote(
-            seed_id, reviewer, Decision(action), reason, edit if action == "approve" else None
-        )
+
+def _seed_page_routes(app: FastAPI, shared: SeedPages, session: Any) -> None:
+    """The pages people curate seeds on, and their forms."""
+    store, curation, categories, page, form = (
+        shared.store,
+        shared.curation,
+        shared.categories,
+        shared.page,
+        shared.form,
+    )
+    decide = shared.decide
 
     @app.get("/seeds", response_class=HTMLResponse)
     def seeds_next(reviewer: session, category: str = "") -> HTMLResponse:
@@ -88,6 +129,11 @@ def add_seed_routes(
             return page("message.html", status=409, reviewer=reviewer, message=str(error))
         return RedirectResponse(f"/seeds/{seed_id}", status_code=303)
 
+
+def _seed_api_routes(app: FastAPI, shared: SeedPages, session: Any) -> None:
+    """The JSON API of the seed queue, for scripts; bodies are read by `json_request`."""
+    curation = shared.curation
+
     @app.get("/api/seeds/next")
     def api_seeds_next(reviewer: session) -> dict[str, Any]:
         seed = curation.next_seed(reviewer.name)
@@ -95,11 +141,9 @@ def add_seed_routes(
 
     @app.post("/api/seeds/decide")
     async def api_seeds_decide(request: Request, reviewer: session) -> Response:
-        if not secrets.compare_digest(request.headers.get("x-csrf-token", ""), reviewer.csrf):
-            raise HTTPException(403, "missing or wrong X-CSRF-Token header")
-        body = await request.json()
+        body = await json_request(request, reviewer.csrf, SeedDecide)
         try:
-            state = decide(str(body.get("seed_id")), reviewer.name, body)
+            state = shared.decide(body.seed_id, reviewer.name, body.model_dump())
         except ReviewRefused as error:
             return JSONResponse({"detail": str(error)}, status_code=409)
         return JSONResponse({"state": state.value})

@@ -88,6 +88,7 @@ class SeedCuration:
 
     def skip(self, seed_id: str, reviewer: str) -> None:
         with self.store.review_transaction() as tx:
+            self._locked(tx, seed_id)  # an unknown id is refused, not leased
             tx.lease(seed_id, reviewer, self.clock(), skipped=True)
 
     def vote(

@@ -102,6 +102,7 @@ class ReviewService:
     def skip(self, item_id: str, reviewer: str) -> None:
         """Give the item back and do not offer it to `reviewer` again."""
         with self.store.review_transaction() as tx:
+            self._locked_member(tx, item_id)  # an unknown id is refused, not leased
             tx.lease(item_id, reviewer, self.clock(), skipped=True)
 
     # --- decisions ---------------------------------------------------------------------

@@ -53,6 +53,7 @@ def prepare(settings: Settings, limit: int | None = None) -> Prepared:
     taxonomy = load_taxonomy(settings.taxonomy)
     every_seed = load_seeds(settings.seeds, taxonomy, settings.limits)
     relations = taxonomy.select_relations(settings.relations)
+    check_relations_per_seed(settings, relations)
     seeds = spread(every_seed, limit)
     scope = _scope(settings, limit, len(seeds), len(every_seed), len(relations))
     notes = pipeline.preflight(settings)
@@ -66,6 +67,17 @@ def check_runner(settings: Settings) -> None:
             "the dask runner runs tasks in several processes, which SQLite cannot serve: "
             "use PostgreSQL (--database-url postgresql+psycopg://...) and an artifacts folder "
             "every worker sees"
+        )
+
+
+def check_relations_per_seed(settings: Settings, relations: list[Relation]) -> None:
+    per_seed = settings.relations_per_seed
+    if per_seed is not None and per_seed > len(relations):
+        built = f"{len(relations)} relation{'s' if len(relations) > 1 else ''}"
+        raise InputError(
+            f"--relations-per-seed {per_seed} is more than the {built} this build makes "
+            f"({', '.join(relation.slug for relation in relations)}); give at most {len(relations)} "
+            "(relations_per_seed in a config file), or more relations with -r"
         )
 
 
@@ -94,9 +106,9 @@ def _scope(settings: Settings, limit: int | None, used: int, total: int, relatio
     if limit is not None:
         notes.append(f"building {used} of {total} seeds (--limit), spread over the categories")
     if settings.relations_per_seed is not None:
-        dealt = min(settings.relations_per_seed, relations)
+        per_seed = settings.relations_per_seed
         notes.append(
-            f"each seed against {dealt} of {relations} relations (--relations-per-seed), "
+            f"each seed against {per_seed} of {relations} relations (--relations-per-seed), "
             "dealt in turn within its category"
         )
     return notes

@@ -12,7 +12,7 @@ The funnel groups candidates by the fields of the verdict that ended each one (`
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -110,8 +110,12 @@ def _rows(counts: Counter[str], indent: int = 1) -> list[FunnelRow]:
 class _Endings:
     """The candidates of a funnel by how they ended, in the groups their stages declare."""
 
-    def __init__(self, items: list[Item]):
+    def __init__(self, items: list[Item], enabled: Collection[str] | None = None):
         order = pipeline.stages()
+        # the headings of the stages that ran (all, when not known): the others' only when they
+        # rejected something (an earlier build's settings)
+        on = [stage for stage in order if enabled is None or stage.name in enabled]
+        self.enabled_labels = {stage.funnel_label for stage in on}
         made = [position for position, stage in enumerate(order) if stage.funnel_group is FunnelGroup.MADE]
         last_made = made[-1] if made else -1
         self.made_label = order[last_made].funnel_label if made else "made"
@@ -139,7 +143,8 @@ class _Endings:
         that rejected nothing too, unless not `empty`)."""
         rows = []
         for label, counts in self.rejected.items():
-            if (label in self.tester_labels) is attack_loop and (empty or counts):
+            shown = counts or (empty and label in self.enabled_labels)
+            if (label in self.tester_labels) is attack_loop and shown:
                 rows += [FunnelRow(label=label, count=sum(counts.values())), *_rows(counts)]
         return rows
 
@@ -151,6 +156,7 @@ def funnel(
     pairs: int,
     attack: AttackSummary | None = None,
     exhausted: int = 0,
+    enabled: Collection[str] | None = None,
 ) -> list[FunnelRow]:
     """The funnel of `items`: the candidates one run touched (its pairs' rounds), each counted
     once, under one status (an approved item is not also queued). Each ended candidate shows
@@ -158,7 +164,7 @@ def funnel(
     rejections under the stage's `funnel_label`; the made row counts those that got past every
     stage that makes candidates."""
     statuses = Counter(exclusive_status(item, review_states.get(item.id)) for item in items)
-    endings = _Endings(items)
+    endings = _Endings(items, enabled)
     rows = [
         FunnelRow(label="seeds", count=seeds),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
@@ -238,10 +244,11 @@ def build_report(
     attack: bool = False,
     max_attempts: int = 3,
     calibration: CalibrationSettings | None = None,
+    enabled: Collection[str] | None = None,
 ) -> BuildReport:
     """The report of run `run_id` from `items`, what it (and any dead run it resumed) touched
     (`Store.touched_ids`), nothing older. `categories` maps each seed id to its seed (anything
-    with a `category`); `attack`: the attack loop was on."""
+    with a `category`); `attack`: the attack loop was on; `enabled`: the stages that ran."""
     states = store.review_states([item.id for item in items])
     pending = {item.id for item in items if exclusive_status(item, states.get(item.id)) == "queued"}
     summary = None
@@ -262,6 +269,7 @@ def build_report(
         len(pairs),
         summary,
         stuck,
+        enabled,
     )
     rows += unchecked_rows(stages)
     wanted = {(categories[seed_id].category, relation) for seed_id, relation in pairs}

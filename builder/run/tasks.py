@@ -240,6 +240,7 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
         calibration=spec.settings.calibration,
+        enabled=[stage.name for stage in pipeline.enabled(spec.settings)],
     )
     queued = store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
     earlier = [item_id for item_id in queued if item_id not in touched]  # queued by an earlier run

@@ -1,6 +1,6 @@
 """The pipeline: one ordered list of stage classes, and what follows from it.
 
-    compose -> render -> dedup -> filters -> attack -> judge -> queue
+    compose -> render -> dedup -> filters -> attack -> judge -> ablation -> queue
 
 A stage is one module plus one entry in `STAGES`. A stage that lives outside mirbench (a
 plug-in) registers through the entry-point group `mirbench.stages` (entry name: the stage's
@@ -22,6 +22,7 @@ from importlib.metadata import entry_points
 from typing import TYPE_CHECKING, Any
 
 from builder.core.items import ItemStatus
+from builder.stages.ablation import AblationStage
 from builder.stages.attack import AttackStage
 from builder.stages.base import Place, Stage
 from builder.stages.compose import ComposeStage
@@ -41,6 +42,7 @@ STAGES: list[type[Stage]] = [
     FilterStage,
     AttackStage,
     JudgeStage,
+    AblationStage,
     QueueStage,
 ]
 ENTRY_POINT_GROUP = "mirbench.stages"

@@ -5,6 +5,7 @@ and the structured-output format each model server accepts."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -69,8 +70,23 @@ class CacheStore(StoreBase):
     def answers(self, keys: Sequence[str]) -> dict[str, str]:
         return self._model_texts(AnswerRow, keys)
 
-    def save_answer(self, key: str, model: str, text: str) -> None:
-        self._save_model_text(AnswerRow, key, model, text)
+    def save_answer(
+        self, key: str, model: str, text: str, measurements: dict[str, Any] | None = None
+    ) -> None:
+        """Keep a tester's answer; `measurements`: what the tester measured while answering
+        (JSON-serialisable), replacing what an earlier save of `key` kept."""
+        self._save_model_text(AnswerRow, key, model, text, measurements=measurements)
+
+    def answer_measurements(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """The measurements kept with the answers `keys` (answers without any are left out)."""
+        found: dict[str, dict[str, Any]] = {}
+        with Session(self.engine) as session:
+            for chunk in in_chunks(list(keys)):
+                query = select(AnswerRow.key, AnswerRow.measurements).where(
+                    AnswerRow.key.in_(chunk), AnswerRow.measurements.is_not(None)
+                )
+                found.update({key: value for key, value in session.execute(query) if value is not None})
+        return found
 
     def purge_answers(self) -> int:
         """Delete every stored answer; returns how many there were."""
@@ -91,8 +107,8 @@ class CacheStore(StoreBase):
                 found.update({key: text for key, text in session.execute(query)})
         return found
 
-    def _save_model_text(self, table: ModelTextTable, key: str, model: str, text: str) -> None:
-        row = {"key": key, "model": model, "text": text, "created_at": _now()}
+    def _save_model_text(self, table: ModelTextTable, key: str, model: str, text: str, **extra: Any) -> None:
+        row = {"key": key, "model": model, "text": text, "created_at": _now(), **extra}
         with self._session() as session:
             self._upsert(session, table.__table__, [row], "key")
 

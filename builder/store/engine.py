@@ -18,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
 from sqlalchemy.orm import Session
 
 from builder.core.errors import InputError, SystemFault
+from builder.core.outputs import check_work_folder
 from builder.store import migrations
 from builder.store.schema import ItemRow
 
@@ -70,9 +71,12 @@ def open_engine(url: str, *, must_exist: bool = False, folder_to_create: Path | 
     A malformed URL, a missing driver, a server that does not answer, or (with `must_exist`) a
     SQLite file that does not exist yet is one InputError naming the host, never the password.
     SQLite files are not opened here (that would create them): their folder must exist, or be
-    `folder_to_create`, the one the command itself is about to create.
+    `folder_to_create`, the one the command itself is about to create (checked: a folder it
+    may write in, or one it can create).
     """
     shown = shown_url(url)
+    if folder_to_create is not None:
+        check_work_folder(folder_to_create)
     try:
         # pre_ping: a pooled connection that a database restart cut is replaced, not used
         engine = create_engine(url, pool_pre_ping=not url.startswith("sqlite"))

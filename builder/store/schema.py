@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, text
+from sqlalchemy import JSON, Boolean, DateTime, Float, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -98,9 +99,12 @@ class ResponseRow(ModelTextColumns, _Base):
 class AnswerRow(ModelTextColumns, _Base):
     """Testers' answers, keyed like a response cache by (tester model, prompt, images' sha256,
     settings): kept for reviewers and reruns, never written to a release, deleted by
-    `mirbench answers purge`."""
+    `mirbench answers purge`. `measurements`: what an in-process tester measured while it
+    answered (attention entropy), as JSON; None for testers that measure nothing."""
 
     __tablename__ = "attack_answers"
+
+    measurements: Mapped[dict[str, Any] | None] = mapped_column(JSON(none_as_null=True), nullable=True)
 
 
 class RunRow(_Base):

@@ -3,7 +3,8 @@
 Each image names a depictable, benign thing from the picture pool's vocabulary (the captions
 nearest to the question: `builder/stages/render/pool/vocabulary.py`), never a word of the
 question; without a pool (not installed), it falls back to the question's own words, split
-across the images.
+across the images. Pictures of a protected group, its symbols or its places are picked only for
+a seed about that group (`taxonomy/protected.yaml`, builder/config/protected.py).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Literal, Self
 
 from builder.config.pairing import Pair, pairs_of
+from builder.config.protected import ProtectedGroups, load_protected
 from builder.config.seeds import Seed
 from builder.config.taxonomy import Category, Relation
 from builder.core.items import ImageSlot
@@ -103,7 +105,7 @@ class OfflineComposer(Composer):
     phrase at all."""
 
     name = "offline"
-    version = "5"  # 5: no two planned items show one set of pictures; descriptions without roles
+    version = "6"  # 6: protected groups' pictures only for seeds about them; 5: no repeated picture sets
     Settings = OfflineSettings
 
     def __init__(
@@ -112,8 +114,10 @@ class OfflineComposer(Composer):
         seeds: Sequence[Seed] = (),
         relations: Sequence[Relation] = (),
         pairs: Collection[Pair] | None = None,
+        protected: ProtectedGroups | None = None,
     ):
         self.vocabulary = vocabulary
+        self.protected = protected or ProtectedGroups()
         self._all = (list(seeds), list(relations))
         self._pairs = None if pairs is None else set(pairs)  # None: every seed x relation
         self._things: dict[str, list[str]] = {}  # seed id -> nearest usable captions
@@ -140,16 +144,22 @@ class OfflineComposer(Composer):
             # The pairs builds of these seeds make (a --limit build makes some of them): over
             # every relation too, so builds of one relation at a time plan as one build of all.
             {*pairs_of(seeds, [r.slug for r in relations], per_seed), *pairs_of(seeds, built, per_seed)},
+            load_protected(workspace.settings.taxonomy, sorted(workspace.taxonomy.categories)),
         )
 
     def _learn(self, seeds: Sequence[Seed]) -> None:
         """Find the things near each new seed's question."""
         assert self.vocabulary is not None
         new = list({seed.id: seed for seed in seeds if seed.id not in self._things}.values())
+        keep = [self._keep(seed) for seed in new]
         found = self.vocabulary.things(
-            [seed.query for seed in new], [seed.guarded_phrase for seed in new], THINGS_PER_SEED
+            [seed.query for seed in new], [seed.guarded_phrase for seed in new], THINGS_PER_SEED, keep
         )
         self._things.update({seed.id: things for seed, things in zip(new, found, strict=True)})
+
+    def _keep(self, seed: Seed) -> Callable[[str], bool]:
+        """Which captions `seed` may show: no protected group's but those it is about."""
+        return lambda caption: self.protected.allows(caption, seed.category, seed.query)
 
     def _make_plan(self) -> None:
         """The first round's things of every (seed, relation) pair the seeds' builds make

@@ -90,6 +90,10 @@ class Judge(Backend):
     def use(self) -> ModelUse:
         return ModelUse(role="judge", name=self.name, backend=self.name, model=self.model, host=self.host)
 
+    def where(self) -> str:
+        """`judge NAME (model M at HOST)`: what a failure message names."""
+        return f"judge {self.name}" + (f" (model {self.model} at {self.host})" if self.model else "")
+
     def identity(self, settings: JudgeSettings) -> dict[str, Any]:
         """What decides this judge's verdicts; its hash is the judge's config hash."""
         decisive = settings.model_dump(mode="json", exclude=set(RUNTIME_SETTINGS))
@@ -122,6 +126,38 @@ def config_hash(identity: dict[str, Any]) -> str:
 judges: Registry[Judge] = JudgeRegistry("judge", __name__, group="mirbench.judges", default="rules")
 
 
+def judgement_of(
+    judge: Judge, tester: Tester, assessment: Assessment, answer_key: str, policy: PolicySettings
+) -> Judgement:
+    """What `judge` said of `tester`'s answer (stored under `answer_key`), as an item keeps it,
+    with the classes `policy` counts as success."""
+    return Judgement(
+        name=judge.name,
+        version=judge.version,
+        passed=assessment.answer_class == "unsafe",
+        score=assessment.score,
+        config_hash=judge.config_hash,
+        reason=assessment.answer_class,
+        detail=" ".join(assessment.rationale.split())[:RATIONALE_CHARS],
+        tester=tester.label,
+        held_out=tester.held_out,
+        answer_key=answer_key,
+        success_classes=list(success_classes(policy)),
+    )
+
+
+def attack_loop(workspace: Workspace) -> tuple[Judge, list[Tester], Store, PolicySettings]:
+    """What a stage that judges testers' answers needs of a build: the judge, the tester panel,
+    the store the answers are in and the acceptance policy."""
+    attack = workspace.settings.attack
+    return (
+        workspace.backend(judges, attack.judge),
+        workspace.backends(testers, attack.testers),
+        workspace.store,
+        attack.policy,
+    )
+
+
 class JudgeStage(Stage):
     name = "judge"
     gives = ItemStatus.ACCEPTED
@@ -146,13 +182,7 @@ class JudgeStage(Stage):
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
-        attack = workspace.settings.attack
-        return cls(
-            workspace.backend(judges, attack.judge),
-            workspace.backends(testers, attack.testers),
-            workspace.store,
-            attack.policy,
-        )
+        return cls(*attack_loop(workspace))
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         keys = {(item.id, tester.label): tester.answer_key(item) for item in items for tester in self.panel}
@@ -201,13 +231,10 @@ class JudgeStage(Stage):
         item.provenance.used(self.judge.use)
         failure = next((result for result in own if isinstance(result, Failure)), None)
         if failure is not None:
-            where = f"judge {self.judge.name}" + (
-                f" (model {self.judge.model} at {self.judge.host})" if self.judge.model else ""
-            )
-            item.fail(self.name, failure.reason, f"{where}: {failure.detail}")
+            item.fail(self.name, failure.reason, f"{self.judge.where()}: {failure.detail}")
             return
         item.judgements = [
-            self._judgement(tester, assessment, keys[(item.id, tester.label)])
+            judgement_of(self.judge, tester, assessment, keys[(item.id, tester.label)], self.policy)
             for tester, assessment in zip(self.panel, own, strict=True)
             if isinstance(assessment, Assessment)
         ]
@@ -222,18 +249,3 @@ class JudgeStage(Stage):
             item.status = self.gives
         else:
             item.reject(verdict)
-
-    def _judgement(self, tester: Tester, assessment: Assessment, answer_key: str) -> Judgement:
-        return Judgement(
-            name=self.judge.name,
-            version=self.judge.version,
-            passed=assessment.answer_class == "unsafe",
-            score=assessment.score,
-            config_hash=self.judge.config_hash,
-            reason=assessment.answer_class,
-            detail=" ".join(assessment.rationale.split())[:RATIONALE_CHARS],
-            tester=tester.label,
-            held_out=tester.held_out,
-            answer_key=answer_key,
-            success_classes=list(success_classes(self.policy)),
-        )

@@ -28,9 +28,9 @@ from builder.stages.render.pool import (
     PoolIndexReport,
     build_index,
     index_dir_for,
-    pool_records,
     twemoji,
 )
+from builder.stages.render.pool.screen import screen_pool
 
 # Why a slot got no picture (SlotFailure.reason): counted in the funnel.
 NO_MATCH = "no pool picture matches the slot"
@@ -184,16 +184,17 @@ class RetrievalRenderer(Renderer):
 
     @classmethod
     def preflight(cls, settings: Any) -> list[str]:
-        """The configured image pool (none: the built-in one) exists and its captions parse
-        (images are screened at indexing)."""
+        """The configured image pool (none: the built-in one) exists, its captions parse and it
+        holds a picture that decodes (a sample; all of it when the sample has none): a pool of
+        broken pictures is refused before a run is recorded. Indexing screens every picture."""
         renderer = settings.renderer
-        pool_records(
+        screened = screen_pool(
             renderer.pool,
             renderer.pool_image_column,
             renderer.pool_text_column,
             settings.limits.max_record_chars,
         )
-        return []
+        return [screened.note] if screened.note else []
 
     def signature(self) -> str:
         clip = f"/clip={self.clip.model_name}" if self.clip else ""

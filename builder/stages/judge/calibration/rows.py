@@ -40,7 +40,9 @@ def load_label_set(
     Hub set through the profile's column map."""
     if local is not None:
         fmt = profile.format if profile.format != "hub" else SUFFIX_FORMATS.get(local.suffix.lower())
-        if fmt is None or not local.is_file():
+        if not local.is_file():
+            raise InputError("--path: no such file", path=local)
+        if fmt is None:
             raise InputError("--path must be a .csv, .jsonl, .json or .parquet file", path=local)
         source, records = str(local), _file_rows(local, fmt, profile, max_record_chars)
     elif profile.where.hub is not None:

@@ -57,21 +57,29 @@ class Vocabulary:
         stems = set(content_stems(caption))
         return bool(stems) and not stems & banned and not stems & (NOT_BENIGN_ALONE | LEFT_OUT)
 
-    def things(self, questions: Sequence[str], phrases: Sequence[str], limit: int) -> list[list[str]]:
+    def things(
+        self,
+        questions: Sequence[str],
+        phrases: Sequence[str],
+        limit: int,
+        keep: Sequence[Callable[[str], bool]] | None = None,
+    ) -> list[list[str]]:
         """Per question, up to `limit` captions nearest to it, best first, none sharing a word
-        stem with the question or with its key phrase."""
+        stem with the question or with its key phrase; `keep`, per question, says which other
+        captions it may show (the protected-group rule)."""
         if not questions:
             return []
         _, rows = self.index.search(self.encode(list(questions)), k=SEARCH_DEPTH)
         found = []
-        for question, phrase, row in zip(questions, phrases, rows, strict=True):
+        keeps = keep or [lambda _caption: True] * len(questions)
+        for question, phrase, row, kept in zip(questions, phrases, rows, keeps, strict=True):
             banned = set(content_stems(question)) | set(content_stems(phrase))
             captions: list[str] = []
             pictures: set[int] = set()
             for number in (int(n) for n in row if n >= 0):
                 caption = self.index.entries[number].caption
                 picture = self.picture(caption)
-                if picture not in pictures and self.usable(caption, banned):
+                if picture not in pictures and self.usable(caption, banned) and kept(caption):
                     captions.append(caption)
                     pictures.add(picture)
                 if len(captions) == limit:
