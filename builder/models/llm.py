@@ -5,6 +5,8 @@ survives what real servers do: timeouts, dropped connections, 429 (honouring Ret
 5xx, truncated output, invalid JSON and schema violations get bounded, jittered exponential
 back-off; a refusal is recorded as such and never retried into compliance. Answers are cached
 by (model, template version, rendered request), so reruns replay instead of paying again.
+What an answer or a failed call means is builder/models/llm_errors.py; which structured-output
+format a server is asked for, builder/models/structured_output.py.
 
 The API key is read from the environment variable the settings name, handed to the client and
 kept nowhere else: it is not a setting, so it never reaches logs, artifacts or the store.
@@ -17,19 +19,38 @@ import hashlib
 import json
 import os
 import random
-import threading
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
+from builder.models.llm_errors import (
+    Final,
+    LLMFailure,
+    RefusalError,
+    Retryable,
+    classified,
+    json_in,
+)
+from builder.models.structured_output import FormatMemory, Negotiation, StructuredOutput
+
+__all__ = [
+    "FormatMemory",
+    "JSONAnswer",
+    "JSONRequest",
+    "LLMClient",
+    "LLMFailure",
+    "LLMSettings",
+    "RefusalError",
+    "ResponseCache",
+    "StructuredOutput",
+    "TextRequest",
+]
+
 T = TypeVar("T")
-StructuredOutput = Literal["auto", "json_schema", "json_object", "prompt"]
-_DOWNGRADE: dict[str, StructuredOutput] = {"json_schema": "json_object", "json_object": "prompt"}
 
 
 class LLMSettings(BaseModel):
@@ -50,26 +71,6 @@ class LLMSettings(BaseModel):
         description="json_schema (OpenAI, vLLM), json_object (+schema: llama.cpp), prompt (anything "
         "else), or auto: start with json_schema and step down when the server rejects it.",
     )
-
-
-class RefusalError(ValueError):
-    """The model declined the task. Raised by validators too, for refusals inside valid JSON."""
-
-
-class LLMFailure(Exception):
-    """A request that did not produce a valid answer after its retries."""
-
-    def __init__(self, kind: str, detail: str, attempts: int):
-        super().__init__(f"{kind} after {attempts} attempt(s): {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.attempts = attempts
-
-
-class _Retryable(Exception):
-    def __init__(self, kind: str, detail: str, wait: float | None = None):
-        super().__init__(detail)
-        self.kind, self.detail, self.wait = kind, detail, wait
 
 
 @dataclass(frozen=True)
@@ -117,51 +118,6 @@ class ResponseCache(Protocol):
     def cache_response(self, key: str, model: str, text: str) -> None: ...
 
 
-class FormatMemory(Protocol):
-    """Where the format a server accepts outlives the process (the store)."""
-
-    def learned_format(self, base_url: str, model: str) -> StructuredOutput | None: ...
-
-    def learn_format(self, base_url: str, model: str, output: StructuredOutput, reason: str) -> None: ...
-
-
-# (base URL, model) -> the format to start with: a server rejects a format once per process.
-_learned: dict[tuple[str, str], StructuredOutput] = {}
-_learned_lock = threading.Lock()
-
-
-def _json_in(text: str) -> Any:
-    """The JSON object in `text`: the whole text, or the outermost {...} (code fences, chatter)."""
-    text = text.strip()
-    try:
-        return json.loads(text, strict=False)  # llama.cpp strings may hold raw control characters
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        if start == -1 or end <= start:
-            raise
-        return json.loads(text[start : end + 1], strict=False)
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            try:
-                moment = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            from datetime import UTC, datetime
-
-            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-    return None
-
-
 def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
     """Run a coroutine from sync code, also when the caller already runs an event loop."""
     try:
@@ -180,13 +136,10 @@ class LLMClient:
             raise ValueError("an LLM backend needs a model name")
         self.settings = settings
         self.cache = cache
-        self.formats = formats
-        self._mode: StructuredOutput = (
-            "json_schema" if settings.structured_output == "auto" else settings.structured_output
-        )
         # Until a request in the current format got through, one at a time probes it (see _complete).
-        self._negotiated = settings.structured_output != "auto"
-        self._mode_lock = threading.Lock()
+        self.negotiation = Negotiation(
+            settings.structured_output, settings.base_url or "", settings.model, formats
+        )
         self.requests_sent = 0
         self.prompt_tokens = 0  # as the server reports them: what a run cost
         self.completion_tokens = 0
@@ -201,21 +154,6 @@ class LLMClient:
         """The server's host[:port], as failures and provenance name it (never a credential)."""
         parts = urlsplit(self.settings.base_url or "https://api.openai.com/v1")
         return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}"
-
-    @property
-    def _format_key(self) -> tuple[str, str]:
-        return (self.settings.base_url or "", self.model)
-
-    def _recall_format(self) -> None:
-        """Start from the format this process or the store learned for the server."""
-        if self._negotiated:
-            return
-        with _learned_lock:
-            known = _learned.get(self._format_key)
-        if known is None and self.formats is not None:
-            known = self.formats.learned_format(*self._format_key)
-        if known is not None:
-            self._mode, self._negotiated = known, True
 
     def cache_key(self, request: JSONRequest) -> str:
         payload = {
@@ -241,7 +179,7 @@ class LLMClient:
         self, requests: list[JSONRequest], on_done: Callable[[], None] | None = None
     ) -> list[JSONAnswer | LLMFailure]:
         """Answer every request (in order), with at most `concurrency` in flight."""
-        self._recall_format()
+        self.negotiation.recall()
         return _run_sync(lambda: self._run_all(requests, on_done))
 
     def run_text(
@@ -286,7 +224,7 @@ class LLMClient:
                     return JSONAnswer(self._accept(cached, request), cached, cached=True, attempts=0)
                 except RefusalError as exc:
                     return LLMFailure("refused", str(exc) or cached[:200], 0)
-                except (ValueError, _Retryable):
+                except (ValueError, Retryable):
                     pass  # an entry that no longer parses or validates is asked again
 
         async def attempt() -> tuple[Any, str]:
@@ -313,7 +251,7 @@ class LLMClient:
     ) -> JSONAnswer | LLMFailure:
         """Ask until an answer is accepted (and cached), the model refuses (cached too: never
         retried into compliance), a final error comes, or the retries run out."""
-        attempts, last = 0, _Retryable("none", "no attempt made")
+        attempts, last = 0, Retryable("none", "no attempt made")
         while attempts <= self.settings.max_retries:
             attempts += 1
             try:
@@ -323,9 +261,9 @@ class LLMClient:
                 if self.cache is not None:
                     self.cache.cache_response(key, self.model, refusal)
                 return LLMFailure("refused", refusal[:300], attempts)
-            except _Retryable as exc:
+            except Retryable as exc:
                 last = exc
-            except _Final as exc:
+            except Final as exc:
                 return LLMFailure(exc.kind, exc.detail, attempts)
             else:
                 if self.cache is not None:
@@ -342,71 +280,52 @@ class LLMClient:
         return random.uniform(ceiling / 2, ceiling)
 
     def _accept(self, text: str, request: JSONRequest) -> Any:
-        """Parse and validate an answer's text; raise _Retryable or RefusalError."""
+        """Parse and validate an answer's text; raise Retryable or RefusalError."""
         try:
-            value = _json_in(text)
+            value = json_in(text)
         except json.JSONDecodeError as exc:
             if request.refused(text):
                 raise RefusalError(text.strip()[:300]) from None
-            raise _Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
+            raise Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
         try:
             return request.validate(value)
         except RefusalError:
             raise
         except ValueError as exc:
-            raise _Retryable("schema", str(exc)[:300]) from None
-
-    def request_options(self, request: JSONRequest, mode: StructuredOutput) -> dict[str, Any]:
-        messages = list(request.messages)
-        options: dict[str, Any] = {}
-        if mode == "json_schema":
-            options["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.schema, "strict": False},
-            }
-        elif mode == "json_object":
-            options["response_format"] = {"type": "json_object", "schema": request.schema}
-        if mode != "json_schema":  # tell the model the shape when the server cannot enforce it all
-            messages[-1] = {
-                **messages[-1],
-                "content": messages[-1]["content"]
-                + "\n\nAnswer with one JSON object only, matching this JSON schema:\n"
-                + json.dumps(request.schema),
-            }
-        return {"messages": messages, **options}
+            raise Retryable("schema", str(exc)[:300]) from None
 
     async def _complete(self, client: Any, request: JSONRequest) -> str:
         completion = None
-        if not self._negotiated:
+        if not self.negotiation.negotiated:
             async with self._probe:  # one request settles the format; the others wait for it
-                if not self._negotiated:
+                if not self.negotiation.negotiated:
                     completion = await self._send(client, request)
-                    self._negotiated = True
+                    self.negotiation.negotiated = True
         if completion is None:
             completion = await self._send(client, request)
         choice = self._choice(completion)
         if getattr(choice.message, "refusal", None):
             raise RefusalError(choice.message.refusal)
         if choice.finish_reason == "length":
-            raise _Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
+            raise Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
         return choice.message.content or ""
 
     async def _send(self, client: Any, request: JSONRequest) -> Any:
         """One completion in the current format, stepping down when the server rejects it."""
         while True:
-            mode = self._mode
+            mode = self.negotiation.mode
             try:
                 self.requests_sent += 1
                 return await client.chat.completions.create(
                     model=self.model,
                     temperature=self.settings.temperature,
                     max_tokens=self.settings.max_tokens,
-                    **self.request_options(request, mode),
+                    **Negotiation.options(request.messages, request.schema, mode),
                 )
             except Exception as exc:
-                if self._rejects_format(exc) and self._step_down(mode, exc):
+                if Negotiation.rejected(exc) and self.negotiation.step_down(mode, exc):
                     continue  # the server cannot do this structured-output style: try the next
-                raise self._classified(exc) from None
+                raise classified(exc, self.settings.timeout) from None
 
     async def _complete_text(self, client: Any, request: TextRequest) -> str:
         self.requests_sent += 1
@@ -427,31 +346,12 @@ class LLMClient:
                     max_tokens=self.settings.max_tokens,
                 )
         except Exception as exc:
-            raise self._classified(exc) from None
+            raise classified(exc, self.settings.timeout) from None
         choice = self._choice(completion)
         if request.prompt is not None:
             return getattr(choice, "text", None) or ""
         # A model's refusal is its answer here, whichever field carries it.
         return choice.message.content or getattr(choice.message, "refusal", None) or ""
-
-    def _classified(self, exc: Exception) -> Exception:
-        """What a failed call means: worth retrying (_Retryable), or not (_Final)."""
-        import openai
-
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            if status == 429:
-                return _Retryable("rate_limited", "HTTP 429", _retry_after(exc.response.headers))
-            if status >= 500 or status == 408:
-                return _Retryable("server_error", f"HTTP {status}: {str(exc.message)[:200]}")
-            return _Final("bad_request", f"HTTP {status}: {str(exc.message)[:300]}")
-        if isinstance(exc, openai.APITimeoutError):
-            return _Retryable("timeout", f"no answer within {self.settings.timeout:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            return _Retryable("connection", str(exc.__cause__ or exc)[:200])
-        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError):
-            return _Retryable("invalid_response", str(exc)[:200])
-        raise exc
 
     def _choice(self, completion: Any) -> Any:
         usage = getattr(completion, "usage", None)
@@ -460,34 +360,5 @@ class LLMClient:
             self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
         choices = getattr(completion, "choices", None)
         if not choices or (getattr(choices[0], "message", None) is None and not hasattr(choices[0], "text")):
-            raise _Retryable("invalid_response", f"no choices in the answer: {str(completion)[:120]}")
+            raise Retryable("invalid_response", f"no choices in the answer: {str(completion)[:120]}")
         return choices[0]
-
-    @staticmethod
-    def _rejects_format(exc: Any) -> bool:
-        if not hasattr(exc, "status_code"):
-            return False
-        text = str(getattr(exc, "message", "")) + str(getattr(exc, "body", ""))
-        return exc.status_code in (400, 422, 500) and ("response_format" in text or "json_schema" in text)
-
-    def _step_down(self, mode: StructuredOutput, exc: Any) -> bool:
-        """Take the next format after the server rejected `mode`, and remember it (in this
-        process and, given a FormatMemory, in the store) for this base URL and model."""
-        if self.settings.structured_output != "auto" or mode not in _DOWNGRADE:
-            return False
-        with self._mode_lock:
-            if self._mode != mode:
-                return True  # another request already stepped down
-            learned = self._mode = _DOWNGRADE[mode]
-        with _learned_lock:
-            _learned[self._format_key] = learned
-        if self.formats is not None:
-            reason = f"HTTP {getattr(exc, 'status_code', '?')} on {mode}"
-            self.formats.learn_format(*self._format_key, learned, reason)
-        return True
-
-
-class _Final(Exception):
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind, self.detail = kind, detail
