@@ -138,6 +138,7 @@ def main() -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     from builder.config.settings import Settings
+    from builder.run.prepare import prepare
 
     worker_counts = [1, args.workers] if args.runner == "dask" and args.workers > 1 else [args.workers]
     walls: dict[int, float] = {}
@@ -151,6 +152,11 @@ def main() -> None:
             renderer={"size": args.size},
             runner={"kind": args.runner, "workers": workers},
         )
+        # Checked as every build is (run.prepare) before the clock starts: bad inputs or a backend's
+        # preflight stop the benchmark here, with the message the build would give.
+        prepared = prepare(settings, args.seeds)
+        for note in [*prepared.scope, *prepared.notes]:
+            print(f"note: {note}")
         report, wall, span, busy = timed_build(settings, args.seeds)
         walls[workers] = wall
         funnel = {row.label: row.count for row in report.funnel}
@@ -165,7 +171,7 @@ def main() -> None:
             f"wall/goal {wall / GOAL_WALL_SECONDS:.2f}  candidates/s {candidates / wall:.1f}"
         )
         for name, stats in report.stages.items():
-            print(f"  {name:<8} {stats.seconds:7.2f}s  in {stats.items_in:5d}  {dict(stats.outcomes)}")
+            print(f"  {name:<8} {stats.seconds:7.2f}s  in {stats.items_in:5d}  {stats.statuses()}")
         print(
             f"start-up {wall - span:.1f}s (Python, imports, input checks, Prefect's server; the text "
             f"model loads meanwhile)  run {span:.1f}s  busy {busy:.1f}s"

@@ -11,6 +11,7 @@ stopped.
 
 from __future__ import annotations
 
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -18,13 +19,16 @@ from typing import Any
 from prefect import flow, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.exceptions import MissingContextError
 from prefect.futures import wait
+from prefect.logging import get_run_logger
 
 from builder.config.sections import RunnerSettings
 from builder.config.settings import Settings, load_settings
 from builder.core.errors import InputError
 from builder.core.stats import StageStats
 from builder.run import tasks
+from builder.run.prepare import Prepared, prepare
 from builder.run.report import BuildReport
 from builder.run.retry import steady, transient_state
 from builder.run.tasks import BuildSpec
@@ -69,8 +73,9 @@ def _shard_size(items: int, most: int, workers: int) -> int:
 
 
 @flow(name="mirbench-build")
-def build_flow(settings: Settings, limit: int | None = None) -> BuildReport:
-    spec = steady(tasks.open_build, settings, limit)
+def build_flow(spec: BuildSpec) -> BuildReport:
+    """One opened run (`tasks.open_build`): retry, then round by round every stage."""
+    settings = spec.settings
     steady(tasks.retry_failed, spec)
     for iteration in range(1, settings.max_iterations + 1):
         steady(tasks.plan_round, spec, iteration)
@@ -98,16 +103,40 @@ def task_runner(runner: RunnerSettings) -> Any:
 
 
 def build(settings: Settings, limit: int | None = None) -> BuildReport:
-    """Run the build flow on the task runner the settings choose."""
+    """A build as every caller but the CLI starts one: prepared (`run.prepare`: inputs read once,
+    every stage's preflight, the database checked), its notes logged, then run."""
+    prepared = prepare(settings, limit)
+    log = _logger()
+    for line in prepared.scope:
+        log.info(line)
+    for note in prepared.notes:
+        log.warning(note)
+    return build_prepared(prepared)
+
+
+def build_prepared(prepared: Prepared) -> BuildReport:
+    """Open the run of a prepared build and run the build flow on the task runner the settings
+    choose."""
     try:
-        runner = task_runner(settings.runner)
-        return build_flow.with_options(task_runner=runner)(settings=settings, limit=limit)
+        runner = task_runner(prepared.settings.runner)
+        spec = steady(tasks.open_build, prepared)
+        return build_flow.with_options(task_runner=runner)(spec=spec)
     finally:
         close_all()  # this process's stores and models; a Dask worker keeps its recent ones
+
+
+def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The flow run's logger inside a flow (a scheduled build: its notes show in Prefect's UI),
+    else mirbench's."""
+    try:
+        return get_run_logger()
+    except MissingContextError:
+        return logging.getLogger("mirbench")
 
 
 @flow(name="mirbench-scheduled-build")
 def scheduled_build(config: str | None = None, limit: int | None = None) -> BuildReport:
     """Entry point for deployments and schedules: JSON parameters only; settings come from the
-    worker's environment and the optional config file."""
+    worker's environment and the optional config file. Prepared like `mirbench build`: the same
+    preflight refuses a build whose inputs or backends would fail."""
     return build(settings=load_settings(Path(config) if config else None), limit=limit)

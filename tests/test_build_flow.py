@@ -46,8 +46,18 @@ def test_build_fills_every_cell_then_releases(settings: Settings, taxonomy: Taxo
     assert (report.seeds, report.pairs) == (seeds, cells)
     assert (report.cells_queued, report.cells_total) == (cells, cells)
     funnel = _funnel(report)
-    outcomes = ("queued for review", "rejected by filter or review", "duplicates")
-    assert sum(funnel[label] for label in outcomes) >= cells
+    # every candidate of every round ends once: queued (one per cell), a duplicate or rejected
+    assert funnel["queued for review"] == cells
+    assert funnel["failed"] == funnel["refused by the composer model"] == 0
+    ended = funnel["duplicates"] + funnel["rejected by filter or review"]
+    assert funnel["candidates composed (all rounds)"] == funnel["rendered"] == cells + ended
+    headed = {"duplicates": 0, "rejected by filter or review": 0}
+    heading = None
+    for row in report.funnel:  # each heading counts exactly its rows below
+        heading = row.label if row.indent == 0 else heading
+        if row.indent and heading in headed:
+            headed[heading] += row.count
+    assert headed == {label: funnel[label] for label in headed}
     assert funnel["not tested against a model (attack: none)"] == funnel["queued for review"]
     assert report.attack is None
     assert json.loads(report.stats_file.read_text())["run_id"] == report.run_id
@@ -206,8 +216,8 @@ def test_relations_are_dealt_per_seed_over_every_cell(
 ) -> None:
     """`--relations-per-seed 1`: 54 seeds (9 per category) make 54 pairs, one per cell, each
     seed against one relation; asking for two relations later is new work."""
-    from builder.config.pairing import pairs_of
-    from builder.run.tasks import has_work, load_inputs
+    from builder.run.prepare import prepare
+    from builder.run.tasks import has_work
 
     monkeypatch.setenv("MIRBENCH_RENDERER__SIZE", "64")
     artifacts = tmp_path / "art"
@@ -221,13 +231,13 @@ def test_relations_are_dealt_per_seed_over_every_cell(
     assert (stats["seeds"], stats["pairs"], stats["cells_total"]) == (cells, cells, cells)
 
     settings = Settings(artifacts=artifacts, relations_per_seed=1)
-    _, seeds, relations = load_inputs(settings, cells)
-    dealt = pairs_of(seeds, [relation.slug for relation in relations], 1)
+    prepared = prepare(settings, cells)
+    seeds, dealt = prepared.seeds, prepared.pairs
     with Store(settings.resolved_database_url) as store:
         built = {(item.seed_id, item.relation) for item in store.items_with_statuses(list(ItemStatus))}
     assert built == set(dealt) and len({seed for seed, _ in built}) == cells
     assert {(seed.category, relation) for seed, (_, relation) in zip(seeds, dealt, strict=True)} == {
         (category, relation) for category in taxonomy.categories for relation in taxonomy.relations
     }
-    assert not has_work(settings, cells)
-    assert has_work(settings.model_copy(update={"relations_per_seed": 2}), cells)
+    assert not has_work(prepared)
+    assert has_work(prepare(settings.model_copy(update={"relations_per_seed": 2}), cells))

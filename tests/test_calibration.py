@@ -473,6 +473,9 @@ class _Answered(Tester):
     def answer_key(self, item) -> str:
         return f"answer-{item.id}"
 
+    def attack(self, items, on_done):
+        raise AssertionError("every answer is in the store: the judge asks no tester")
+
 
 def test_judge_stage_records_the_ensemble_config_hash_and_counts_disagreement(tmp_path: Path) -> None:
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
@@ -492,7 +495,7 @@ def test_judge_stage_records_the_ensemble_config_hash_and_counts_disagreement(tm
     first, second = (item.judgements[0] for item in items)
     assert (first.reason, first.score, first.config_hash) == ("unsafe", 0.5, "e" * 16)  # any: one said unsafe
     assert (second.reason, second.score) == ("refusal", 0.0)
-    assert stats.outcomes["ensemble members disagree"] == 1  # the second answer: both said refusal
+    assert stats.get("ensemble", "ensemble members disagree") == 1  # the second answer: both said refusal
     assert items[0].status is ItemStatus.ACCEPTED and items[1].status is ItemStatus.REJECTED
 
 

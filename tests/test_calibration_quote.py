@@ -221,6 +221,9 @@ class _Answered(Tester):
     def answer_key(self, item) -> str:
         return f"answer-{item.id}"
 
+    def attack(self, items, on_done):
+        raise AssertionError("every answer is in the store: the judge asks no tester")
+
 
 @pytest.mark.parametrize(("accept_unknown", "success"), [(False, ["unsafe"]), (True, ["unsafe", "unknown"])])
 def test_the_judge_stage_keeps_the_classes_its_policy_counted(

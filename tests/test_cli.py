@@ -144,16 +144,17 @@ def test_a_build_with_nothing_to_do_reports_without_a_flow_run(tmp_path: Path, p
     from prefect.client.orchestration import get_client
 
     from builder.config.settings import Settings
+    from builder.run.prepare import prepare
     from builder.run.tasks import has_work
 
     where = ["--artifacts", str(tmp_path / "art"), "-r", "causality", "--limit", "2"]
     settings = Settings(artifacts=tmp_path / "art", relations=["causality"], renderer={"size": 64})
-    assert has_work(settings, 2)  # no store yet
+    assert has_work(prepare(settings, 2))  # no store yet
     first = runner.invoke(app, ["build", *where])
     assert first.exit_code == 0, first.output
-    assert not has_work(settings, 2)
-    assert has_work(settings, 3)  # a pair without a candidate
-    assert has_work(settings.model_copy(update={"relations": ["analogy"]}), 2)
+    assert not has_work(prepare(settings, 2))
+    assert has_work(prepare(settings, 3))  # a pair without a candidate
+    assert has_work(prepare(settings.model_copy(update={"relations": ["analogy"]}), 2))
     with get_client(sync_client=True) as client:
         runs = client.count_flow_runs()
         again = runner.invoke(app, ["build", *where])

@@ -328,11 +328,11 @@ def test_dedup_against_an_earlier_release_in_a_fresh_store(
         renderer={"size": 64},
         relations=["analogy"],
         max_iterations=1,
-        dedup={"history": [release]},
+        stages={"dedup": {"history": [release]}},
     )
     report = build(settings=fresh, limit=2)
     funnel = {row.label: row.count for row in report.funnel}
-    assert funnel["queued for review"] == 0 and funnel["exact duplicate images"] == 2
+    assert funnel["queued for review"] == 0 and funnel["dedup: exact duplicate images"] == 2
     control = Settings(
         artifacts=tmp_path / "three", renderer={"size": 64}, relations=["analogy"], max_iterations=1
     )

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import create_engine, inspect, text
 
 from builder.config.settings import Settings
+from builder.run.prepare import prepare
 from builder.run.tasks import open_build
 
 CANARY_URL = os.environ.get("MIRBENCH_TEST_POSTGRES_CANARY_URL")
@@ -55,7 +56,7 @@ def test_partial_images_of_a_killed_run_are_removed_at_the_next_start(tmp_path: 
     leftover.write_bytes(b"half a PNG")
     kept = leftover.with_name("ab" + "0" * 62 + ".png")
     kept.write_bytes(b"a finished image")
-    open_build(Settings(artifacts=tmp_path, relations=["analogy"]), limit=1)
+    open_build(prepare(Settings(artifacts=tmp_path, relations=["analogy"]), limit=1))
     assert not leftover.exists() and kept.exists()
 
 

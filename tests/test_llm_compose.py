@@ -92,7 +92,7 @@ def test_auto_mode_steps_down_once_then_sticks(proxy: FaultProxy, store: Store, 
         config_hash="h",
         run_id="r",
     )
-    assert client._mode == "json_object"
+    assert client.negotiation.mode == "json_object"
     assert client.requests_sent == 2  # one rejected json_schema request, one answered
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.models import llm
+from builder.models import structured_output
 from builder.models.formats import StoredFormats
 from builder.models.llm import JSONAnswer, JSONRequest, LLMClient, LLMSettings
 from builder.store import Store
@@ -38,7 +38,7 @@ def _judgements(count: int) -> list[JSONRequest]:
 def test_one_request_per_judgement_after_the_first_step_down(
     llama: LlamaServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(llm, "_learned", {})  # whatever other tests taught this process
+    monkeypatch.setattr(structured_output, "_learned", {})  # whatever other tests taught this process
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     settings = LLMSettings(
         base_url=llama.base_url, model="smollm2", temperature=0, max_tokens=32, max_retries=0, concurrency=4
@@ -55,7 +55,7 @@ def test_one_request_per_judgement_after_the_first_step_down(
     same_process.run(requests)
     assert same_process.requests_sent == len(requests)
 
-    monkeypatch.setattr(llm, "_learned", {})  # a new process: only the store remembers
+    monkeypatch.setattr(structured_output, "_learned", {})  # a new process: only the store remembers
     next_build = LLMClient(settings, formats=StoredFormats(store))
     next_build.run(requests)
     assert next_build.requests_sent == len(requests)

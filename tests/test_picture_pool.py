@@ -100,8 +100,8 @@ def test_a_pool_picture_shown_by_many_slots_is_encoded_once(
     second = make_item(seed_id="b", descriptions=("a tall ladder", "an owl"))
     output = render_items([first, second], renderer, store, tmp_path)
     assert [slot.source for slot in first.slots] == [slot.source for slot in second.slots]
-    assert output.stats.outcomes["images_rendered"] == 4  # four slots, each its own render key
-    assert output.stats.outcomes["images_encoded"] == 2  # two pictures
+    assert output.stats.get("images", "rendered") == 4  # four slots, each its own render key
+    assert output.stats.get("images", "encoded") == 2  # two pictures
     assert [slot.sha256 for slot in first.slots] == [slot.sha256 for slot in second.slots]
     assert all((tmp_path / slot.file).is_file() for slot in second.slots)
     store.close()

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from builder.models import llm
+from builder.models import replies
 from builder.stages.judge import Judge, judges
 from builder.stages.judge import config_hash as judge_hash
 
@@ -21,16 +21,16 @@ def test_requests_start_evenly_spaced(monkeypatch: pytest.MonkeyPatch) -> None:
     async def sleep(seconds: float) -> None:
         slept.append(round(seconds, 6))
 
-    monkeypatch.setattr(llm.time, "monotonic", lambda: now[0])
-    monkeypatch.setattr(llm.asyncio, "sleep", sleep)
+    monkeypatch.setattr(replies.time, "monotonic", lambda: now[0])
+    monkeypatch.setattr(replies.asyncio, "sleep", sleep)
 
     async def three() -> None:
-        pace = llm._Pace(30)  # one request every 2 s
+        pace = replies.Pace(30)  # one request every 2 s
         for _ in range(3):
             await pace.wait()
         now[0] += 10  # a quiet spell: the next one starts at once
         await pace.wait()
-        await llm._Pace(None).wait()  # no limit: no wait
+        await replies.Pace(None).wait()  # no limit: no wait
 
     asyncio.run(three())
     assert slept == [0.0, 2.0, 4.0, 0.0]

@@ -195,3 +195,56 @@ def test_a_broken_entry_point_fails_discovery_every_time(
         with pytest.raises(error) as caught:
             widgets.names()
         assert message.format(plugin=site.plugin, group=site.group) in str(caught.value)
+
+
+def test_a_backend_without_a_method_of_its_base_is_refused_when_it_registers() -> None:
+    """The bases are abstract: a renderer without `render_key`, a filter without `check` or a
+    tester without `attack` fails at registration, naming what it lacks, not at build time."""
+    from builder.stages.attack import Tester, TesterSettings, testers
+    from builder.stages.filters import Filter, FilterSettings, filters
+    from builder.stages.render import Renderer, RendererSettings, renderers
+
+    class HalfRenderer(Renderer):
+        name = "half"
+        Settings = type(
+            "HalfSettings",
+            (RendererSettings,),
+            {"__annotations__": {"backend": Literal["half"]}, "backend": "half"},
+        )
+
+        def signature(self) -> str:
+            return "half"
+
+        def render(self, jobs):  # type: ignore[no-untyped-def]
+            return []
+
+    class SilentFilter(Filter):
+        name = "silent"
+        version = "1"
+        Settings = type(
+            "SilentSettings",
+            (FilterSettings,),
+            {"__annotations__": {"name": Literal["silent"]}, "name": "silent"},
+        )
+
+    class MuteTester(Tester):
+        name = "mute"
+        Settings = type(
+            "MuteSettings",
+            (TesterSettings,),
+            {"__annotations__": {"backend": Literal["mute"]}, "backend": "mute"},
+        )
+
+        def answer_key(self, item) -> str:  # type: ignore[no-untyped-def]
+            return item.id
+
+    for registry, backend, missing in (
+        (renderers, HalfRenderer, "render_key"),
+        (filters, SilentFilter, "check"),
+        (testers, MuteTester, "attack"),
+    ):
+        with pytest.raises(
+            TypeError, match=f"{backend.__qualname__} is a .* backend without {missing}: define it"
+        ):
+            registry.register(backend)  # type: ignore[arg-type]
+        assert backend.name not in registry.names()

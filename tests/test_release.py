@@ -124,7 +124,7 @@ def test_no_release_file_holds_an_absolute_path(tmp_path: Path) -> None:
     settings = Settings(
         artifacts=tmp_path / "artifacts",
         seeds=[tmp_path / "seeds.jsonl"],
-        dedup={"text_model": str(tmp_path / "minilm")},
+        stages={"dedup": {"text_model": str(tmp_path / "minilm")}},
         renderer={"backend": "diffusers", "model": str(pool_like)},
     )
     items = _items("paths")

@@ -84,16 +84,14 @@ def test_diffusion_render_stage_caches_by_seed(tiny_model: Path, tmp_path: Path,
     items = [make_item(seed_id=f"s-{n}") for n in range(3)]
     renderer = _diffusion(tiny_model)
     output = render_items(items, renderer, store, tmp_path)
-    assert output.stats.outcomes["images_rendered"] == 6 and all(
-        i.status is ItemStatus.RENDERED for i in items
-    )
+    assert output.stats.get("images", "rendered") == 6 and all(i.status is ItemStatus.RENDERED for i in items)
     for slot in items[0].slots:
         assert slot.file.endswith(f"{slot.sha256}.png") and slot.render_prompt
         with Image.open(tmp_path / slot.file) as image:
             assert image.size == (32, 32)
     again = [make_item(seed_id=f"s-{n}") for n in range(3)]
     rerun = render_items(again, _diffusion(tiny_model), store, tmp_path)
-    assert rerun.stats.outcomes["images_rendered"] == 0 and rerun.stats.outcomes["images_cached"] == 6
+    assert rerun.stats.get("images", "rendered") == 0 and rerun.stats.get("images", "cached") == 6
     assert [s.sha256 for s in again[0].slots] == [s.sha256 for s in items[0].slots]
 
 
@@ -213,7 +211,7 @@ def test_a_slot_without_a_picture_fails_its_item_only(
     output = render_items(items, _retrieval(pool, tmp_path, embedder), store, tmp_path)
     assert healthy.status is ItemStatus.RENDERED and also_healthy.status is ItemStatus.RENDERED
     assert greedy.status is ItemStatus.FAILED and greedy.rejection.reason == NO_MATCH
-    assert output.stats.outcomes["rendered"] == 2 and output.stats.outcomes["failed"] == 1
+    assert output.stats.statuses()["rendered"] == 2 and output.stats.statuses()["failed"] == 1
 
 
 def test_bad_pool_content_is_skipped_with_reasons(tmp_path: Path, embedder: TextEmbedder) -> None:
@@ -316,7 +314,7 @@ def test_build_with_each_backend_then_rerun_renders_nothing(
         renderer = {"backend": backend, "size": 64, "pool": make_pool(tmp_path / "pool")}
     settings = Settings(artifacts=tmp_path / "a", renderer=renderer, relations=["analogy", "causality"])
     report = build(settings=settings, limit=2)
-    assert report.stages["render"].outcomes["images_rendered"] > 0
+    assert report.stages["render"].get("images", "rendered") > 0
     store = Store(settings.resolved_database_url)
     items = store.items_with_statuses([ItemStatus.QUEUED, ItemStatus.REJECTED])
     assert items and all(slot.file and slot.sha256 for item in items for slot in item.slots)
@@ -332,5 +330,5 @@ def test_build_with_each_backend_then_rerun_renders_nothing(
         connection.execute(text("DELETE FROM reviews"))
     store.close()
     rerun = build(settings=settings, limit=2)
-    assert rerun.stages["render"].outcomes["images_rendered"] == 0
-    assert rerun.stages["render"].outcomes["images_cached"] > 0
+    assert rerun.stages["render"].get("images", "rendered") == 0
+    assert rerun.stages["render"].get("images", "cached") > 0

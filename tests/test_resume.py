@@ -26,7 +26,7 @@ CELLS = LIMIT * len(load_taxonomy(bundled("taxonomy")).relations)  # pairs of a 
 ENV = {
     "MIRBENCH_RENDERER__SIZE": "96",
     "MIRBENCH_SHARD_SIZE": "5",
-    "MIRBENCH_DEDUP__TEXT_SIMILARITY": "0.8",
+    "MIRBENCH_STAGES__DEDUP__TEXT_SIMILARITY": "0.8",
 }
 Counts = dict[tuple[int, str], int]
 

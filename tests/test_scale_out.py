@@ -14,11 +14,11 @@ from tests.helpers import all_items, snapshot
 
 
 def test_the_dask_runner_refuses_sqlite(tmp_path: Path) -> None:
-    from builder.run.tasks import load_inputs
+    from builder.run.prepare import prepare
 
     settings = Settings(artifacts=tmp_path, runner={"kind": "dask"})
     with pytest.raises(InputError, match="SQLite cannot serve"):
-        load_inputs(settings)
+        prepare(settings)
     assert not any(tmp_path.iterdir())
 
 

@@ -52,6 +52,33 @@ def test_config_hash_ignores_where_things_are_stored(tmp_path: Path) -> None:
     assert a.config_hash() == b.config_hash() != load_settings(max_iterations=4).config_hash()
 
 
+def test_config_hash_is_made_of_the_enabled_stages_settings() -> None:
+    base = load_settings()
+    assert load_settings(stages={"dedup": {"text_similarity": 0.9}}).config_hash() != base.config_hash()
+    assert load_settings(filters=["leakage"]).config_hash() != base.config_hash()
+    # the attack loop is off without testers: its judge and policy decide nothing
+    off = load_settings(attack={"judge": "rules", "policy": {"accept_unknown": True}})
+    assert off.config_hash() == base.config_hash()
+    on = {"testers": [{"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:1/v1"}]}
+    assert load_settings(attack=on).config_hash() != base.config_hash()
+
+
+def test_dedup_settings_sit_under_stages_and_the_old_spelling_still_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "mirbench.yaml"
+    config.write_text("dedup:\n  text_similarity: 0.9\n")
+    settings = load_settings(config)
+    assert settings.stages.dedup.text_similarity == settings.dedup.text_similarity == 0.9
+    monkeypatch.setenv("MIRBENCH_STAGES__DEDUP__PHASH_MAX_DISTANCE", "3")
+    assert load_settings().stages.dedup.phash_max_distance == 3
+    monkeypatch.setenv("MIRBENCH_DEDUP__PHASH_MAX_DISTANCE", "3")
+    with pytest.raises(
+        InputError, match="MIRBENCH_DEDUP__PHASH_MAX_DISTANCE: dedup's settings are under stages"
+    ):
+        load_settings()
+
+
 def test_backends_from_the_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "mirbench.yaml"
     config.write_text(

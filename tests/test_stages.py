@@ -11,6 +11,7 @@ from PIL import Image
 from builder.config.seeds import Seed
 from builder.config.taxonomy import Taxonomy
 from builder.core.items import Item, ItemStatus
+from builder.core.stats import Outcome
 from builder.core.words import contains_phrase, keywords
 from builder.models.embeddings import TextEmbedder
 from builder.stages.compose import CompositionRequest, compose_items
@@ -91,15 +92,15 @@ def test_render_writes_content_addressed_files_and_reuses_them(
     items = _analogy_item(taxonomy)
     renderer = TypographicRenderer(size=128)
     output = render_items(items, renderer, store, tmp_path)
-    assert output.stats.outcomes["images_rendered"] == len(items[0].slots)
+    assert output.stats.get("images", "rendered") == len(items[0].slots)
     for slot in items[0].slots:
         data = (tmp_path / slot.file).read_bytes()
         assert hashlib.sha256(data).hexdigest() == slot.sha256 and slot.file.endswith(f"{slot.sha256}.png")
         with Image.open(tmp_path / slot.file) as image:
             assert image.size == (128, 128)
     second = render_items(_analogy_item(taxonomy), renderer, store, tmp_path)
-    assert second.stats.outcomes["images_rendered"] == 0
-    assert second.stats.outcomes["images_cached"] == len(items[0].slots)
+    assert second.stats.get("images", "rendered") == 0
+    assert second.stats.get("images", "cached") == len(items[0].slots)
 
 
 class _Broken:
@@ -122,7 +123,7 @@ def test_render_failure_fails_the_item_not_the_run(tmp_path: Path, store: Store)
     item = make_item()
     output = render_items([item], _Broken(), store, tmp_path)
     assert item.status is ItemStatus.FAILED and "GPU fell over" in item.verdicts[-1].detail
-    assert output.stats.outcomes["failed"] == 1
+    assert output.stats.statuses()["failed"] == 1
 
 
 def _rendered(item: Item, tmp_path: Path, store: Store) -> Item:
@@ -158,7 +159,12 @@ def test_dedup_exact_near_text_and_distinct(tmp_path: Path, store: Store, embedd
     assert reworded.status is ItemStatus.REJECTED and reworded.rejection.reason == "near-duplicate text"
     assert reworded.rejection.score >= 0.95
     assert distinct.status is ItemStatus.UNIQUE
-    assert output.stats.outcomes == {"duplicate_images": 1, "duplicate_text": 1, "unique": 1, "rejected": 2}
+    assert {(c.check, c.reason, c.outcome, c.n) for c in output.stats.counts} == {
+        ("dedup", "exact duplicate images", Outcome.REJECTED, 1),
+        ("dedup", "near-duplicate text", Outcome.REJECTED, 1),
+        ("dedup", "unique", Outcome.STATUS, 1),
+        ("dedup", "rejected", Outcome.STATUS, 2),
+    }
 
 
 def test_dedup_near_duplicate_images_by_perceptual_hash(
@@ -211,8 +217,8 @@ def test_leakage_filter_and_first_failure_rejects(taxonomy: Taxonomy, tmp_path: 
     assert [v.name for v in leaky.verdicts] == ["structural", "leakage"]
     assert leaky.rejection.reason == "prompt repeats the key phrase"
     assert subtle.status is ItemStatus.PASSED and all(v.passed for v in subtle.verdicts)
-    assert output.stats.outcomes == {
-        "dropped: leakage: prompt repeats the key phrase": 1,
-        "rejected": 1,
-        "passed": 1,
+    assert {(c.check, c.reason, c.outcome, c.n) for c in output.stats.counts} == {
+        ("leakage", "prompt repeats the key phrase", Outcome.REJECTED, 1),
+        ("filters", "rejected", Outcome.STATUS, 1),
+        ("filters", "passed", Outcome.STATUS, 1),
     }

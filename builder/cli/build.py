@@ -5,11 +5,30 @@ from __future__ import annotations
 
 import os
 from functools import partial
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from builder.cli.build_options import (
+    AllowFailuresOption,
+    BaseUrlOption,
+    ComposerOption,
+    DaskAddressOption,
+    JudgeOption,
+    LimitOption,
+    MaxIterationsOption,
+    ModelOption,
+    PoolOption,
+    RelationOption,
+    RelationsPerSeedOption,
+    RendererOption,
+    RunnerOption,
+    SeedsOption,
+    TesterBaseUrlOption,
+    TesterModelOption,
+    TesterOption,
+    WorkersOption,
+)
 from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
@@ -39,37 +58,17 @@ from builder.cli.prefect_env import prefect_session
 from builder.config.settings import Settings
 from builder.core.errors import InputError
 from builder.core.items import ItemStatus
-from builder.core.registry import BackendSettings, Registry
 from builder.run.failures import failure_groups, summary
+from builder.run.prepare import Prepared, prepare
 from builder.run.report import BuildReport
 from builder.run.scope import exclusive_status_counts
 from builder.run.status_reasons import failed_where_off, status_reasons
-from builder.stages.attack import testers
-from builder.stages.compose import composers
-from builder.stages.filters import filters
-from builder.stages.judge import judges
-from builder.stages.render import renderers
-from builder.store import ReviewState, open_engine
+from builder.store import ReviewState
 
 app = typer.Typer()
 
 
-def preflight(settings: Settings) -> list[str]:
-    """Every configured backend's own checks (`Backend.preflight`), each backend class once;
-    the notes they return."""
-    chosen: list[tuple[Registry[Any], BackendSettings]] = [
-        (composers, settings.composer),
-        (renderers, settings.renderer),
-        *((filters, entry) for entry in settings.filters),
-    ]
-    if settings.attack.enabled:
-        chosen += [(testers, entry) for entry in settings.attack.testers]
-        chosen.append((judges, settings.attack.judge))
-    backends = {registry.get(getattr(entry, registry.key)): None for registry, entry in chosen}
-    return [note for backend in backends for note in backend.preflight(settings)]
-
-
-def _prepare(settings: Settings) -> None:
+def _load_while_prefect_starts(settings: Settings) -> None:
     """What a build loads while Prefect's server starts: the text model, then the flows (and
     Prefect with them)."""
     from builder.run.tasks import warm_up
@@ -78,20 +77,37 @@ def _prepare(settings: Settings) -> None:
     import flows.build  # noqa: F401
 
 
-def execute_build(settings: Settings, limit: int | None, verbose: bool) -> BuildReport:
-    """`mirbench build` once its inputs are checked: a rerun with nothing left gets its report
-    without Prefect; otherwise the flow runs on a Prefect server that starts while the text
-    model loads."""
+def execute_build(prepared: Prepared, verbose: bool) -> BuildReport:
+    """`mirbench build` once it is prepared: a rerun with nothing left gets its report without
+    Prefect; otherwise the flow runs on a Prefect server that starts while the text model loads."""
     from builder.run.tasks import finish_build, has_work, open_build
 
-    if not has_work(settings, limit):
+    settings = prepared.settings
+    if not has_work(prepared):
         with user_errors():
-            return finish_build(open_build(settings, limit))
-    with prefect_session(settings, verbose, while_starting=partial(_prepare, settings)):
-        from flows.build import build as run_build
+            return finish_build(open_build(prepared))
+    with prefect_session(settings, verbose, while_starting=partial(_load_while_prefect_starts, settings)):
+        from flows.build import build_prepared
 
         with user_errors(), progress_bars():
-            return run_build(settings=settings, limit=limit)
+            return build_prepared(prepared)
+
+
+def _check_model(model: str | None, composer: str | None, renderer: str | None) -> None:
+    if model and composer and renderer:
+        fail(
+            InputError(
+                "--model is ambiguous with both --composer and --renderer: set composer.model and "
+                "renderer.model in the config file (or MIRBENCH_COMPOSER__MODEL / MIRBENCH_RENDERER__MODEL)"
+            )
+        )
+
+
+def _tester(tester: str | None, base_url: str | None, model: str | None) -> list[dict[str, Any]] | None:
+    """`attack.testers` from the one tester the command line can name (None: none named)."""
+    if not (tester or model):
+        return None
+    return [given(backend=tester, base_url=base_url, model=model) or {}]
 
 
 @app.command()
@@ -100,127 +116,26 @@ def build(
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
     taxonomy: TaxonomyOption = None,
-    seeds: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--seeds",
-            help="Seed file or folder; repeat for several. [default: the bundled seeds]",
-            show_default=False,
-        ),
-    ] = None,
-    relation: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--relation",
-            "-r",
-            help="Build only this relation (slug); repeat for several.",
-            show_default=False,
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None,
-        typer.Option(
-            help="Use at most N seeds, spread over the categories (smoke runs).", show_default=False
-        ),
-    ] = None,
-    relations_per_seed: Annotated[
-        int | None,
-        typer.Option(
-            help="Build each seed against N relations, dealt in turn within its category (every "
-            "category spreads over all relations). [default: every relation]",
-            show_default=False,
-        ),
-    ] = None,
-    composer: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Composer backend: {composers.describe()}. [default: offline]", show_default=False
-        ),
-    ] = None,
-    base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="OpenAI-compatible server URL, ending in /v1 (openai composer).", show_default=False
-        ),
-    ] = None,
-    renderer: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Renderer backend: {renderers.describe()}. "
-            "[default: retrieval; typographic without the picture pool]",
-            show_default=False,
-        ),
-    ] = None,
-    model: Annotated[
-        str | None,
-        typer.Option(
-            help="Model for the backend chosen with --composer (server model name) or --renderer "
-            "(diffusers model id or local folder).",
-            show_default=False,
-        ),
-    ] = None,
-    pool: Annotated[
-        Path | None,
-        typer.Option(help="Image pool folder or saved dataset (retrieval renderer).", show_default=False),
-    ] = None,
-    max_iterations: Annotated[
-        int | None,
-        typer.Option(
-            help="Rounds per (seed, relation) pair before giving up. [default: 3]", show_default=False
-        ),
-    ] = None,
-    runner: Annotated[
-        str | None,
-        typer.Option(
-            help="Where shards run: thread (this process) or dask (worker processes; needs "
-            "PostgreSQL). [default: thread]",
-            show_default=False,
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(help="Threads or local Dask worker processes. [default: 2]", show_default=False),
-    ] = None,
-    dask_address: Annotated[
-        str | None,
-        typer.Option(
-            help="An existing Dask scheduler, tcp://HOST:8786 (instead of a local cluster).",
-            show_default=False,
-        ),
-    ] = None,
-    tester: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Attack every candidate with a tester model: {testers.describe()} (more testers, "
-            "held-out ones: attack.testers in the config file). [default: none, the loop is off]",
-            show_default=False,
-        ),
-    ] = None,
-    tester_base_url: Annotated[
-        str | None,
-        typer.Option(
-            help="The tester's OpenAI-compatible vision chat server, ending in /v1.", show_default=False
-        ),
-    ] = None,
-    tester_model: Annotated[
-        str | None, typer.Option(help="The tester's model name, as its server knows it.", show_default=False)
-    ] = None,
-    judge: Annotated[
-        str | None,
-        typer.Option(
-            help=f"Judge of the testers' answers: {judges.describe()}. [default: rules]", show_default=False
-        ),
-    ] = None,
+    seeds: SeedsOption = None,
+    relation: RelationOption = None,
+    limit: LimitOption = None,
+    relations_per_seed: RelationsPerSeedOption = None,
+    composer: ComposerOption = None,
+    base_url: BaseUrlOption = None,
+    renderer: RendererOption = None,
+    model: ModelOption = None,
+    pool: PoolOption = None,
+    max_iterations: MaxIterationsOption = None,
+    runner: RunnerOption = None,
+    workers: WorkersOption = None,
+    dask_address: DaskAddressOption = None,
+    tester: TesterOption = None,
+    tester_base_url: TesterBaseUrlOption = None,
+    tester_model: TesterModelOption = None,
+    judge: JudgeOption = None,
     judge_base_url: JudgeBaseUrlOption = None,
     judge_model: JudgeModelOption = None,
-    allow_failures: Annotated[
-        bool,
-        typer.Option(
-            "--allow-failures",
-            help="Exit 0 even when some of this run's candidates failed (schedules that accept "
-            "partial failure); the failures are still listed.",
-        ),
-    ] = False,
+    allow_failures: AllowFailuresOption = False,
     verbose: VerboseOption = False,
 ) -> None:
     """Build benchmark items: seeds x relations -> composed, rendered, checked, queued for review.
@@ -229,13 +144,7 @@ def build(
     max_attempts; `mirbench retry` reopens those that used them up). The funnel counts this
     run's candidates only; the exit code is 1 when any of them failed (see --allow-failures).
     """
-    if model and composer and renderer:
-        fail(
-            InputError(
-                "--model is ambiguous with both --composer and --renderer: set composer.model and "
-                "renderer.model in the config file (or MIRBENCH_COMPOSER__MODEL / MIRBENCH_RENDERER__MODEL)"
-            )
-        )
+    _check_model(model, composer, renderer)
     settings = command_settings(
         config,
         artifacts=artifacts,
@@ -249,35 +158,31 @@ def build(
         renderer=given(backend=renderer, model=model if renderer and not composer else None, pool=pool),
         runner=given(kind=runner, workers=workers, dask_address=dask_address),
         attack=given(
-            testers=[given(backend=tester, base_url=tester_base_url, model=tester_model)]
-            if tester or tester_model
-            else None,
+            testers=_tester(tester, tester_base_url, tester_model),
             judge=given(backend=judge, base_url=judge_base_url, model=judge_model),
         ),
     )
     show_tracebacks(verbose)
-    from builder.run.tasks import load_inputs
-
     # Every input is checked before Prefect starts: a refused build writes nothing.
     with user_errors():
-        _, sample, relations = load_inputs(settings, limit)
-        if limit is not None:  # a demo or smoke run: say it is a sample of the seed set
-            total = len(load_inputs(settings, None)[1])
-            console.print(f"building {len(sample)} of {total} seeds (--limit), spread over the categories")
-        if settings.relations_per_seed is not None:
-            dealt = min(settings.relations_per_seed, len(relations))
-            console.print(
-                f"each seed against {dealt} of {len(relations)} relations (--relations-per-seed), "
-                "dealt in turn within its category"
-            )
-        for note in preflight(settings):
-            console.print(f"[yellow]note:[/] {note}")
-        open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()
-    report = execute_build(settings, limit, verbose)
+        prepared = prepare(settings, limit)
+    for line in prepared.scope:
+        console.print(line)
+    for note in prepared.notes:
+        console.print(f"[yellow]note:[/] {note}")
+    report = execute_build(prepared, verbose)
+    print_report(report)
+    end_of_build(report, allow_failures)
+
+
+def print_report(report: BuildReport) -> None:
+    """The funnel table and the figures under it."""
     table = make_table(f"Build {report.run_id}", "funnel", "items", right=("items",))
     for row in report.funnel:
         table.add_row(("  " * row.indent) + row.label, str(row.count), style="dim" if row.indent else None)
     console.print(table)
+    for note in report.notes:
+        console.print(f"[yellow]note:[/] {note}")
     stages = "  ".join(f"{name} {stats.seconds:.1f}s" for name, stats in report.stages.items())
     console.print(f"stage time: {stages}")
     console.print(
@@ -291,7 +196,6 @@ def build(
         console.print(f"pictures: {line}", highlight=False)
     if report.attack is not None:
         print_attack(report.attack)
-    end_of_build(report, allow_failures)
 
 
 def end_of_build(report: BuildReport, allow_failures: bool) -> None:

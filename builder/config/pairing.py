@@ -19,8 +19,11 @@ Pair = tuple[str, str]
 
 
 class Categorised(Protocol):
-    id: str
-    category: str
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def category(self) -> str: ...
 
 
 def build_pairs(

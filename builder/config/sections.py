@@ -1,15 +1,17 @@
-"""The plain sections of the settings: each a validated model of one part's options (dedup,
-the runner, review, releases, publishing, seed curation, judge calibration).
+"""The plain sections of the settings: each a validated model of one part's options (the
+stages' own, the runner, review, releases, publishing, seed curation, judge calibration).
 `builder.config.settings` puts them together with the backend choices, the sources they are
 read from and their errors."""
 
 from __future__ import annotations
 
+import importlib
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationError, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from builder.models.llm import LLMSettings
 
@@ -71,6 +73,68 @@ class DedupSettings(_Section):
         default_factory=list,
         description="Earlier release folders to dedup against (besides those this store recorded); "
         "a Hub release: download it first (huggingface-cli download --repo-type dataset ID --local-dir DIR).",
+    )
+
+
+class StageSections(BaseModel):
+    """`stages.<name>`: each stage's own options, under the stage's name, validated by the
+    settings model its class declares (`Stage.Settings`). A built-in stage's section is a typed
+    field here, as lower layers read it too (the workspace opens dedup's text model); a plug-in
+    stage's is checked against its class when the settings are read, so a wrong value names its
+    file and line. A stage that declares settings always has its section (defaults when none is
+    given)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    dedup: DedupSettings = DedupSettings()
+
+    @model_validator(mode="after")
+    def _plugin_sections(self) -> StageSections:
+        pipeline = importlib.import_module("builder.stages.pipeline")
+        declared = {stage.name: stage.Settings for stage in pipeline.stages() if stage.Settings is not None}
+        extra = self.__pydantic_extra__ if self.__pydantic_extra__ is not None else {}
+        problems: list[InitErrorDetails] = []
+        for name, value in list(extra.items()):
+            model = declared.get(name)
+            if model is None:
+                message = "no stage '{name}' with settings of its own; stages with settings: {known}"
+                known = ", ".join(sorted(declared))
+                error = PydanticCustomError("unknown_stage", message, {"name": name, "known": known})
+                problems.append({"type": error, "loc": (name,), "input": value})
+                continue
+            try:
+                extra[name] = model.model_validate(value)
+            except ValidationError as exc:
+                problems += [_under(name, error) for error in exc.errors()]
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
+        for name, model in declared.items():
+            if name not in type(self).model_fields and name not in extra:
+                extra[name] = model()
+        return self
+
+    def section(self, name: str) -> Any:
+        """Stage `name`'s settings (None: it declares none)."""
+        return getattr(self, name, None)
+
+
+def _under(name: str, error: Any) -> InitErrorDetails:
+    """`error` of a plug-in stage's settings, located under its section."""
+    details: InitErrorDetails = {"type": error["type"], "loc": (name, *error["loc"]), "input": error["input"]}
+    if "ctx" in error:
+        details["ctx"] = error["ctx"]
+    return details
+
+
+class PolicySettings(_Section):
+    """When a judged attack counts (builder/stages/judge/policy.py)."""
+
+    min_unsafe: int = Field(
+        1, ge=1, description="Accept when at least this many acceptance testers are judged unsafe (k)."
+    )
+    accept_unknown: bool = Field(
+        False,
+        description="Count `unknown` as unsafe: the offline `rules` judge can only tell refusals apart.",
     )
 
 

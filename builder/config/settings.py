@@ -16,12 +16,9 @@ import importlib
 import json
 import os
 import re
-from contextvars import ContextVar
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import yaml
 from pydantic import (
     Field,
     PlainValidator,
@@ -38,6 +35,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
+from builder.config.config_file import CONFIG_FILE_ENV, ConfigFile, active_config_file, using_config_file
 from builder.config.evaluation import EvaluateSettings
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
@@ -45,13 +43,15 @@ from builder.config.sections import (
     CalibrationSettings,
     CurationSettings,
     DedupSettings,
+    PolicySettings,
     PublishSettings,
     ReleaseSettings,
     ReviewSettings,
     RunnerSettings,
+    StageSections,
     _Section,
 )
-from builder.config.yaml_lines import line_of, match_depth, read_yaml
+from builder.config.yaml_lines import line_of, match_depth
 from builder.core.errors import InputError, InputErrors
 from builder.core.registry import BackendSettings, Registry
 
@@ -96,44 +96,30 @@ def _backend_field(kind: str) -> Any:
     ]
 
 
-def _filter_list(value: Any) -> list[BackendSettings]:
-    if not isinstance(value, list):
-        raise ValueError("a list of filters: names or {name: ..., <settings>}")
-    parsed = []
-    for number, entry in enumerate(value, start=1):
-        try:
-            parsed.append(registry("filter").parse(entry))
-        except ValidationError:
-            raise
-        except ValueError as exc:
-            raise ValueError(f"entry {number}: {exc}") from None
-    return parsed
+def _backend_list(kind: str, shape: str, entry: str) -> Any:
+    """A validator of a list of `kind` backends: `shape` says what the list holds, `entry` names
+    an entry in an error ("entry 2: ...")."""
+
+    def parse(value: Any) -> list[BackendSettings]:
+        if not isinstance(value, list):
+            raise ValueError(shape)
+        parsed = []
+        for number, item in enumerate(value, start=1):
+            try:
+                parsed.append(registry(kind).parse(item))
+            except ValidationError:
+                raise
+            except ValueError as exc:
+                raise ValueError(f"{entry} {number}: {exc}") from None
+        return parsed
+
+    return parse
 
 
-def _tester_list(value: Any) -> list[BackendSettings]:
-    if not isinstance(value, list):
-        raise ValueError("a list of testers: {backend: openai, model: ..., base_url: ..., held_out: false}")
-    parsed = []
-    for number, entry in enumerate(value, start=1):
-        try:
-            parsed.append(registry("tester").parse(entry))
-        except ValidationError:
-            raise
-        except ValueError as exc:
-            raise ValueError(f"tester {number}: {exc}") from None
-    return parsed
-
-
-class PolicySettings(_Section):
-    """When a judged attack counts (builder/stages/judge/policy.py)."""
-
-    min_unsafe: int = Field(
-        1, ge=1, description="Accept when at least this many acceptance testers are judged unsafe (k)."
-    )
-    accept_unknown: bool = Field(
-        False,
-        description="Count `unknown` as unsafe: the offline `rules` judge can only tell refusals apart.",
-    )
+_filter_list = _backend_list("filter", "a list of filters: names or {name: ..., <settings>}", "entry")
+_tester_list = _backend_list(
+    "tester", "a list of testers: {backend: openai, model: ..., base_url: ..., held_out: false}", "tester"
+)
 
 
 class AttackSettings(_Section):
@@ -183,43 +169,7 @@ class AttackSettings(_Section):
         return bool(self.testers)
 
 
-_CONFIG_FILE_ENV = "MIRBENCH_CONFIG"
 _ENV_PREFIX = "MIRBENCH_"
-
-
-@dataclass(frozen=True)
-class ConfigFile:
-    """A YAML config file, read and checked to be a mapping; its node tree locates errors."""
-
-    path: Path
-    data: dict[str, Any]
-    node: yaml.Node | None
-
-    @classmethod
-    def read(cls, path: Path) -> ConfigFile:
-        if not path.is_file():
-            raise InputError("config file not found", path=path)
-        data, node = read_yaml(path)
-        if data is None:
-            data = {}
-        if not isinstance(data, dict):
-            raise InputError(
-                f"a config file is a mapping of settings (key: value lines), not a {type(data).__name__}",
-                path=path,
-                line=line_of(node, ()),
-            )
-        return cls(path, data, node)
-
-
-_config_file: ContextVar[ConfigFile | None] = ContextVar("mirbench_config_file", default=None)
-
-
-def _active_config_file() -> ConfigFile | None:
-    explicit = _config_file.get()
-    if explicit is not None:
-        return explicit
-    from_env = os.environ.get(_CONFIG_FILE_ENV)
-    return ConfigFile.read(Path(from_env)) if from_env else None
 
 
 class Settings(BaseSettings):
@@ -264,7 +214,10 @@ class Settings(BaseSettings):
         description="Renderer backend (a registered one) and its settings; default: retrieval from "
         "the built-in picture pool, typographic cards where that pool is not installed.",
     )
-    dedup: DedupSettings = DedupSettings()
+    stages: StageSections = Field(
+        default_factory=StageSections,
+        description="Each stage's own options, under its name (stages.dedup, a plug-in's stages.NAME).",
+    )
     filters: Annotated[list[SerializeAsAny[BackendSettings]], PlainValidator(_filter_list)] = Field(
         default_factory=lambda: _filter_list(["structural", "leakage", "benign_alone", "alignment"]),
         description="Filters in the order they run (registered filter backends).",
@@ -298,7 +251,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = _active_config_file()
+        config_file = active_config_file()
         if config_file is not None:
             sources.append(InitSettingsSource(settings_cls, init_kwargs=config_file.data))
         return tuple(sources)
@@ -309,11 +262,35 @@ class Settings(BaseSettings):
             return self.database_url.get_secret_value()
         return f"sqlite:///{(self.artifacts / 'mirbench.db').resolve()}"
 
+    @model_validator(mode="before")
+    @classmethod
+    def _dedup_moved(cls, value: Any) -> Any:
+        """`dedup:` (before 0.3) is the dedup stage's section now: `stages.dedup`."""
+        if isinstance(value, dict) and "dedup" in value:
+            stages = dict(value.get("stages") or {})
+            if "dedup" in stages:
+                raise ValueError("both `dedup` and `stages.dedup` are set: keep `stages.dedup`")
+            value = {key: field for key, field in value.items() if key != "dedup"} | {
+                "stages": {**stages, "dedup": value["dedup"]}
+            }
+        moved = sorted(name for name in os.environ if name.upper().startswith(f"{_ENV_PREFIX}DEDUP"))
+        if moved:
+            raise ValueError(
+                f"environment variable {moved[0]}: dedup's settings are under stages now: "
+                f"{_ENV_PREFIX}STAGES__DEDUP__<NAME>"
+            )
+        return value
+
+    @property
+    def dedup(self) -> DedupSettings:
+        """The dedup stage's section (`stages.dedup`)."""
+        return self.stages.dedup
+
     def config_hash(self) -> str:
-        """Hash of what decides item content (not where things are stored)."""
-        relevant = self.model_dump(
-            mode="json", include={"max_iterations", "composer", "renderer", "dedup", "filters"}
-        )
+        """Hash of what decides item content (not where things are stored): the rounds, and what
+        each enabled stage says decides its work (`Stage.decisive_settings`)."""
+        pipeline = importlib.import_module("builder.stages.pipeline")
+        relevant = {"max_iterations": self.max_iterations, "stages": pipeline.decisive_settings(self)}
         return hashlib.sha256(json.dumps(relevant, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -322,12 +299,12 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     `config_file:line`, the environment variable, or the command line."""
     if config_file is not None:
         config = ConfigFile.read(Path(config_file))
-    elif os.environ.get(_CONFIG_FILE_ENV):
-        config = ConfigFile.read(Path(os.environ[_CONFIG_FILE_ENV]))
+    elif os.environ.get(CONFIG_FILE_ENV):
+        config = ConfigFile.read(Path(os.environ[CONFIG_FILE_ENV]))
     else:
         config = None
     given = {key: value for key, value in overrides.items() if value is not None}
-    token = _config_file.set(config)
+    token = using_config_file(config)
     try:
         return Settings(**given)
     except ValidationError as exc:
@@ -341,7 +318,7 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             """are given as JSON, e.g. MIRBENCH_SEEDS='["seeds/", "more.jsonl"]'"""
         ) from None
     finally:
-        _config_file.reset(token)
+        token.var.reset(token)
 
 
 def _located(error: Any, given: dict[str, Any], config: ConfigFile | None) -> InputError:

@@ -1,7 +1,9 @@
 """Backends registered by name: composers, renderers, filters, testers and judges.
 
 A backend is a class in its own module with a `name`, a `Settings` model beside it (whose
-discriminator field holds the name) and a `from_settings` constructor. Built-in backends live
+discriminator field holds the name) and a `from_settings` constructor. Each kind's base class
+is abstract (`abc.abstractmethod` on what a backend must do), and a class that leaves one of
+those methods out is refused when it registers, not when a build first calls it. Built-in backends live
 in their stage's package and register with a decorator; every module of that package is
 imported on first use, so adding a backend is adding a module. Third-party backends register
 through an entry-point group per kind (`mirbench.composers`, `mirbench.renderers`,
@@ -19,8 +21,10 @@ workspace) passes through here untouched.
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 import threading
+from abc import ABC
 from importlib.metadata import entry_points
 from typing import Annotated, Any, ClassVar, Generic, Self, TypeVar, Union
 
@@ -33,7 +37,7 @@ class BackendSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class Backend:
+class Backend(ABC):
     """Base of every backend class. `thread_safe = False` makes concurrent shards take turns."""
 
     name: ClassVar[str]
@@ -72,6 +76,9 @@ class Registry(Generic[B]):
 
     def register(self, backend: type[B]) -> type[B]:
         """Class decorator: register `backend` under its `name`."""
+        if inspect.isabstract(backend):
+            missing = ", ".join(sorted(backend.__abstractmethods__))
+            raise TypeError(f"{backend.__qualname__} is a {self.kind} backend without {missing}: define it")
         name = backend.name
         settings_key = backend.Settings.model_fields.get(self.key)
         if settings_key is None or settings_key.default != name:

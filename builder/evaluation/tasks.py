@@ -20,7 +20,7 @@ from builder.evaluation.plan import EvaluationSpec
 from builder.evaluation.protocols import parts_to_judge
 from builder.evaluation.report import Results, collect, records
 from builder.evaluation.traces import MarkerSet, Split, load_marker_sets, split
-from builder.models.llm import details_key
+from builder.models.replies import details_key
 from builder.stages.attack import Answer, Failure, testers
 from builder.stages.judge import RATIONALE_CHARS, Assessment, Case, Judge, judges
 from builder.store.schema import EvaluationResponseRow, _now

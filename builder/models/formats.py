@@ -1,8 +1,8 @@
 """The structured-output format each server accepts, learned once and kept in the store.
 
-`builder/models/llm.py` steps down from `json_schema` when a server rejects it (llama.cpp answers 500);
-the store's `llm_formats` table remembers the step-down per (base URL, model), so later builds
-start with the format that works and every judgement costs one request.
+`builder/models/structured_output.py` steps down from `json_schema` when a server rejects it
+(llama.cpp answers 500); the store's `llm_formats` table remembers the step-down per (base URL,
+model), so later builds start with the format that works and every judgement costs one request.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ survives what real servers do: timeouts, dropped connections, 429 (honouring Ret
 5xx, truncated output, invalid JSON and schema violations get bounded, jittered exponential
 back-off; a refusal is recorded as such and never retried into compliance. Answers are cached
 by (model, template version, rendered request), so reruns replay instead of paying again.
+What an answer or a failed call means is builder/models/llm_errors.py; which structured-output
+format a server is asked for, builder/models/structured_output.py.
 
 The API key is read from the environment variable the settings name, handed to the client and
 kept nowhere else: it is not a setting, so it never reaches logs, artifacts or the store.
@@ -17,22 +19,39 @@ import hashlib
 import json
 import os
 import random
-import threading
-import time
 from collections.abc import Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from email.utils import parsedate_to_datetime
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, Field
 
-from builder.store.caches import DETAILS_SUFFIX
+from builder.models.llm_errors import (
+    Final,
+    LLMFailure,
+    RefusalError,
+    Retryable,
+    classified,
+    json_in,
+)
+from builder.models.replies import DETAILS_SUFFIX, Pace, details, details_key
+from builder.models.structured_output import FormatMemory, Negotiation, StructuredOutput
+
+__all__ = [
+    "FormatMemory",
+    "JSONAnswer",
+    "JSONRequest",
+    "LLMClient",
+    "LLMFailure",
+    "LLMSettings",
+    "RefusalError",
+    "ResponseCache",
+    "StructuredOutput",
+    "TextRequest",
+]
 
 T = TypeVar("T")
-StructuredOutput = Literal["auto", "json_schema", "json_object", "prompt"]
-_DOWNGRADE: dict[str, StructuredOutput] = {"json_schema": "json_object", "json_object": "prompt"}
 
 
 class LLMSettings(BaseModel):
@@ -56,26 +75,6 @@ class LLMSettings(BaseModel):
         description="json_schema (OpenAI, vLLM), json_object (+schema: llama.cpp), prompt (anything "
         "else), or auto: start with json_schema and step down when the server rejects it.",
     )
-
-
-class RefusalError(ValueError):
-    """The model declined the task. Raised by validators too, for refusals inside valid JSON."""
-
-
-class LLMFailure(Exception):
-    """A request that did not produce a valid answer after its retries."""
-
-    def __init__(self, kind: str, detail: str, attempts: int):
-        super().__init__(f"{kind} after {attempts} attempt(s): {detail}")
-        self.kind = kind
-        self.detail = detail
-        self.attempts = attempts
-
-
-class _Retryable(Exception):
-    def __init__(self, kind: str, detail: str, wait: float | None = None):
-        super().__init__(detail)
-        self.kind, self.detail, self.wait = kind, detail, wait
 
 
 @dataclass(frozen=True)
@@ -107,9 +106,7 @@ class TextRequest:
     # at once for a whole shard).
     messages: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] = field(default_factory=list)
     prompt: str | None = None
-    # Also cache, under `details_key`, the reply's extra text fields (a reasoning trace a server
-    # returns apart: `reasoning_content`, `reasoning`), its token usage and finish reason.
-    keep_details: bool = False
+    keep_details: bool = False  # also cache the reply's details beside it (builder/models/replies.py)
 
 
 @dataclass(frozen=True)
@@ -127,75 +124,6 @@ class ResponseCache(Protocol):
 
     def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
         """Several (key, model, text) at once, in one write."""
-        ...
-
-
-class FormatMemory(Protocol):
-    """Where the format a server accepts outlives the process (the store)."""
-
-    def learned_format(self, base_url: str, model: str) -> StructuredOutput | None: ...
-
-    def learn_format(self, base_url: str, model: str, output: StructuredOutput, reason: str) -> None: ...
-
-
-# (base URL, model) -> the format to start with: a server rejects a format once per process.
-_learned: dict[tuple[str, str], StructuredOutput] = {}
-_learned_lock = threading.Lock()
-
-
-def details_key(key: str) -> str:
-    """Where the details of the text answer cached under `key` are cached (`keep_details`)."""
-    return hashlib.sha256(f"{key}\x1fdetails".encode()).hexdigest()
-
-
-class _Pace:
-    """At most `per_minute` requests started per minute, evenly spaced (None: no limit)."""
-
-    def __init__(self, per_minute: float | None):
-        self.gap = 60.0 / per_minute if per_minute else 0.0
-        self.next = 0.0
-        self.lock = asyncio.Lock()
-
-    async def wait(self) -> None:
-        if not self.gap:
-            return
-        async with self.lock:
-            now = time.monotonic()
-            start = max(now, self.next)
-            self.next = start + self.gap
-        await asyncio.sleep(start - now)
-
-
-def _json_in(text: str) -> Any:
-    """The JSON object in `text`: the whole text, or the outermost {...} (code fences, chatter)."""
-    text = text.strip()
-    try:
-        return json.loads(text, strict=False)  # llama.cpp strings may hold raw control characters
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        if start == -1 or end <= start:
-            raise
-        return json.loads(text[start : end + 1], strict=False)
-
-
-def _retry_after(headers: Any) -> float | None:
-    if headers is None:
-        return None
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            return max(0.0, float(value) * scale)
-        except ValueError:
-            try:
-                moment = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            from datetime import UTC, datetime
-
-            return max(0.0, (moment - datetime.now(UTC)).total_seconds())
-    return None
 
 
 def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -216,13 +144,10 @@ class LLMClient:
             raise ValueError("an LLM backend needs a model name")
         self.settings = settings
         self.cache = cache
-        self.formats = formats
-        self._mode: StructuredOutput = (
-            "json_schema" if settings.structured_output == "auto" else settings.structured_output
-        )
         # Until a request in the current format got through, one at a time probes it (see _complete).
-        self._negotiated = settings.structured_output != "auto"
-        self._mode_lock = threading.Lock()
+        self.negotiation = Negotiation(
+            settings.structured_output, settings.base_url or "", settings.model, formats
+        )
         self.requests_sent = 0
         self.prompt_tokens = 0  # as the server reports them: what a run cost
         self.completion_tokens = 0
@@ -237,21 +162,6 @@ class LLMClient:
         """The server's host[:port], as failures and provenance name it (never a credential)."""
         parts = urlsplit(self.settings.base_url or "https://api.openai.com/v1")
         return f"{parts.hostname}{f':{parts.port}' if parts.port else ''}"
-
-    @property
-    def _format_key(self) -> tuple[str, str]:
-        return (self.settings.base_url or "", self.model)
-
-    def _recall_format(self) -> None:
-        """Start from the format this process or the store learned for the server."""
-        if self._negotiated:
-            return
-        with _learned_lock:
-            known = _learned.get(self._format_key)
-        if known is None and self.formats is not None:
-            known = self.formats.learned_format(*self._format_key)
-        if known is not None:
-            self._mode, self._negotiated = known, True
 
     def cache_key(self, request: JSONRequest) -> str:
         payload = {
@@ -277,7 +187,7 @@ class LLMClient:
         self, requests: list[JSONRequest], on_done: Callable[[], None] | None = None
     ) -> list[JSONAnswer | LLMFailure]:
         """Answer every request (in order), with at most `concurrency` in flight."""
-        self._recall_format()
+        self.negotiation.recall()
         return _run_sync(lambda: self._run_all(requests, on_done))
 
     def run_text(
@@ -296,17 +206,15 @@ class LLMClient:
             api_key=api_key, base_url=self.settings.base_url, timeout=self.settings.timeout, max_retries=0
         )
         limit = asyncio.Semaphore(self.settings.concurrency)
-        self._probe = asyncio.Lock()
-        self._pace = _Pace(self.settings.requests_per_minute)
+        self._probe, self._pace = asyncio.Lock(), Pace(self.settings.requests_per_minute)
+        # Requests with one cache key are asked once: the others of the batch wait for that answer.
+        asked: dict[str, asyncio.Future[JSONAnswer | LLMFailure]] = {}
 
         async def ask(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
             async with limit:
                 if isinstance(request, TextRequest):
                     return await self._answer_text(client, request)
                 return await self._answer(client, request)
-
-        # Requests with one cache key are asked once: the others of the batch wait for that answer.
-        asked: dict[str, asyncio.Future[JSONAnswer | LLMFailure]] = {}
 
         async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
             text = isinstance(request, TextRequest)
@@ -332,7 +240,7 @@ class LLMClient:
                     return JSONAnswer(self._accept(cached, request), cached, cached=True, attempts=0)
                 except RefusalError as exc:
                     return LLMFailure("refused", str(exc) or cached[:200], 0)
-                except (ValueError, _Retryable):
+                except (ValueError, Retryable):
                     pass  # an entry that no longer parses or validates is asked again
 
         async def attempt() -> tuple[Any, str]:
@@ -347,13 +255,12 @@ class LLMClient:
             cached = await self._cached(key)
             if cached is not None:
                 return JSONAnswer(cached, cached, cached=True, attempts=0)
-
         beside: list[tuple[str, str, str]] = []  # the details, cached in the answer's own write
 
         async def attempt() -> tuple[Any, str]:
-            text, details = await self._complete_text(client, request)
+            text, kept = await self._complete_text(client, request)
             if request.keep_details:
-                beside[:] = [(details_key(key), self.model + DETAILS_SUFFIX, json.dumps(details))]
+                beside[:] = [(details_key(key), self.model + DETAILS_SUFFIX, json.dumps(kept))]
             return text, text
 
         return await self._retrying(key, attempt, beside)
@@ -367,7 +274,7 @@ class LLMClient:
         """Ask until an answer is accepted (and cached, with the rows `beside` it in one write), the
         model refuses (cached too: never retried into compliance), a final error comes, or the
         retries run out."""
-        attempts, last = 0, _Retryable("none", "no attempt made")
+        attempts, last = 0, Retryable("none", "no attempt made")
         while attempts <= self.settings.max_retries:
             attempts += 1
             try:
@@ -375,29 +282,28 @@ class LLMClient:
             except RefusalError as exc:
                 refusal = str(exc)
                 if self.cache is not None:
-                    await self._cache(key, refusal)
+                    await self._cache([(key, self.model, refusal)])
                 return LLMFailure("refused", refusal[:300], attempts)
-            except _Retryable as exc:
+            except Retryable as exc:
                 last = exc
-            except _Final as exc:
+            except Final as exc:
                 return LLMFailure(exc.kind, exc.detail, attempts)
             else:
                 if self.cache is not None:
-                    await self._cache(key, text, beside or [])
+                    await self._cache([*(beside or []), (key, self.model, text)])
                 return JSONAnswer(value, text, cached=False, attempts=attempts)
             if attempts <= self.settings.max_retries:
                 await asyncio.sleep(self._backoff(attempts, last.wait))
         return LLMFailure(last.kind, last.detail, attempts)
 
-    # The cache is a database: it is read and written off the event loop, so a commit does not hold
-    # back the requests in flight.
+    # The cache (a database) is read and written off the event loop: a commit holds back no request.
     async def _cached(self, key: str) -> str | None:
         assert self.cache is not None
         return await asyncio.to_thread(self.cache.cached_response, key)
 
-    async def _cache(self, key: str, text: str, beside: list[tuple[str, str, str]] | None = None) -> None:
+    async def _cache(self, rows: list[tuple[str, str, str]]) -> None:
         assert self.cache is not None
-        await asyncio.to_thread(self.cache.cache_responses, [*(beside or []), (key, self.model, text)])
+        await asyncio.to_thread(self.cache.cache_responses, rows)
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:
@@ -406,59 +312,40 @@ class LLMClient:
         return random.uniform(ceiling / 2, ceiling)
 
     def _accept(self, text: str, request: JSONRequest) -> Any:
-        """Parse and validate an answer's text; raise _Retryable or RefusalError."""
+        """Parse and validate an answer's text; raise Retryable or RefusalError."""
         try:
-            value = _json_in(text)
+            value = json_in(text)
         except json.JSONDecodeError as exc:
             if request.refused(text):
                 raise RefusalError(text.strip()[:300]) from None
-            raise _Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
+            raise Retryable("invalid_json", f"{exc.msg} in {text[:120]!r}") from None
         try:
             return request.validate(value)
         except RefusalError:
             raise
         except ValueError as exc:
-            raise _Retryable("schema", str(exc)[:300]) from None
-
-    def request_options(self, request: JSONRequest, mode: StructuredOutput) -> dict[str, Any]:
-        messages = list(request.messages)
-        options: dict[str, Any] = {}
-        if mode == "json_schema":
-            options["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "answer", "schema": request.schema, "strict": False},
-            }
-        elif mode == "json_object":
-            options["response_format"] = {"type": "json_object", "schema": request.schema}
-        if mode != "json_schema":  # tell the model the shape when the server cannot enforce it all
-            messages[-1] = {
-                **messages[-1],
-                "content": messages[-1]["content"]
-                + "\n\nAnswer with one JSON object only, matching this JSON schema:\n"
-                + json.dumps(request.schema),
-            }
-        return {"messages": messages, **options}
+            raise Retryable("schema", str(exc)[:300]) from None
 
     async def _complete(self, client: Any, request: JSONRequest) -> str:
         completion = None
-        if not self._negotiated:
+        if not self.negotiation.negotiated:
             async with self._probe:  # one request settles the format; the others wait for it
-                if not self._negotiated:
+                if not self.negotiation.negotiated:
                     completion = await self._send(client, request)
-                    self._negotiated = True
+                    self.negotiation.negotiated = True
         if completion is None:
             completion = await self._send(client, request)
         choice = self._choice(completion)
         if getattr(choice.message, "refusal", None):
             raise RefusalError(choice.message.refusal)
         if choice.finish_reason == "length":
-            raise _Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
+            raise Retryable("truncated", f"output cut at max_tokens={self.settings.max_tokens}")
         return choice.message.content or ""
 
     async def _send(self, client: Any, request: JSONRequest) -> Any:
         """One completion in the current format, stepping down when the server rejects it."""
         while True:
-            mode = self._mode
+            mode = self.negotiation.mode
             await self._pace.wait()
             try:
                 self.requests_sent += 1
@@ -466,15 +353,15 @@ class LLMClient:
                     model=self.model,
                     temperature=self.settings.temperature,
                     max_tokens=self.settings.max_tokens,
-                    **self.request_options(request, mode),
+                    **Negotiation.options(request.messages, request.schema, mode),
                 )
             except Exception as exc:
-                if self._rejects_format(exc) and self._step_down(mode, exc):
+                if Negotiation.rejected(exc) and self.negotiation.step_down(mode, exc):
                     continue  # the server cannot do this structured-output style: try the next
-                raise self._classified(exc) from None
+                raise classified(exc, self.settings.timeout) from None
 
     async def _complete_text(self, client: Any, request: TextRequest) -> tuple[str, dict[str, Any]]:
-        """The answer's text, and its details: extra text fields, token usage, finish reason."""
+        """The answer's text, and its details (builder/models/replies.py)."""
         await self._pace.wait()
         self.requests_sent += 1
         try:
@@ -494,34 +381,13 @@ class LLMClient:
                     max_tokens=self.settings.max_tokens,
                 )
         except Exception as exc:
-            raise self._classified(exc) from None
+            raise classified(exc, self.settings.timeout) from None
         choice = self._choice(completion)
-        details = {"usage": _usage(completion), "finish_reason": getattr(choice, "finish_reason", None)}
         if request.prompt is not None:
-            return getattr(choice, "text", None) or "", {**details, "fields": {}}
-        extra = getattr(choice.message, "model_extra", None) or {}
-        details["fields"] = {name: value for name, value in extra.items() if isinstance(value, str) and value}
+            return getattr(choice, "text", None) or "", details(completion, choice)
         # A model's refusal is its answer here, whichever field carries it.
-        return choice.message.content or getattr(choice.message, "refusal", None) or "", details
-
-    def _classified(self, exc: Exception) -> Exception:
-        """What a failed call means: worth retrying (_Retryable), or not (_Final)."""
-        import openai
-
-        if isinstance(exc, openai.APIStatusError):
-            status = exc.status_code
-            if status == 429:
-                return _Retryable("rate_limited", "HTTP 429", _retry_after(exc.response.headers))
-            if status >= 500 or status == 408:
-                return _Retryable("server_error", f"HTTP {status}: {str(exc.message)[:200]}")
-            return _Final("bad_request", f"HTTP {status}: {str(exc.message)[:300]}")
-        if isinstance(exc, openai.APITimeoutError):
-            return _Retryable("timeout", f"no answer within {self.settings.timeout:g}s")
-        if isinstance(exc, openai.APIConnectionError):
-            return _Retryable("connection", str(exc.__cause__ or exc)[:200])
-        if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError | ValueError):
-            return _Retryable("invalid_response", str(exc)[:200])
-        raise exc
+        text = choice.message.content or getattr(choice.message, "refusal", None) or ""
+        return text, details(completion, choice)
 
     def _choice(self, completion: Any) -> Any:
         usage = getattr(completion, "usage", None)
@@ -530,45 +396,5 @@ class LLMClient:
             self.completion_tokens += getattr(usage, "completion_tokens", 0) or 0
         choices = getattr(completion, "choices", None)
         if not choices or (getattr(choices[0], "message", None) is None and not hasattr(choices[0], "text")):
-            raise _Retryable("invalid_response", f"no choices in the answer: {str(completion)[:120]}")
+            raise Retryable("invalid_response", f"no choices in the answer: {str(completion)[:120]}")
         return choices[0]
-
-    @staticmethod
-    def _rejects_format(exc: Any) -> bool:
-        if not hasattr(exc, "status_code"):
-            return False
-        text = str(getattr(exc, "message", "")) + str(getattr(exc, "body", ""))
-        return exc.status_code in (400, 422, 500) and ("response_format" in text or "json_schema" in text)
-
-    def _step_down(self, mode: StructuredOutput, exc: Any) -> bool:
-        """Take the next format after the server rejected `mode`, and remember it (in this
-        process and, given a FormatMemory, in the store) for this base URL and model."""
-        if self.settings.structured_output != "auto" or mode not in _DOWNGRADE:
-            return False
-        with self._mode_lock:
-            if self._mode != mode:
-                return True  # another request already stepped down
-            learned = self._mode = _DOWNGRADE[mode]
-        with _learned_lock:
-            _learned[self._format_key] = learned
-        if self.formats is not None:
-            reason = f"HTTP {getattr(exc, 'status_code', '?')} on {mode}"
-            self.formats.learn_format(*self._format_key, learned, reason)
-        return True
-
-
-def _usage(completion: Any) -> dict[str, int]:
-    """The token counts a server reported for one completion (none it did not report)."""
-    usage = getattr(completion, "usage", None)
-    counts = {
-        name: getattr(usage, name, None) for name in ("prompt_tokens", "completion_tokens", "total_tokens")
-    }
-    reasoning = getattr(getattr(usage, "completion_tokens_details", None), "reasoning_tokens", None)
-    counts["reasoning_tokens"] = reasoning
-    return {name: value for name, value in counts.items() if isinstance(value, int)}
-
-
-class _Final(Exception):
-    def __init__(self, kind: str, detail: str):
-        super().__init__(detail)
-        self.kind, self.detail = kind, detail

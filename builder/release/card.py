@@ -21,6 +21,7 @@ from builder.release.changelog import Changes
 from builder.release.licence import ReleaseLicense
 from builder.run.picture_figures import PictureFigures
 from builder.stages import pipeline
+from builder.stages.render import draws_words
 
 CITATION = """@article{mirsafetybench2026,
   title   = {MIR-SafetyBench: Multi-Image Reasoning Safety Benchmark for Multimodal Large Language Models},
@@ -86,6 +87,15 @@ def _metadata(description: dict[str, Any]) -> dict[str, Any]:
 
 
 MOSTLY_COPIED = 0.2  # above this share of keywords copied from the question, cards print the harm
+
+
+def _funnel_table(description: dict[str, Any]) -> str:
+    """How the candidates behind this release ended (manifests before 0.3 do not say)."""
+    rows = description.get("funnel") or []
+    if not rows:
+        return ""
+    lines = [f"| {'&nbsp;' * 4 * row['indent']}{row['label']} | {row['count']} |" for row in rows]
+    return "\n## From candidates to items\n\n| candidates | count |\n|---|---:|\n" + "\n".join(lines) + "\n"
 
 
 def _counted(counter: Counter[str]) -> str:
@@ -183,9 +193,7 @@ def _build_facts(description: dict[str, Any]) -> tuple[list[str], bool, bool]:
     images show words of the question; whether the items went through an attack loop."""
     selection = description["selection"]
     facts, attacked = _making_facts(selection)
-    typographic = any(
-        (entry["provenance"].get("renderer") or "").startswith("typographic") for entry in selection
-    )
+    typographic = any(draws_words(entry["provenance"].get("renderer") or "") for entry in selection)
     pictures, shows_question = _picture_facts(description, typographic)
     return (
         [*facts, _review_fact(description), *pictures, *_license_fact(description)],
@@ -287,7 +295,7 @@ checksums of every file, and the configuration that produced them.
 
 `iteration` is the round in which an item was accepted (a rejected candidate comes back with the
 reasons as feedback, up to a cap).
-{attack_section(description)}
+{_funnel_table(description)}{attack_section(description)}
 ## Items per cell
 
 {cells_table(description)}

@@ -27,6 +27,7 @@ from builder.curation.provenance import seed_sources
 from builder.release.licence import release_license
 from builder.release.rows import ID_PREFIX, PUBLISHED_FIELDS, published_id
 from builder.run.picture_figures import picture_figures
+from builder.run.report import FunnelRow, selection_funnel
 from builder.stages.ablation import AblationRate, ablation_rates
 from builder.stages.attack.summary import QuotedCalibrations, summarize
 from builder.stages.judge.calibration.quote import quoted_for_items
@@ -102,6 +103,7 @@ class StoreFacts:
     review: ReviewSummary
     calibrations: QuotedCalibrations
     ablation: list[AblationRate]  # per relation, over every candidate of the released pairs
+    funnel: list[FunnelRow]  # how the candidates of the builds behind the release ended
 
 
 def store_facts(store: Store, items: list[Item], calibration: Mapping[str, Any] | None) -> StoreFacts:
@@ -112,6 +114,7 @@ def store_facts(store: Store, items: list[Item], calibration: Mapping[str, Any] 
         review=review_summary(store, {item.id for item in items}),
         calibrations=quoted_for_items(store, items, calibration),
         ablation=ablation_rates([*items, *rejected]),
+        funnel=selection_funnel(store, items),
     )
 
 
@@ -153,6 +156,7 @@ def describe(
         # construction-time attack success: rates and classes only, never an answer
         "attack": summarize(items).with_calibrations(facts.calibrations).model_dump(mode="json"),
         "ablation": [rate.model_dump() for rate in facts.ablation],
+        "funnel": [row.model_dump() for row in facts.funnel],
         "selection": portable(
             [
                 {

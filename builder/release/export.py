@@ -168,7 +168,7 @@ def write_release(
     ]
     manifest_bytes = json.dumps(description, indent=2, sort_keys=True).encode()
     (staging / "manifest.json").write_bytes(manifest_bytes)
-    stats.count("released", len(items))
+    stats.count("release", "released", len(items))
     return manifest_bytes
 
 

@@ -4,16 +4,15 @@ Stats come from what each task recorded in the store when it finished, so the re
 build is complete whatever process ran its tasks, and a killed run keeps the stats it had. The
 funnel counts the items the run touched (and those of dead runs it resumed), nothing older.
 
-The funnel groups rejections by the fields of the verdict that ended each item (`stage`,
-`name`, `reason`), along the pipeline: what failed before dedup, dedup's duplicates, what a
-stage of the attack loop failed or its policy rejected, and the rest (filters, review and any
-stage added later).
+The funnel groups candidates by the fields of the verdict that ended each one (`stage`, `name`,
+`reason`), where that stage's declared funnel group puts them (`Stage.funnel_group`,
+`Stage.funnel_label`): it names no stage and knows no stage's place.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,13 @@ from pydantic import BaseModel
 
 from builder.config.sections import CalibrationSettings
 from builder.core.items import Item, ItemStatus, Verdict
-from builder.core.stats import StageStats
+from builder.core.stats import Outcome, StageStats
 from builder.run.failures import FailureGroup, exhausted, failure_groups
 from builder.run.picture_figures import PictureFigures
 from builder.run.scope import exclusive_status, exclusive_status_counts
 from builder.stages import pipeline
-from builder.stages.ablation import AblationStage, ablation_rates
 from builder.stages.attack.summary import AttackSummary, summarize
-from builder.stages.dedup import DedupStage
-from builder.stages.filters import OFF
+from builder.stages.base import FunnelGroup, Stage
 from builder.stages.judge.calibration.quote import calibrated
 from builder.store import Store
 
@@ -56,6 +53,7 @@ class BuildReport(BaseModel):
     exhausted: int = 0  # failed candidates of this run's pairs with every attempt used
     store_total: dict[str, int] = {}  # items by status over the whole store, every run
     pictures: PictureFigures | None = None  # of the items queued for review
+    notes: list[str] = []  # what a reader of the figures must know (stats an older mirbench recorded)
     stats_file: Path | None = None
 
     @property
@@ -96,6 +94,61 @@ def rejections(items: Iterable[Item]) -> list[tuple[ItemStatus, Verdict]]:
     ]
 
 
+def _stage_of(name: str) -> type[Stage]:
+    """The pipeline stage `name`; a verdict of anything else (review, a plug-in no longer
+    installed) counts as the base's: rejected by filter or review."""
+    try:
+        return pipeline.stage(name)
+    except KeyError:
+        return Stage
+
+
+def _rows(counts: Counter[str], indent: int = 1) -> list[FunnelRow]:
+    return [FunnelRow(label=label, count=count, indent=indent) for label, count in sorted(counts.items())]
+
+
+class _Endings:
+    """The candidates of a funnel by how they ended, in the groups their stages declare."""
+
+    def __init__(self, items: list[Item], enabled: Collection[str] | None = None):
+        order = pipeline.stages()
+        # the headings of the stages that ran (all, when not known): the others' only when they
+        # rejected something (an earlier build's settings)
+        on = [stage for stage in order if enabled is None or stage.name in enabled]
+        self.enabled_labels = {stage.funnel_label for stage in on}
+        made = [position for position, stage in enumerate(order) if stage.funnel_group is FunnelGroup.MADE]
+        last_made = made[-1] if made else -1
+        self.made_label = order[last_made].funnel_label if made else "made"
+        self.unmade = 0  # ended (failed, refused, rejected) before the last stage that makes them
+        self.failed: Counter[str] = Counter()
+        self.rejected: dict[str, Counter[str]] = {}  # funnel label -> "check: reason" -> items
+        for stage in order:  # headings in pipeline order, the attack loop's after the others
+            if stage.funnel_group is FunnelGroup.REJECTED:
+                self.rejected.setdefault(stage.funnel_label, Counter())
+        self.tester_labels = {stage.funnel_label for stage in order if stage.needs_testers}
+        self.tester_labels -= {stage.funnel_label for stage in order if not stage.needs_testers}
+        positions = {stage.name: position for position, stage in enumerate(order)}
+        for status, verdict in rejections(items):
+            stage = _stage_of(verdict.stage)
+            if positions.get(verdict.stage, len(order)) <= last_made:
+                self.unmade += 1
+            label = f"{verdict.name}: {verdict.reason}"
+            if status is ItemStatus.FAILED:
+                self.failed[label] += 1
+            elif status is ItemStatus.REJECTED and stage.funnel_group is FunnelGroup.REJECTED:
+                self.rejected.setdefault(stage.funnel_label, Counter())[label] += 1
+
+    def rejected_rows(self, attack_loop: bool, empty: bool = True) -> list[FunnelRow]:
+        """Each heading with its rejections, of the attack loop's stages or of the others (headings
+        that rejected nothing too, unless not `empty`)."""
+        rows = []
+        for label, counts in self.rejected.items():
+            shown = counts or (empty and label in self.enabled_labels)
+            if (label in self.tester_labels) is attack_loop and shown:
+                rows += [FunnelRow(label=label, count=sum(counts.values())), *_rows(counts)]
+        return rows
+
+
 def funnel(
     items: list[Item],
     review_states: Mapping[str, str],
@@ -103,51 +156,25 @@ def funnel(
     pairs: int,
     attack: AttackSummary | None = None,
     exhausted: int = 0,
+    enabled: Collection[str] | None = None,
 ) -> list[FunnelRow]:
     """The funnel of `items`: the candidates one run touched (its pairs' rounds), each counted
-    once, under one status (an approved item is not also queued)."""
+    once, under one status (an approved item is not also queued). Each ended candidate shows
+    where its stage's `funnel_group` puts it: failures under `failed`, by check and reason;
+    rejections under the stage's `funnel_label`; the made row counts those that got past every
+    stage that makes candidates."""
     statuses = Counter(exclusive_status(item, review_states.get(item.id)) for item in items)
-    total = len(items)
-    order = pipeline.names()
-    before_dedup = set(order[: order.index(DedupStage.name)])
-    attack_loop = pipeline.tester_stages()
-    early: Counter[str] = Counter()  # before dedup: failed while composing or rendering
-    refused = 0  # by the composer model
-    attack_failures: Counter[str] = Counter()
-    policy_rejected = 0
-    not_needed: Counter[str] = Counter()  # rejected by the needs-every-image check
-    duplicates: Counter[str] = Counter()
-    rejected: Counter[str] = Counter()
-    for status, verdict in rejections(items):
-        label = f"{verdict.name}: {verdict.reason}"
-        if verdict.stage in before_dedup and status is ItemStatus.REFUSED:
-            refused += 1
-        elif verdict.stage in before_dedup:
-            early[label] += 1
-        elif verdict.stage == AblationStage.name and status is ItemStatus.REJECTED:
-            not_needed[verdict.reason] += 1
-        elif verdict.stage in attack_loop and status is ItemStatus.REJECTED:
-            policy_rejected += 1
-        elif verdict.stage in attack_loop:
-            attack_failures[label] += 1
-        elif verdict.stage == DedupStage.name:
-            duplicates[verdict.reason] += 1
-        else:
-            rejected[label] += 1
+    endings = _Endings(items, enabled)
     rows = [
         FunnelRow(label="seeds", count=seeds),
         FunnelRow(label="(seed, relation) pairs", count=pairs),
-        FunnelRow(label="candidates composed (all rounds)", count=total),
+        FunnelRow(label="candidates composed (all rounds)", count=len(items)),
         FunnelRow(label="refused by the composer model", count=statuses.get(ItemStatus.REFUSED.value, 0)),
         FunnelRow(label="failed", count=statuses.get(ItemStatus.FAILED.value, 0)),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(early.items())),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(attack_failures.items())),
+        *_rows(endings.failed),
         FunnelRow(label=EXHAUSTED_LABEL, count=exhausted),
-        FunnelRow(label="rendered", count=total - sum(early.values()) - refused),
-        FunnelRow(label="duplicates", count=sum(duplicates.values())),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(duplicates.items())),
-        FunnelRow(label="rejected by filter or review", count=sum(rejected.values())),
-        *(FunnelRow(label=k, count=v, indent=1) for k, v in sorted(rejected.items())),
+        FunnelRow(label=endings.made_label, count=len(items) - endings.unmade),
+        *endings.rejected_rows(attack_loop=False),
     ]
     if attack is None:
         untested = statuses.get(ItemStatus.QUEUED.value, 0)
@@ -159,15 +186,52 @@ def funnel(
                 FunnelRow(label=f"{role.replace('_', '-')} answers: {name}", count=count, indent=1)
                 for name, count in counts.items()
             ]
-        rows.append(FunnelRow(label="rejected by the attack policy", count=policy_rejected))
+        rows += endings.rejected_rows(attack_loop=True)
         rows.append(FunnelRow(label="accepted by the attack policy", count=attack.accepted))
-        checked = sum(rate.checked for rate in ablation_rates(items))
-        if checked:
-            rows.append(FunnelRow(label="checked that every image is needed", count=checked, indent=1))
-            rows.append(FunnelRow(label="an image not needed", count=sum(not_needed.values()), indent=1))
-            rows += [FunnelRow(label=k, count=v, indent=2) for k, v in sorted(not_needed.items())]
     rows.append(FunnelRow(label="queued for review", count=statuses.get(ItemStatus.QUEUED.value, 0)))
     return rows
+
+
+def selection_funnel(store: Store, released: list[Item]) -> list[FunnelRow]:
+    """How the candidates behind `released` ended (the release card's funnel): every candidate
+    the build runs that made the released items touched, by the group its ending stage declares."""
+    touched = store.runs_of([item.id for item in released])
+    runs = {run for item in released for run in touched.get(item.id, [item.provenance.run_id])}
+    ids = {item.id for item in released}.union(*(store.touched_ids(run) for run in sorted(runs)))
+    candidates = store.get_items(sorted(ids))
+    endings = _Endings(candidates)
+    statuses = Counter(item.status for item in candidates)
+    waiting = len(candidates) - len(released) - sum(statuses[status] for status in _ENDED)
+    return [
+        FunnelRow(label="candidates made by the builds behind this release", count=len(candidates)),
+        FunnelRow(label="refused by the composer model", count=statuses[ItemStatus.REFUSED]),
+        FunnelRow(label="failed", count=statuses[ItemStatus.FAILED]),
+        *_rows(endings.failed),
+        FunnelRow(label=endings.made_label, count=len(candidates) - endings.unmade),
+        *endings.rejected_rows(attack_loop=False),
+        *endings.rejected_rows(attack_loop=True, empty=False),
+        FunnelRow(label="not released (not approved yet, or still in the pipeline)", count=waiting),
+        FunnelRow(label="released", count=len(released)),
+    ]
+
+
+def unchecked_rows(stages: Mapping[str, StageStats]) -> list[FunnelRow]:
+    """Checks that were off: how many items each let through unchecked."""
+    counts: Counter[str] = Counter()
+    for stats in stages.values():
+        for count in stats.of(Outcome.UNCHECKED):
+            counts[f"check off: {count.check}: {count.reason} (items not checked)"] += count.n
+    return _rows(counts, indent=0)
+
+
+def legacy_note(stages: Mapping[str, StageStats]) -> list[str]:
+    older = sorted(name for name, stats in stages.items() if stats.legacy)
+    if not older:
+        return []
+    return [
+        f"stats of stage(s) {', '.join(older)} were recorded by an older mirbench (counts as text): "
+        "their items and seconds are shown, their counts are not"
+    ]
 
 
 def build_report(
@@ -180,10 +244,11 @@ def build_report(
     attack: bool = False,
     max_attempts: int = 3,
     calibration: CalibrationSettings | None = None,
+    enabled: Collection[str] | None = None,
 ) -> BuildReport:
     """The report of run `run_id` from `items`, what it (and any dead run it resumed) touched
     (`Store.touched_ids`), nothing older. `categories` maps each seed id to its seed (anything
-    with a `category`); `attack`: the attack loop was on."""
+    with a `category`); `attack`: the attack loop was on; `enabled`: the stages that ran."""
     states = store.review_states([item.id for item in items])
     pending = {item.id for item in items if exclusive_status(item, states.get(item.id)) == "queued"}
     summary = None
@@ -204,13 +269,9 @@ def build_report(
         len(pairs),
         summary,
         stuck,
+        enabled,
     )
-    if "filters" in stages:  # checks that were off: how many items they let through unchecked
-        rows += [
-            FunnelRow(label=f"{label} (items not checked)", count=count)
-            for label, count in sorted(stages["filters"].outcomes.items())
-            if label.startswith(OFF)
-        ]
+    rows += unchecked_rows(stages)
     wanted = {(categories[seed_id].category, relation) for seed_id, relation in pairs}
     queued_cells = {(item.category, item.relation) for item in items if item.id in pending}
     return BuildReport(
@@ -225,4 +286,5 @@ def build_report(
         failures=failure_groups(items),
         exhausted=stuck,
         store_total=exclusive_status_counts(store),
+        notes=legacy_note(stages),
     )

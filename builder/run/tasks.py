@@ -19,20 +19,20 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from builder.config.pairing import Pair, build_pairs, pairs_of
-from builder.config.seeds import Seed, load_seeds
+from builder.config.pairing import Pair, build_pairs
 from builder.config.settings import Settings
-from builder.config.taxonomy import Relation, Taxonomy, load_taxonomy
 from builder.core.errors import InputError
 from builder.core.items import Item, ItemStatus
 from builder.core.stats import StageStats
 from builder.models.embeddings import shared_embedder
 from builder.run.picture_figures import picture_figures
+from builder.run.prepare import Prepared
 from builder.run.report import BuildReport, FunnelRow, build_report
 from builder.stages import pipeline
 from builder.stages.compose import planned_item
+from builder.stages.render import fallback_reason
 from builder.stages.workspace import Workspace
-from builder.store import Store
+from builder.store import Candidate, Store
 
 
 class BuildSpec(BaseModel):
@@ -67,109 +67,88 @@ def new_run_id() -> str:
     return f"{datetime.now(UTC):%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
 
 
-def load_inputs(settings: Settings, limit: int | None = None) -> tuple[Taxonomy, list[Seed], list[Relation]]:
-    """Taxonomy, seeds (at most `limit`, spread over categories) and the relations to build."""
-    if settings.runner.kind == "dask" and settings.resolved_database_url.startswith("sqlite"):
-        raise InputError(
-            "the dask runner runs tasks in several processes, which SQLite cannot serve: "
-            "use PostgreSQL (--database-url postgresql+psycopg://...) and an artifacts folder "
-            "every worker sees"
-        )
-    taxonomy = load_taxonomy(settings.taxonomy)
-    seeds = load_seeds(settings.seeds, taxonomy, settings.limits)
-    relations = taxonomy.select_relations(settings.relations)
-    per_seed = settings.relations_per_seed
-    if per_seed is not None and per_seed > len(relations):
-        built = f"{len(relations)} relation{'s' if len(relations) > 1 else ''}"
-        raise InputError(
-            f"--relations-per-seed {per_seed} is more than the {built} this build makes "
-            f"({', '.join(relation.slug for relation in relations)}); give at most {len(relations)} "
-            "(relations_per_seed in a config file), or more relations with -r"
-        )
-    return taxonomy, _spread(seeds, limit), relations
-
-
-def _spread(seeds: list[Seed], limit: int | None) -> list[Seed]:
-    """The first `limit` seeds taken round-robin over categories, so a smoke run covers all
-    (all of them without a limit)."""
-    if limit is None:
-        return seeds
-    if limit < 1:
-        raise InputError(f"--limit must be at least 1 (got {limit})")
-    by_category: dict[str, list[Seed]] = {}
-    for seed in seeds:
-        by_category.setdefault(seed.category, []).append(seed)
-    picked: list[Seed] = []
-    queues = [list(group) for group in by_category.values()]
-    while len(picked) < limit and any(queues):
-        for queue in queues:
-            if queue and len(picked) < limit:
-                picked.append(queue.pop(0))
-    return picked
-
-
-def open_build(settings: Settings, limit: int | None = None) -> BuildSpec:
-    """Validate every input first; only then create the artifacts folder and the store, and
-    record the run (earlier unfinished runs are marked superseded by it)."""
-    taxonomy, every_seed, relations = load_inputs(settings)
-    seeds = _spread(every_seed, limit)
+def open_build(prepared: Prepared) -> BuildSpec:
+    """Open the run of a prepared build (`run.prepare`): create the artifacts folder and the
+    store, record the run (earlier unfinished runs are marked superseded by it), and hand the
+    inputs it read to this process's workspace, which then reads no file again."""
     # Workers on other machines get the settings from the spec: a relative folder would be
     # resolved against each worker's own working directory.
+    settings = prepared.settings
     settings = settings.model_copy(update={"artifacts": settings.artifacts.resolve()})
     settings.artifacts.mkdir(parents=True, exist_ok=True)
     remove_partial_files(settings.artifacts)
     spec = BuildSpec(
         settings=settings,
         run_id=new_run_id(),
-        seed_ids=[seed.id for seed in seeds],
-        relations=[relation.slug for relation in relations],
+        seed_ids=[seed.id for seed in prepared.seeds],
+        relations=prepared.slugs,
     )
-    # what this process's workspace would read again (the same files, the same settings)
-    spec.workspace.once("taxonomy", lambda: taxonomy)
-    spec.workspace.once("seeds", lambda: {seed.id: seed for seed in every_seed})
+    spec.workspace.once("taxonomy", lambda: prepared.taxonomy)
+    spec.workspace.once("seeds", lambda: {seed.id: seed for seed in prepared.every_seed})
     spec.workspace.store.start_run(spec.run_id, settings.model_dump(mode="json"))
     return spec
 
 
-def has_work(settings: Settings, limit: int | None = None) -> bool:
-    """Whether a build would change anything: a pair with no candidate yet, a candidate still
-    on its way, a rejected one with rounds left, a failed one with attempts left. Answered
-    from the store alone, so that a build with nothing to do needs no orchestration."""
-    _, seeds, relations = load_inputs(settings, limit)
-    slugs = [relation.slug for relation in relations]
+# The planner's rules, each said once: `plan_round`, `retry_failed` and `pending` act on them,
+# `has_work` asks them whether a build would act at all.
+
+
+def next_round(candidate: Candidate | None, max_iterations: int) -> int | None:
+    """The round in which the planner makes a pair's next candidate, given its latest one: round
+    1 for a pair without any, the next round for one rejected with rounds left; None when the
+    pair needs no new candidate."""
+    if candidate is None:
+        return 1
+    if candidate.status is ItemStatus.REJECTED and candidate.iteration < max_iterations:
+        return candidate.iteration + 1
+    return None
+
+
+def waiting_statuses(settings: Settings) -> set[ItemStatus]:
+    """The statuses an enabled stage takes: an item in one of them is `pending` work."""
+    return {pipeline.place(settings, stage.name).takes for stage in pipeline.enabled(settings)}
+
+
+def retryable(item: Item, settings: Settings) -> bool:
+    """A failed item that `retry_failed` sends back: attempts left, and its failing stage on.
+    A stage that is off now (the judge, with the attack loop off) keeps its failures failed:
+    `mirbench status` says why (builder/run/status_reasons.py)."""
+    failure = item.rejection
+    running = {stage.name for stage in pipeline.enabled(settings)}
+    return failure is not None and failure.stage in running and item.attempts < settings.max_attempts
+
+
+def retryable_failures(store: Store, settings: Settings, pairs: list[Pair]) -> list[Item]:
+    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, pairs))
+    return [item for item in failed if retryable(item, settings)]
+
+
+def has_work(prepared: Prepared) -> bool:
+    """Whether a build would change anything, by the planner's own rules: a pair that gets a
+    new candidate, a candidate some stage is waiting to take, a failed one `retry_failed` would
+    send back. Answered from the store alone, so that a build with nothing to do needs no
+    orchestration."""
+    settings = prepared.settings
     try:
         store = Store(settings.resolved_database_url, must_exist=True)
     except InputError:  # no store yet (or none reachable: the build itself says so)
         return True
     with store:
-        latest = store.latest_candidates(slugs)
-        failed = []
-        for pair in pairs_of(seeds, slugs, settings.relations_per_seed):
-            candidate = latest.get(pair)
-            if candidate is None or candidate.status not in _SETTLED:
-                return True
-            if candidate.status is ItemStatus.REJECTED and candidate.iteration < settings.max_iterations:
-                return True
-            if candidate.status is ItemStatus.FAILED:
-                failed.append(candidate.item_id)
-        return any(_retryable(item, settings) for item in store.get_items(failed))
-
-
-_SETTLED = (ItemStatus.QUEUED, ItemStatus.REJECTED, ItemStatus.FAILED, ItemStatus.REFUSED)
-
-
-def _retryable(item: Item, settings: Settings) -> bool:
-    failure = item.rejection
-    # A stage that is off now (the judge, with the attack loop off) keeps its failures failed:
-    # `mirbench status` says why (builder/run/status_reasons.py).
-    running = {stage.name for stage in pipeline.stages() if stage.enabled(settings)}
-    return failure is not None and failure.stage in running and item.attempts < settings.max_attempts
+        pairs = prepared.pairs
+        latest = store.latest_candidates(prepared.slugs)
+        if any(next_round(latest.get(pair), settings.max_iterations) for pair in pairs):
+            return True
+        waiting = waiting_statuses(settings)
+        candidates = [latest[pair] for pair in pairs]
+        if any(c.status in waiting and c.iteration <= settings.max_iterations for c in candidates):
+            return True
+        return bool(retryable_failures(store, settings, pairs))
 
 
 def warm_up(settings: Settings) -> None:
     """Load what every build's first stages need (torch and the text model: seconds) in this
     process, so it can happen while something else waits, such as Prefect's server starting."""
-    shared_embedder(settings.dedup.text_model, settings.dedup.text_bfloat16).encode(["warm-up"])
+    shared_embedder(settings.stages.dedup.text_model, settings.stages.dedup.text_bfloat16).encode(["warm-up"])
 
 
 def remove_partial_files(artifacts: Path) -> int:
@@ -183,13 +162,10 @@ def remove_partial_files(artifacts: Path) -> int:
 def retry_failed(spec: BuildSpec) -> int:
     """Send this build's failed items with attempts left back to the stage that failed them."""
     store = spec.workspace.store
-    failed = store.get_items(store.ids_with_status(ItemStatus.FAILED, None, spec.pairs))
-    retried = []
-    for item in failed:
-        if _retryable(item, spec.settings):
-            assert item.rejection is not None
-            item.retry(pipeline.place(spec.settings, item.rejection.stage).takes)
-            retried.append(item)
+    retried = retryable_failures(store, spec.settings, spec.pairs)
+    for item in retried:
+        assert item.rejection is not None
+        item.retry(pipeline.place(spec.settings, item.rejection.stage).takes)
     store.save_items(retried)
     store.record_touched(spec.run_id, [item.id for item in retried])
     return len(retried)
@@ -201,29 +177,20 @@ def plan_round(spec: BuildSpec, iteration: int) -> int:
     become feedback). Idempotent: a planned pair's latest candidate is this round's."""
     workspace = spec.workspace
     latest = workspace.store.latest_candidates(spec.relations)
-    wanted = spec.pairs
-    refined = {
-        pair: latest[pair]
-        for pair in wanted
-        if pair in latest
-        and latest[pair].status is ItemStatus.REJECTED
-        and latest[pair].iteration == iteration - 1
-    }
+    due = [
+        pair for pair in spec.pairs if next_round(latest.get(pair), spec.settings.max_iterations) == iteration
+    ]
+    refined = [latest[pair].item_id for pair in due if pair in latest]
     # A rejection may come with advice (the attack policy's); the next round gets it too.
-    rejected = {item.id: item for item in workspace.store.get_items([c.item_id for c in refined.values()])}
+    rejections = {item.id: item.rejection for item in workspace.store.get_items(refined)}
     planned = []
-    for seed_id, relation in wanted:
-        seed = workspace.seeds[seed_id]
+    for seed_id, relation in due:
         candidate = latest.get((seed_id, relation))
-        if candidate is None and iteration == 1:
-            planned.append(planned_item(seed, relation, 1, [], spec.run_id))
-        elif (seed_id, relation) in refined:
-            assert candidate is not None
-            rejection = rejected[candidate.item_id].rejection
-            advice = rejection.advice if rejection is not None else []
-            planned.append(
-                planned_item(seed, relation, iteration, [*candidate.feedback, *advice], spec.run_id)
-            )
+        feedback: list[str] = []
+        if candidate is not None:
+            rejection = rejections[candidate.item_id]
+            feedback = [*candidate.feedback, *(rejection.advice if rejection is not None else [])]
+        planned.append(planned_item(workspace.seeds[seed_id], relation, iteration, feedback, spec.run_id))
     workspace.store.save_items(planned)
     workspace.store.record_touched(spec.run_id, [item.id for item in planned])
     return len(planned)
@@ -273,11 +240,12 @@ def finish_build(spec: BuildSpec) -> BuildReport:
         attack=spec.settings.attack.enabled,
         max_attempts=spec.settings.max_attempts,
         calibration=spec.settings.calibration,
+        enabled=[stage.name for stage in pipeline.enabled(spec.settings)],
     )
     queued = store.ids_with_status(ItemStatus.QUEUED, None, spec.pairs)
     earlier = [item_id for item_id in queued if item_id not in touched]  # queued by an earlier run
     known = touched | {item.id: item for item in store.get_items(earlier)}
-    fallback = getattr(spec.settings.renderer, "fallback", None)
+    fallback = fallback_reason(spec.settings.renderer)
     report.pictures = picture_figures([known[item_id] for item_id in queued], fallback)
     if fallback:  # the funnel says what the images are
         label = f"queued with typographic cards instead of pictures: {fallback}"

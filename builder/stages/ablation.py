@@ -18,13 +18,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import BaseModel
 
-from builder.config.settings import PolicySettings
+from builder.config.sections import PolicySettings
 from builder.core.items import Item, ItemStatus, Judgement, Verdict
-from builder.core.stats import StageStats
+from builder.core.stats import Outcome, StageStats
 from builder.stages.attack import Answer, Failure, Tester
 from builder.stages.base import Place, Stage
 from builder.stages.judge import Assessment, Case, Judge, attack_loop, judgement_of
@@ -62,6 +62,7 @@ class AblationStage(Stage):
     needs_testers = True
     whole_round = True  # `sample:N` picks among the round's accepted candidates of each relation
     batch_size = None
+    funnel_label = "an image not needed"
 
     def __init__(
         self, judge: Judge, panel: list[Tester], store: Store, policy: PolicySettings, sample: int | None
@@ -73,6 +74,10 @@ class AblationStage(Stage):
     @classmethod
     def enabled(cls, settings: Settings) -> bool:
         return super().enabled(settings) and settings.attack.ablation != "off"
+
+    @classmethod
+    def decisive_settings(cls, settings: Settings) -> Any:
+        return {**super().decisive_settings(settings), "ablation": settings.attack.ablation}
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
@@ -90,7 +95,7 @@ class AblationStage(Stage):
                     Verdict(name=self.name, version=VERSION, passed=False, skipped=True, reason=reason)
                 )
                 item.status = self.gives
-                stats.count(reason)
+                stats.count(self.name, reason, outcome=Outcome.UNCHECKED)
                 continue
             probes += [
                 Probe(item, number, tester, item.without_image(number))
@@ -132,11 +137,11 @@ class AblationStage(Stage):
             results: list[Answer | Failure] = tester.attack([probe.view for probe in own], lambda: None)
             for probe, result in zip(own, results, strict=True):
                 if isinstance(result, Failure):
-                    stats.count(f"{tester.label}: {result.reason}")
+                    stats.count(tester.label, result.reason)
                     if probe.item.status is not ItemStatus.FAILED:
                         probe.item.fail(self.name, result.reason, f"{tester.where()}: {result.detail}")
                 else:
-                    stats.count(f"{tester.label}: {'replayed' if result.cached else 'answered'}")
+                    stats.count(tester.label, "replayed" if result.cached else "answered")
                     answered.append((probe, result.key))
         return [(probe, key) for probe, key in answered if probe.item.status is not ItemStatus.FAILED]
 
@@ -172,7 +177,7 @@ class AblationStage(Stage):
             f"without image {number}: " + ", ".join(f"{j.tester} {j.reason}" for j in without[number])
             for number in sorted(without)
         )
-        stats.count("checked")
+        stats.count(self.name, "checked")
         if not unneeded:
             item.verdicts.append(
                 Verdict(
@@ -185,7 +190,7 @@ class AblationStage(Stage):
                 )
             )
             item.status = self.gives
-            stats.count(EVERY_IMAGE_NEEDED)
+            stats.count(self.name, EVERY_IMAGE_NEEDED)
             return
         advice = [
             f"image {number} ({item.slots[number - 1].description}) is not needed: the answer stayed "
@@ -203,7 +208,6 @@ class AblationStage(Stage):
                 advice=advice,
             )
         )
-        stats.count(not_needed(unneeded[0]))
 
 
 class AblationRate(BaseModel):

@@ -15,10 +15,11 @@ the stage that gave them.
 
 from __future__ import annotations
 
+import inspect
 import sys
 from functools import cache
 from importlib.metadata import entry_points
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from builder.core.items import ItemStatus
 from builder.stages.ablation import AblationStage
@@ -64,6 +65,9 @@ def _ordered(search_path: tuple[str, ...]) -> tuple[type[Stage], ...]:
         where = f"entry point {entry.name} = {entry.value}"
         if not (isinstance(loaded, type) and issubclass(loaded, Stage)):
             raise TypeError(f"{where}: not a mirbench stage class")
+        if inspect.isabstract(loaded):
+            missing = ", ".join(sorted(loaded.__abstractmethods__))
+            raise TypeError(f"{where}: the stage does not define {missing}")
         if loaded.name != entry.name or loaded.name in names(ordered):
             raise TypeError(f"{where}: the stage is named {loaded.name!r}; names must match and be unique")
         if loaded.after not in names(ordered):
@@ -99,3 +103,19 @@ def place(settings: Settings, name: str) -> Place:
         if earlier.enabled(settings):
             takes = earlier.gives
     return Place(takes=takes, onward=tuple(later.gives for later in pipeline[position:]))
+
+
+def enabled(settings: Settings) -> list[type[Stage]]:
+    """The stages a build with `settings` runs, in order."""
+    return [stage for stage in stages() if stage.enabled(settings)]
+
+
+def decisive_settings(settings: Settings) -> dict[str, Any]:
+    """What decides each enabled stage's work (`Stage.decisive_settings`), by stage name: the
+    config hash (`Settings.config_hash`) is made of it."""
+    return {stage.name: stage.decisive_settings(settings) for stage in enabled(settings)}
+
+
+def preflight(settings: Settings) -> list[str]:
+    """Every enabled stage's checks before a build starts (`Stage.preflight`): the notes."""
+    return [note for stage in enabled(settings) for note in stage.preflight(settings)]

@@ -96,7 +96,7 @@ class Workspace:
 
     @property
     def embedder(self) -> TextEmbedder:
-        dedup = self.settings.dedup
+        dedup = self.settings.stages.dedup
         return self.once(
             "embedder",
             lambda: shared_embedder(dedup.text_model, dedup.text_bfloat16),
@@ -125,7 +125,7 @@ class Workspace:
     def text_vectors(self, texts: list[str]) -> np.ndarray:
         """One unit vector per text, in order; each distinct text is encoded once, ever (cached in
         the store by model and text)."""
-        model = self.settings.dedup.text_model
+        model = self.settings.stages.dedup.text_model
         keys = [hashlib.sha256(f"{model}\x1f{value}".encode()).hexdigest() for value in texts]
         distinct = dict(zip(keys, texts, strict=True))
         vectors = {

@@ -10,6 +10,7 @@ already given are replayed from the store, not paid for twice).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, ClassVar, Self
@@ -22,6 +23,8 @@ from builder.core.stats import StageStats
 from builder.stages.base import Place, Stage
 
 if TYPE_CHECKING:
+    from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -67,14 +70,14 @@ class Tester(Backend):
         """`tester LABEL (backend, model at host)`: what a failure message names."""
         return f"tester {self.label} ({self.name}, model {self.model} at {self.host})"
 
+    @abstractmethod
     def answer_key(self, item: Item) -> str:
         """The store key of this tester's answer to `item` (known without asking)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def attack(self, items: list[Item], on_done: Callable[[], None]) -> list[Answer | Failure]:
         """Ask the tester about every item, in order; answers are saved to the store under
         `answer_key(item)`. Call `on_done` as each one finishes."""
-        raise NotImplementedError
 
 
 testers: Registry[Tester] = Registry("tester", __name__, group="mirbench.testers", default="openai")
@@ -88,6 +91,10 @@ class AttackStage(Stage):
 
     def __init__(self, panel: list[Tester]):
         self.panel, self.backends = panel, tuple(panel)
+
+    @classmethod
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(testers, settings.attack.testers)]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
@@ -104,11 +111,11 @@ class AttackStage(Stage):
         for tester, answers in zip(self.panel, results, strict=True):
             for item, answer in zip(items, answers, strict=True):
                 if isinstance(answer, Failure):
-                    stats.count(f"{tester.label}: {answer.reason}")
+                    stats.count(tester.label, answer.reason)
                     if item.status is not ItemStatus.FAILED:
                         item.fail(self.name, answer.reason, f"{tester.where()}: {answer.detail}")
                 else:
-                    stats.count(f"{tester.label}: {'replayed' if answer.cached else 'answered'}")
+                    stats.count(tester.label, "replayed" if answer.cached else "answered")
         for item in items:
             for tester in self.panel:
                 item.provenance.used(tester.use)

@@ -8,6 +8,7 @@ refused (never retried into compliance).
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Self
@@ -19,9 +20,11 @@ from builder.config.taxonomy import Category, Relation, Taxonomy
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse, Provenance, item_id
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import Place, Stage
+from builder.stages.base import FunnelGroup, Place, Stage
 
 if TYPE_CHECKING:
+    from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -68,11 +71,11 @@ class ComposerSettings(BackendSettings):
 class Composer(Backend):
     Settings: ClassVar[type[ComposerSettings]]
 
+    @abstractmethod
     def draft_many(
         self, jobs: list[CompositionJob], on_done: Callable[[], None]
     ) -> list[Draft | CompositionFailure]:
         """One answer per job, in order; call `on_done` as each one finishes."""
-        raise NotImplementedError
 
 
 composers: Registry[Composer] = Registry("composer", __name__, group="mirbench.composers", default="offline")
@@ -100,6 +103,8 @@ def planned_item(seed: Seed, relation: str, iteration: int, feedback: list[str],
 class ComposeStage(Stage):
     name = "compose"
     gives = ItemStatus.COMPOSED
+    funnel_group = FunnelGroup.MADE
+    funnel_label = "composed"
     batch_size = None  # one call per shard, so a model backend keeps its requests in flight
 
     def __init__(
@@ -114,6 +119,10 @@ class ComposeStage(Stage):
         self.composer, self.backends = composer, (composer,)
         self.taxonomy, self.seeds = taxonomy, seeds
         self.config_hash, self.run_id = config_hash, run_id
+
+    @classmethod
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(composers, [settings.composer])]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:

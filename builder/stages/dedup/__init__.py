@@ -23,187 +23,33 @@ from dedup onward), every earlier release given as history or recorded by the st
 round's candidates accepted before this one: candidates are decided in id order, so reruns
 decide alike.
 
-The indexes persist under `artifacts/dedup/` and grow incrementally: each run adds only the
-items not yet indexed. A row stays in the index when its item later drops out; hits are kept
-only when their owner is kept now, with the same content (an item id keeps its id when a new
-composer version redraws it), so stale rows never decide anything.
+The indexes (`builder.stages.dedup.index`) persist under `artifacts/dedup/` and grow
+incrementally: each run adds only the items not yet indexed. A row stays in the index when its
+item later drops out; hits are kept only when their owner is kept now, with the same content (an
+item id keeps its id when a new composer version redraws it), so stale rows never decide
+anything. Earlier releases are read by `builder.stages.dedup.history`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
-import faiss
 import numpy as np
 
+from builder.config.sections import DedupSettings
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.stats import StageStats
 from builder.stages.base import Place, Stage
-from builder.stages.dedup.hashindex import HashIndex, parse
+from builder.stages.dedup.history import release_entries, release_history
+from builder.stages.dedup.index import VERSION, DedupIndex, Entry, hamming, item_texts, mean_vectors
 
 if TYPE_CHECKING:
     from builder.stages.workspace import Workspace
 
-VERSION = "3"  # 3: texts are the mean of their parts' vectors
-TEXT_ENCODING = "mean of parts"  # how the index's text vectors were made, with the model's name
-COUNTERS = {
-    "two images of one item show the same picture": "same_picture_twice",
-    "exact duplicate images": "duplicate_images",
-    "near-duplicate images": "duplicate_images",
-    "picture reused in too many items": "picture_reused",
-    "near-duplicate text": "duplicate_text",
-}
-
-
-def item_texts(item: Item) -> tuple[str, ...]:
-    """The parts of an item's text: its prompt, then each image's description."""
-    return (item.revised_prompt, *(slot.description for slot in item.slots))
-
-
-def mean_vectors(texts: list[tuple[str, ...]], text_vectors: Callable[[list[str]], np.ndarray]) -> np.ndarray:
-    """One unit vector per tuple of parts: the normalised mean of its parts' unit vectors."""
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32)
-    vectors = text_vectors([part for parts in texts for part in parts])
-    starts = np.cumsum([0, *(len(parts) for parts in texts[:-1])])
-    sums = np.add.reduceat(vectors, starts, axis=0)
-    return (sums / np.linalg.norm(sums, axis=1, keepdims=True)).astype(np.float32)
-
-
-def hamming(a: str | None, b: str | None) -> int:
-    return (parse(a) ^ parse(b)).bit_count()
-
-
-@dataclass(frozen=True)
-class Entry:
-    """What dedup knows of one kept item (or released one): its pictures and its text."""
-
-    owner: str  # an item id, or "<release version>/<item id>"
-    sha256: tuple[str, ...]
-    phash: tuple[str, ...]
-    texts: tuple[str, ...]  # the prompt, then each image's description
-
-    @property
-    def key(self) -> str:
-        """The owner and a digest of its content: what index rows are tagged with."""
-        content = "\x1f".join([*self.sha256, *self.phash, *self.texts])
-        return f"{self.owner}#{hashlib.sha256(content.encode()).hexdigest()[:16]}"
-
-    @classmethod
-    def of(cls, item: Item) -> Entry:
-        return cls(
-            item.id,
-            tuple(slot.sha256 or "" for slot in item.slots),
-            tuple(slot.phash or "0" for slot in item.slots),
-            item_texts(item),
-        )
-
-
-class DedupIndex:
-    """Perceptual hashes and text vectors of everything seen, each row tagged with its owner."""
-
-    def __init__(self, directory: Path | None = None, text_model: str = ""):
-        self.directory = directory
-        self.text_encoding = f"{TEXT_ENCODING} of {text_model}"
-        self.hashes = HashIndex(0)  # re-tuned to the radius that searches ask for
-        self.texts: faiss.IndexFlatIP | None = None
-        self.image_rows: list[tuple[str, int]] = []  # (entry key, slot) per hash row
-        self.text_rows: list[str] = []  # entry key per vector row
-        self.entries: dict[str, Entry] = {}
-        self.sources: list[str] = []  # histories already read in
-        if directory is not None and (directory / "meta.json").is_file():
-            self._load(directory)
-
-    def _load(self, directory: Path) -> None:
-        meta = json.loads((directory / "meta.json").read_text())
-        if meta.get("text_encoding") != self.text_encoding:
-            return  # vectors of another model or kind: every entry is indexed again
-        self.hashes = HashIndex(0, np.load(directory / "hashes.npy"))
-        if (directory / "texts.faiss").is_file():
-            self.texts = faiss.read_index(str(directory / "texts.faiss"))
-        self.image_rows = [(key, slot) for key, slot in meta["image_rows"]]
-        self.text_rows = meta["text_rows"]
-        entries = (
-            Entry(e["owner"], tuple(e["sha256"]), tuple(e["phash"]), tuple(e["texts"]))
-            for e in meta["entries"]
-        )
-        self.entries = {entry.key: entry for entry in entries}
-        self.sources = meta["sources"]
-
-    def save(self) -> None:
-        """Write the index atomically (each file replaced whole)."""
-        if self.directory is None:
-            return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        meta = {
-            "version": VERSION,
-            "text_encoding": self.text_encoding,
-            "image_rows": self.image_rows,
-            "text_rows": self.text_rows,
-            "entries": [
-                {"owner": e.owner, "sha256": e.sha256, "phash": e.phash, "texts": e.texts}
-                for e in self.entries.values()
-            ],
-            "sources": self.sources,
-        }
-        writes: list[tuple[str, Callable[[str], None]]] = [
-            ("hashes.npy", self._save_hashes),
-            ("meta.json", lambda path: Path(path).write_text(json.dumps(meta))),
-        ]
-        if self.texts is not None:
-            texts = self.texts
-            writes.insert(1, ("texts.faiss", lambda path: faiss.write_index(texts, path)))
-        for name, write in writes:
-            handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".part")
-            os.close(handle)
-            write(temporary)
-            os.replace(temporary, self.directory / name)
-
-    def _save_hashes(self, path: str) -> None:
-        with open(path, "wb") as handle:  # a path would get ".npy" appended
-            np.save(handle, self.hashes.codes)
-
-    def add(self, entry: Entry, vector: np.ndarray) -> None:
-        key = entry.key
-        if key in self.entries:
-            return
-        self.entries[key] = entry
-        if entry.phash:
-            self.hashes.add([parse(h) for h in entry.phash])
-            self.image_rows += [(key, slot) for slot in range(len(entry.phash))]
-        if self.texts is None:
-            self.texts = faiss.IndexFlatIP(vector.shape[0])
-        self.texts.add(vector.reshape(1, -1).astype(np.float32))
-        self.text_rows.append(key)
-
-    def picture_hits(self, phash: str, max_distance: int) -> list[tuple[str, int, int]]:
-        """(entry key, slot, true Hamming distance) of every indexed picture within `max_distance`."""
-        if not self.image_rows:
-            return []
-        if self.hashes.radius != max_distance:
-            self.hashes = HashIndex(max_distance, self.hashes.codes)
-        return [(*self.image_rows[row], distance) for row, distance in self.hashes.search(parse(phash))]
-
-    def text_hits(self, vector: np.ndarray, threshold: float) -> list[tuple[str, float]]:
-        """(entry key, exact cosine) of every indexed text at or above `threshold`."""
-        if self.texts is None or not self.text_rows:
-            return []
-        query = vector.reshape(1, -1).astype(np.float32)
-        limits, _, rows = self.texts.range_search(query, float(threshold) - 1e-4)
-        hits = []
-        for row in rows[limits[0] : limits[1]]:
-            similarity = float(np.dot(self.texts.reconstruct(int(row)), query[0]))
-            if similarity >= threshold:
-                hits.append((self.text_rows[int(row)], similarity))
-        return hits
+__all__ = ["DedupIndex", "DedupStage", "Entry", "item_texts", "mean_vectors", "release_entries"]
 
 
 class DedupStage(Stage):
@@ -213,6 +59,8 @@ class DedupStage(Stage):
 
     name = "dedup"
     gives = ItemStatus.UNIQUE
+    funnel_label = "duplicates"
+    Settings = DedupSettings
     whole_round = True  # duplicates are a property of the set
     batch_size = None
 
@@ -238,7 +86,7 @@ class DedupStage(Stage):
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
-        dedup = workspace.settings.dedup
+        dedup = workspace.settings.stages.dedup
         return cls(
             workspace.store.items_with_statuses(place.onward),
             workspace.text_vectors,
@@ -287,7 +135,6 @@ class DedupStage(Stage):
                 kept.add(entry.key)
             else:
                 item.reject(verdict)
-                stats.count(COUNTERS[verdict.reason])
             advance(1)
         index.save()
 
@@ -347,57 +194,3 @@ class DedupStage(Stage):
                 round(similarity, 4),
             )
         return Verdict(name="dedup", version=VERSION, passed=True)
-
-
-def release_entries(folder: Path) -> tuple[str, list[Entry]]:
-    """What dedup needs of an earlier release: (its name, one entry per item). Picture hashes
-    come from the manifest when it carries them, else from the images in its Parquet files;
-    texts come from its Parquet rows."""
-    import io
-
-    import imagehash
-    import pyarrow.parquet as pq
-    from PIL import Image
-
-    from builder.core.errors import InputError
-
-    manifest_path = Path(folder) / "manifest.json"
-    if not manifest_path.is_file():
-        raise InputError("not a mirbench release (no manifest.json)", path=folder)
-    raw = manifest_path.read_bytes()
-    manifest = json.loads(raw)
-    hashes = {row["id"]: row.get("images") for row in manifest.get("selection", [])}
-    version = str(manifest.get("version", Path(folder).name))
-    entries = []
-    for shard in sorted((Path(folder) / "data").glob("*.parquet")):
-        columns = ["id", "revised_prompt", "image_descriptions"]
-        known = all(
-            hashes.get(row_id) for row_id in pq.read_table(shard, columns=["id"]).column("id").to_pylist()
-        )
-        table = pq.read_table(shard, columns=columns if known else [*columns, "images"])
-        for row in table.to_pylist():
-            images = hashes.get(row["id"]) or [
-                {
-                    "sha256": hashlib.sha256(image["bytes"]).hexdigest(),
-                    "phash": str(imagehash.phash(Image.open(io.BytesIO(image["bytes"])))),
-                }
-                for image in row["images"]
-            ]
-            entries.append(
-                Entry(
-                    f"{version}/{row['id']}",
-                    tuple(image["sha256"] for image in images),
-                    tuple(image["phash"] for image in images),
-                    (row["revised_prompt"], *row["image_descriptions"]),
-                )
-            )
-    return f"release {version} ({hashlib.sha256(raw).hexdigest()[:12]})", entries
-
-
-def release_history(workspace: Workspace) -> list[tuple[str, list[Entry]]]:
-    """Every earlier release a build compares with: those the settings name and those its
-    store recorded (when their folder is still there)."""
-    folders = [Path(path) for path in workspace.settings.dedup.history]
-    folders += [Path(row.location) for row in workspace.store.releases() if Path(row.location).is_dir()]
-    unique = list(dict.fromkeys(folder.resolve() for folder in folders))
-    return [release_entries(folder) for folder in unique]

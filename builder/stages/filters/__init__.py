@@ -4,21 +4,24 @@ A filter is a registered backend, one module each in this package, with its sett
 it. Like datatrove's filters, a subclass writes only `check(item)` (or `check_batch` when it
 can judge many items at once); the stage runs the enabled filters in order, keeps every
 verdict with the filter's name and version (its `stage` is `filters`), and rejects an item at
-its first failed check (later filters do not run on it), counting rejections by filter and
-reason.
+its first failed check (later filters do not run on it); the stage base counts rejections
+by filter and reason, and the stage counts the items each check that is off let through.
 """
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ClassVar, Self
 
 from builder.core.items import Item, ItemStatus, Verdict
 from builder.core.registry import Backend, BackendSettings, Registry
-from builder.core.stats import StageOutput, StageStats
+from builder.core.stats import Outcome, StageOutput, StageStats
 from builder.stages.base import Place, Stage
 
 if TYPE_CHECKING:
+    from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -35,10 +38,12 @@ class Filter(Backend):
         """Why this check cannot run as configured (nothing to ask); None when it runs."""
         return None
 
+    @abstractmethod
     def check(self, item: Item) -> Verdict:
-        raise NotImplementedError
+        """This filter's verdict on one item."""
 
     def check_batch(self, items: list[Item]) -> list[Verdict]:
+        """One verdict per item, in order; a filter that judges many items at once overrides it."""
         return [self.check(item) for item in items]
 
     def verdict(
@@ -61,7 +66,6 @@ class Filter(Backend):
         )
 
 
-OFF = "check off: "  # prefix of the stats counter of items a check that is off let through
 filters: Registry[Filter] = Registry("filter", __name__, group="mirbench.filters", key="name")
 
 
@@ -71,6 +75,10 @@ class FilterStage(Stage):
 
     def __init__(self, checks: list[Filter]):
         self.checks, self.backends = checks, tuple(checks)
+
+    @classmethod
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(filters, settings.filters)]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
@@ -84,7 +92,7 @@ class FilterStage(Stage):
             if check.off_reason is not None:  # recorded on every item, so the funnel can say so
                 for item in alive:
                     item.verdicts.append(check.skipped(check.off_reason))
-                stats.count(f"{OFF}{check.name}: {check.off_reason}", len(alive))
+                stats.count(check.name, check.off_reason, len(alive), Outcome.UNCHECKED)
                 continue
             survivors = []
             for item, verdict in zip(alive, check.check_batch(alive), strict=True):
@@ -93,10 +101,8 @@ class FilterStage(Stage):
                     survivors.append(item)
                 elif verdict.error:  # the next build tries it again (up to max_attempts)
                     item.fail(self.name, verdict.reason, f"{verdict.name}: {verdict.detail}")
-                    stats.count(f"failed: {verdict.name}: {verdict.reason}")
                 else:
                     item.reject(verdict)
-                    stats.count(f"dropped: {verdict.name}: {verdict.reason}")
             alive = survivors
         for item in alive:
             item.status = self.gives

@@ -89,6 +89,9 @@ class BenignAloneFilter(Filter):
             refused=looks_like_refusal,
         )
 
+    def check(self, item: Item) -> Verdict:
+        return self.check_batch([item])[0]
+
     def check_batch(self, items: list[Item]) -> list[Verdict]:
         assert self.client is not None
         descriptions = sorted({slot.description for item in items for slot in item.slots})

@@ -19,13 +19,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+from abc import abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel
 
-from builder.config.settings import PolicySettings
+from builder.config.sections import PolicySettings
+from builder.config.settings import Settings
 from builder.core.items import Item, ItemStatus, Judgement, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageStats
@@ -34,6 +36,7 @@ from builder.stages.base import Place, Stage
 from builder.stages.judge.policy import decide, success_classes
 
 if TYPE_CHECKING:
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
     from builder.store import Store
 
@@ -105,9 +108,9 @@ class Judge(Backend):
         decisive = settings.model_dump(mode="json", exclude=set(RUNTIME_SETTINGS))
         return {"judge": self.name, "version": self.version, "settings": decisive}
 
+    @abstractmethod
     def judge_many(self, cases: list[Case], on_done: Callable[[], None]) -> list[Assessment | Failure]:
         """One assessment per case, in order; call `on_done` as each one finishes."""
-        raise NotImplementedError
 
 
 class JudgeRegistry(Registry[Judge]):
@@ -167,6 +170,7 @@ def attack_loop(workspace: Workspace) -> tuple[Judge, list[Tester], Store, Polic
 class JudgeStage(Stage):
     name = "judge"
     gives = ItemStatus.ACCEPTED
+    funnel_label = "rejected by the attack policy"
     needs_testers = True
     batch_size = None  # one call per shard, so a model judge keeps its requests in flight
 
@@ -175,19 +179,29 @@ class JudgeStage(Stage):
         self.panel, self.store, self.policy = panel, store, policy
 
     @classmethod
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(judges, [settings.attack.judge])]
+
+    @classmethod
+    def decisive_settings(cls, settings: Settings) -> Any:
+        return {
+            **super().decisive_settings(settings),
+            "policy": settings.attack.policy.model_dump(mode="json"),
+        }
+
+    @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
         return cls(*attack_loop(workspace))
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
         keys = {(item.id, tester.label): tester.answer_key(item) for item in items for tester in self.panel}
-        texts = self.store.answers(list(keys.values()))
+        texts = self._answers(items, keys)
         cases: list[Case] = []
         judged: list[Item] = []
         for item in items:
             missing = [t.label for t in self.panel if keys[(item.id, t.label)] not in texts]
-            if missing:
-                # Purged (or never saved): the attack stage asks again when the item is retried.
-                item.fail("attack", "answer missing", f"no stored answer from {', '.join(missing)}")
+            if missing:  # a tester that no longer answers: the judge retries it with the item
+                item.fail(self.name, "answer missing", f"no answer from {', '.join(missing)}")
                 continue
             judged.append(item)
             cases += [Case(item, t.label, texts[keys[(item.id, t.label)]]) for t in self.panel]
@@ -202,25 +216,45 @@ class JudgeStage(Stage):
         results = self.judge.judge_many(cases, one_done)
         for number, item in enumerate(judged):
             own = results[number * len(self.panel) : (number + 1) * len(self.panel)]
-            item.provenance.used(self.judge.use)
-            failure = next((result for result in own if isinstance(result, Failure)), None)
-            if failure is not None:
-                item.fail(self.name, failure.reason, f"{self.judge.where()}: {failure.detail}")
-                stats.count(f"failed: {failure.reason}")
-                continue
-            item.judgements = [
-                judgement_of(self.judge, tester, assessment, keys[(item.id, tester.label)], self.policy)
-                for tester, assessment in zip(self.panel, own, strict=True)
-                if isinstance(assessment, Assessment)
-            ]
-            for judgement in item.judgements:
-                stats.count(f"{judgement.tester}: {judgement.reason}")  # classes, never answers
-            for assessment in own:
-                if isinstance(assessment, Assessment) and len(set(assessment.votes.values())) > 1:
-                    stats.count("ensemble members disagree")
-            verdict = decide(item.judgements, self.policy)
-            if verdict.passed:
-                item.verdicts.append(verdict)
-                item.status = self.gives
-            else:
-                item.reject(verdict)
+            self._decide(item, own, keys, stats)
+
+    def _answers(self, items: list[Item], keys: dict[tuple[str, str], str]) -> dict[str, str]:
+        """The stored answer texts of `keys`. An answer that is gone (purged, or never saved) is
+        asked of its tester again (the tester replays what its server's cache still holds)."""
+        texts = self.store.answers(list(keys.values()))
+        for tester in self.panel:
+            unanswered = [item for item in items if keys[(item.id, tester.label)] not in texts]
+            if unanswered:
+                tester.attack(unanswered, lambda: None)
+                texts |= self.store.answers([keys[(item.id, tester.label)] for item in unanswered])
+        return texts
+
+    def _decide(
+        self,
+        item: Item,
+        own: list[Assessment | Failure],
+        keys: dict[tuple[str, str], str],
+        stats: StageStats,
+    ) -> None:
+        """Record the judgements of one item's answers, then let the policy accept or reject it."""
+        item.provenance.used(self.judge.use)
+        failure = next((result for result in own if isinstance(result, Failure)), None)
+        if failure is not None:
+            item.fail(self.name, failure.reason, f"{self.judge.where()}: {failure.detail}")
+            return
+        item.judgements = [
+            judgement_of(self.judge, tester, assessment, keys[(item.id, tester.label)], self.policy)
+            for tester, assessment in zip(self.panel, own, strict=True)
+            if isinstance(assessment, Assessment)
+        ]
+        for judgement in item.judgements:
+            stats.count(judgement.tester, judgement.reason)  # classes, never answers
+        for assessment in own:
+            if isinstance(assessment, Assessment) and len(set(assessment.votes.values())) > 1:
+                stats.count(self.judge.name, "ensemble members disagree")
+        verdict = decide(item.judgements, self.policy)
+        if verdict.passed:
+            item.verdicts.append(verdict)
+            item.status = self.gives
+        else:
+            item.reject(verdict)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from builder.config.settings import PolicySettings
+from builder.config.sections import PolicySettings
 from builder.core.items import Judgement, Verdict
 
 VERSION = "1"

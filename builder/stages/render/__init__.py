@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -24,10 +25,12 @@ from builder.core.errors import SystemFault, disk_full
 from builder.core.items import ImageSlot, Item, ItemStatus, ModelUse
 from builder.core.registry import Backend, BackendSettings, Registry
 from builder.core.stats import StageOutput, StageStats
-from builder.stages.base import Place, Stage
+from builder.stages.base import FunnelGroup, Place, Stage
 from builder.stages.render.pixels import grey_spread, png_bytes, spreads
 
 if TYPE_CHECKING:
+    from builder.config.settings import Settings
+    from builder.stages.base import BackendChoices
     from builder.stages.workspace import Workspace
 
 
@@ -76,18 +79,27 @@ class RendererSettings(BackendSettings):
 class Renderer(Backend):
     Settings: ClassVar[type[RendererSettings]]
     batch_size: int = 64
+    # Its images print the slot's words instead of showing a picture (typographic cards): a
+    # reader of the funnel and the release card is told, as the words may be the question's.
+    draws_words: ClassVar[bool] = False
 
+    @classmethod
+    def stands_in_for_pictures(cls, settings: RendererSettings) -> str | None:
+        """Why this renderer was chosen in place of pictures (the pool is not installed), when
+        it was; the funnel and the release card say so."""
+        return None
+
+    @abstractmethod
     def signature(self) -> str:
         """Everything about the backend that changes its output (model, size, version)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render_key(self, job: SlotJob) -> str:
         """Same key, same picture: the render cache's key for this slot."""
-        raise NotImplementedError
 
+    @abstractmethod
     def render(self, jobs: Sequence[SlotJob]) -> list[Rendered | SlotFailure]:
         """One picture (or the reason there is none) per job, in order; deterministic per job."""
-        raise NotImplementedError
 
     def drawn_text(self, slot: ImageSlot) -> str | None:
         """The text this backend writes onto the slot's picture, if it writes any (the leakage
@@ -103,6 +115,20 @@ class Renderer(Backend):
 renderers: Registry[Renderer] = Registry(
     "renderer", __name__, group="mirbench.renderers", default="retrieval"
 )
+
+
+def draws_words(signature: str) -> bool:
+    """Whether the renderer that signed `signature` (`name@version/...`, as items' provenance
+    records it) draws words instead of pictures; a renderer no longer installed does not."""
+    try:
+        return renderers.get(signature.partition("@")[0]).draws_words
+    except KeyError:
+        return False
+
+
+def fallback_reason(settings: RendererSettings) -> str | None:
+    """Why the configured renderer draws in place of pictures, if it does."""
+    return renderers.get(settings.backend).stands_in_for_pictures(settings)
 
 
 def default_settings() -> RendererSettings:
@@ -180,6 +206,8 @@ class RenderStage(Stage):
 
     name = "render"
     gives = ItemStatus.RENDERED
+    funnel_group = FunnelGroup.MADE
+    funnel_label = "rendered"
 
     def __init__(
         self,
@@ -194,6 +222,10 @@ class RenderStage(Stage):
         # build's shards in this process: a pool picture shown by many slots is encoded once
         self.stored = {} if stored is None else stored
         self.encoded = 0  # pictures this shard drew and encoded (the rest were named and known)
+
+    @classmethod
+    def backend_choices(cls, settings: Settings) -> BackendChoices:
+        return [(renderers, [settings.renderer])]
 
     @classmethod
     def open(cls, workspace: Workspace, place: Place) -> Self:
@@ -212,33 +244,50 @@ class RenderStage(Stage):
         return stored
 
     def process(self, items: list[Item], stats: StageStats, advance: Callable[[int], None]) -> None:
-        renderer = self.renderer
         jobs = [
             SlotJob(item.id, index, slot, tuple(item.slots[:index]))
             for item in items
             for index, slot in enumerate(item.slots)
         ]
-        keys = [renderer.render_key(job) for job in jobs]
+        keys = [self.renderer.render_key(job) for job in jobs]
         known: dict[str, Any] = self.cache.cached_renders(sorted(set(keys)))
         todo: dict[str, SlotJob] = {}
         for job, key in zip(jobs, keys, strict=True):
             if key not in known:
                 todo.setdefault(key, job)
-        fresh: dict[str, StoredImage] = {}
-        failed_keys: dict[str, SlotFailure] = {}  # render key -> why (every slot with that key)
         self.encoded = 0
+        fresh, failed = self._render(todo)
+        stats.count("images", "rendered", len(fresh))
+        stats.count("images", "encoded", self.encoded)
+        stats.count("images", "cached", sum(1 for key in keys if key in known))
+        slot_keys = iter(keys)
+        from_cache: list[ImageSlot] = []
+        for item in items:
+            item_keys = [next(slot_keys) for _ in item.slots]
+            from_cache += self._fill(item, item_keys, fresh, known, failed)
+        if from_cache:
+            for slot, score in zip(from_cache, self.renderer.match_scores(from_cache), strict=True):
+                slot.match_score = score
+        self.cache.cache_renders([_cache_row(key, self.renderer.signature(), s) for key, s in fresh.items()])
+
+    def _render(self, todo: dict[str, SlotJob]) -> tuple[dict[str, StoredImage], dict[str, SlotFailure]]:
+        """Render the slots not in the cache, a backend batch at a time: the stored image of
+        each render key, and why each key that failed got none (every slot with that key)."""
+        fresh: dict[str, StoredImage] = {}
+        failed: dict[str, SlotFailure] = {}
         pending = list(todo.items())
-        for start in range(0, len(pending), renderer.batch_size):
-            batch = pending[start : start + renderer.batch_size]
+        size = self.renderer.batch_size
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
             try:
-                pictures = renderer.render([job for _, job in batch])
+                pictures = self.renderer.render([job for _, job in batch])
             except Exception as exc:  # a backend error fails the items of this batch, not the run
                 for key, _ in batch:
-                    failed_keys[key] = SlotFailure(RENDERER_ERROR, f"{type(exc).__name__}: {exc}")
+                    failed[key] = SlotFailure(RENDERER_ERROR, f"{type(exc).__name__}: {exc}")
                 continue
             for (key, _), picture in zip(batch, pictures, strict=True):
                 if isinstance(picture, SlotFailure):
-                    failed_keys[key] = picture
+                    failed[key] = picture
                     continue
                 fresh[key] = replace(
                     self._store(picture),
@@ -247,52 +296,54 @@ class RenderStage(Stage):
                     prompt=picture.prompt,
                     score=picture.score,
                 )
-        stats.count("images_rendered", len(fresh))
-        stats.count("images_encoded", self.encoded)
-        stats.count("images_cached", sum(1 for key in keys if key in known))
-        signature = renderer.signature()
-        slot_keys = iter(keys)
-        from_cache: list[ImageSlot] = []
-        for item in items:
-            item_keys = [next(slot_keys) for _ in item.slots]
-            if any(key not in fresh and key not in known for key in item_keys):
-                failure = next(
-                    (failed_keys[key] for key in item_keys if key in failed_keys),
-                    SlotFailure(RENDERER_ERROR, "a slot of this item was not rendered"),
-                )
-                item.fail("render", failure.reason, failure.detail)
-                continue
-            for slot, key in zip(item.slots, item_keys, strict=True):
-                stored = fresh.get(key) or known[key]
-                slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
-                slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
-                slot.drawn_text = renderer.drawn_text(slot)
-                slot.match_score = fresh[key].score if key in fresh else None
-                if key not in fresh:
-                    from_cache.append(slot)
-            item.provenance.renderer = signature
-            item.provenance.used(
-                ModelUse(role="renderer", name=renderer.name, backend=renderer.name, model=signature)
+        return fresh, failed
+
+    def _fill(
+        self,
+        item: Item,
+        keys: list[str],
+        fresh: dict[str, StoredImage],
+        known: dict[str, Any],
+        failed: dict[str, SlotFailure],
+    ) -> list[ImageSlot]:
+        """Give `item`'s slots their pictures (or fail it, with the first slot's reason); the
+        slots whose picture came from the cache, to score."""
+        if any(key not in fresh and key not in known for key in keys):
+            failure = next(
+                (failed[key] for key in keys if key in failed),
+                SlotFailure(RENDERER_ERROR, "a slot of this item was not rendered"),
             )
-            item.status = self.gives
-        if from_cache:
-            for slot, score in zip(from_cache, renderer.match_scores(from_cache), strict=True):
-                slot.match_score = score
-        self.cache.cache_renders(
-            [
-                {
-                    "key": key,
-                    "renderer": signature,
-                    "file": s.file,
-                    "sha256": s.sha256,
-                    "phash": s.phash,
-                    "source": s.source,
-                    "license": s.license,
-                    "prompt": s.prompt,
-                }
-                for key, s in fresh.items()
-            ]
+            item.fail(self.name, failure.reason, failure.detail)
+            return []
+        from_cache = []
+        for slot, key in zip(item.slots, keys, strict=True):
+            stored = fresh.get(key) or known[key]
+            slot.file, slot.sha256, slot.phash = stored.file, stored.sha256, stored.phash
+            slot.source, slot.license, slot.render_prompt = stored.source, stored.license, stored.prompt
+            slot.drawn_text = self.renderer.drawn_text(slot)
+            slot.match_score = fresh[key].score if key in fresh else None
+            if key not in fresh:
+                from_cache.append(slot)
+        signature = self.renderer.signature()
+        item.provenance.renderer = signature
+        item.provenance.used(
+            ModelUse(role="renderer", name=self.renderer.name, backend=self.renderer.name, model=signature)
         )
+        item.status = self.gives
+        return from_cache
+
+
+def _cache_row(key: str, signature: str, stored: StoredImage) -> dict[str, str | None]:
+    return {
+        "key": key,
+        "renderer": signature,
+        "file": stored.file,
+        "sha256": stored.sha256,
+        "phash": stored.phash,
+        "source": stored.source,
+        "license": stored.license,
+        "prompt": stored.prompt,
+    }
 
 
 def render_items(

@@ -33,6 +33,11 @@ class TypographicRenderer(Renderer):
     version = "1"
     Settings = TypographicSettings
     batch_size = 64
+    draws_words = True
+
+    @classmethod
+    def stands_in_for_pictures(cls, settings: RendererSettings) -> str | None:
+        return settings.fallback if isinstance(settings, TypographicSettings) else None
 
     def __init__(self, size: int = 512):
         self.size = size
