@@ -198,9 +198,11 @@ class FaultProxy:
 @dataclass
 class ScriptedServer:
     """A test double of an OpenAI-compatible server: `script(path, body)` writes each answer's
-    text (chat completions and completions alike); every request body is kept in `requests`."""
+    text (chat completions and completions alike), or a dict of the message's fields (`content`
+    and any others, such as `reasoning_content`) with an optional `finish_reason` and `usage`;
+    every request body is kept in `requests`."""
 
-    script: Callable[[str, dict], str]
+    script: Callable[[str, dict], str | dict]
     requests: list[tuple[str, dict]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -215,24 +217,16 @@ class ScriptedServer:
                 body = json.loads(self.rfile.read(int(self.headers.get("content-length", 0))))
                 with double._lock:
                     double.requests.append((self.path, body))
-                text = double.script(self.path, body)
+                scripted = double.script(self.path, body)
+                fields = dict(scripted) if isinstance(scripted, dict) else {"content": scripted}
+                finish, usage = fields.pop("finish_reason", "stop"), fields.pop("usage", None)
                 if self.path.endswith("/chat/completions"):
-                    choice = {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": text},
-                    }
+                    choice = {"index": 0, "finish_reason": finish, "message": {"role": "assistant", **fields}}
                 else:
-                    choice = {"index": 0, "finish_reason": "stop", "text": text}
-                answer = json.dumps(
-                    {
-                        "id": "x",
-                        "object": "chat.completion",
-                        "created": 0,
-                        "model": body["model"],
-                        "choices": [choice],
-                    }
-                ).encode()
+                    choice = {"index": 0, "finish_reason": finish, "text": fields["content"]}
+                reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"]}
+                extra = {"usage": usage} if usage else {}
+                answer = json.dumps({**reply, "choices": [choice], **extra}).encode()
                 self.send_response(200)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(answer)))

@@ -60,7 +60,9 @@ def test_llm_judge_on_a_real_server(llama: LlamaServer, taxonomy: Taxonomy, stor
         judge = LLMJudge(LLMClient(settings, cache=store), bundled("taxonomy") / "prompts", taxonomy)
         results = judge.judge_many(CASES, lambda: None)
         assert all(isinstance(result, Assessment) for result in results), results
-        assert all(r.answer_class in ("unsafe", "refusal", "misunderstood", "safe_other") for r in results)
+        assert all(
+            r.answer_class in ("unsafe", "refusal", "misunderstood", "safe_other", "evasive") for r in results
+        )
         assert all(r.rationale and r.score in (0.0, 1.0) for r in results)
         body = json.loads(proxy.seen[0].body)
         user = body["messages"][-1]["content"]
@@ -71,6 +73,7 @@ def test_llm_judge_on_a_real_server(llama: LlamaServer, taxonomy: Taxonomy, stor
             "refusal",
             "misunderstood",
             "safe_other",
+            "evasive",
         ]
         asked = len(proxy.seen)
         assert judge.judge_many(CASES, lambda: None) == results and len(proxy.seen) == asked  # cached

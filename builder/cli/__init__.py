@@ -13,10 +13,10 @@ import os
 import sys
 import threading
 
-from builder.cli import answers, build, data, items, judge, release, review, seeds
+from builder.cli import answers, build, data, evaluate, items, judge, release, review, seeds
 from builder.cli.core import app
 
-COMMAND_MODULES = [build, items, release, review, data, seeds, answers, judge]
+COMMAND_MODULES = [build, items, release, review, data, seeds, answers, judge, evaluate]
 
 for _module in COMMAND_MODULES:
     app.add_typer(_module.app)

@@ -98,9 +98,10 @@ def answers_purge(
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
 ) -> None:
-    """Delete every stored tester answer and every judge's rationale (which may quote one).
-    Each judgement keeps its class, so reports and cards keep their numbers; a later build asks
-    the testers again where it needs answers."""
+    """Delete every stored tester answer and every judge's rationale (which may quote one), the
+    responses and verdict rationales of evaluation runs included. Each judgement keeps its class,
+    so reports and cards keep their numbers; a later build asks the testers again where it needs
+    answers."""
     if not yes and not typer.confirm("Delete every stored tester answer and judge rationale?"):
         raise typer.Exit(code=1)
     with open_store(config, artifacts, database_url) as store:

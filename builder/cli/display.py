@@ -9,7 +9,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 from rich.text import Text
 
@@ -52,14 +59,10 @@ class _RichReporter:
 
 
 @contextmanager
-def progress_bars() -> Iterator[None]:
-    display = Progress(
-        TextColumn("{task.description:>9}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-    )
+def progress_bars(eta: bool = False) -> Iterator[None]:
+    """A bar per stage (or target, or judge) while the block runs; `eta`: with the time left."""
+    columns = [TextColumn("{task.description:>9}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    display = Progress(*columns, *([TimeRemainingColumn()] if eta else []), console=console)
     with display, progress.use_reporter(_RichReporter(display)):
         yield
 

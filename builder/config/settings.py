@@ -36,6 +36,7 @@ from pydantic_settings import (
 )
 
 from builder.config.config_file import CONFIG_FILE_ENV, ConfigFile, active_config_file, using_config_file
+from builder.config.evaluation import EvaluateSettings
 from builder.config.input_limits import InputLimits
 from builder.config.sections import (
     AblationMode,
@@ -234,6 +235,10 @@ class Settings(BaseSettings):
     calibration: CalibrationSettings = Field(
         default_factory=CalibrationSettings,
         description="Judge calibrations: how many failed rows a record tolerates, which is quoted.",
+    )
+    evaluate: EvaluateSettings = Field(
+        default_factory=EvaluateSettings,
+        description="Evaluating models on a benchmark (`mirbench evaluate`).",
     )
 
     @classmethod

@@ -116,7 +116,7 @@ class Verdict(BaseModel):
 
 class Judgement(Verdict):
     """A judge's verdict on one tester's answer: `reason` is the answer's class (unsafe,
-    refusal, misunderstood, safe_other, unknown), `passed` means the attack worked, `detail`
+    refusal, misunderstood, safe_other, evasive, unknown), `passed` means the attack worked, `detail`
     is the judge's short rationale. The answer itself lives in the store only."""
 
     tester: str

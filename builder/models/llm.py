@@ -35,6 +35,7 @@ from builder.models.llm_errors import (
     classified,
     json_in,
 )
+from builder.models.replies import DETAILS_SUFFIX, Pace, details, details_key
 from builder.models.structured_output import FormatMemory, Negotiation, StructuredOutput
 
 __all__ = [
@@ -64,6 +65,9 @@ class LLMSettings(BaseModel):
     concurrency: int = Field(8, ge=1, le=256, description="Requests in flight at once.")
     timeout: float = Field(120.0, gt=0, description="Seconds per request.")
     max_retries: int = Field(4, ge=0, le=20)
+    requests_per_minute: float | None = Field(
+        None, gt=0, description="Rate limit: requests started per minute, evenly spaced; none: no limit."
+    )
     backoff_base: float = Field(1.0, ge=0, description="First back-off in seconds; doubles per retry.")
     backoff_max: float = Field(60.0, ge=0)
     structured_output: StructuredOutput = Field(
@@ -102,6 +106,7 @@ class TextRequest:
     # at once for a whole shard).
     messages: list[dict[str, Any]] | Callable[[], list[dict[str, Any]]] = field(default_factory=list)
     prompt: str | None = None
+    keep_details: bool = False  # also cache the reply's details beside it (builder/models/replies.py)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,9 @@ class ResponseCache(Protocol):
     def cached_response(self, key: str) -> str | None: ...
 
     def cache_response(self, key: str, model: str, text: str) -> None: ...
+
+    def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
+        """Several (key, model, text) at once, in one write."""
 
 
 def _run_sync(make: Callable[[], Coroutine[Any, Any, T]]) -> T:
@@ -198,14 +206,22 @@ class LLMClient:
             api_key=api_key, base_url=self.settings.base_url, timeout=self.settings.timeout, max_retries=0
         )
         limit = asyncio.Semaphore(self.settings.concurrency)
-        self._probe = asyncio.Lock()
+        self._probe, self._pace = asyncio.Lock(), Pace(self.settings.requests_per_minute)
+        # Requests with one cache key are asked once: the others of the batch wait for that answer.
+        asked: dict[str, asyncio.Future[JSONAnswer | LLMFailure]] = {}
 
-        async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
+        async def ask(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
             async with limit:
                 if isinstance(request, TextRequest):
-                    answer = await self._answer_text(client, request)
-                else:
-                    answer = await self._answer(client, request)
+                    return await self._answer_text(client, request)
+                return await self._answer(client, request)
+
+        async def one(request: JSONRequest | TextRequest) -> JSONAnswer | LLMFailure:
+            text = isinstance(request, TextRequest)
+            key = self.text_cache_key(request) if text else self.cache_key(request)  # type: ignore[arg-type]
+            if key not in asked:
+                asked[key] = asyncio.ensure_future(ask(request))
+            answer = await asked[key]
             if on_done is not None:
                 on_done()
             return answer
@@ -218,7 +234,7 @@ class LLMClient:
     async def _answer(self, client: Any, request: JSONRequest) -> JSONAnswer | LLMFailure:
         key = self.cache_key(request)
         if self.cache is not None:
-            cached = self.cache.cached_response(key)
+            cached = await self._cached(key)
             if cached is not None:
                 try:
                     return JSONAnswer(self._accept(cached, request), cached, cached=True, attempts=0)
@@ -236,21 +252,28 @@ class LLMClient:
     async def _answer_text(self, client: Any, request: TextRequest) -> JSONAnswer | LLMFailure:
         key = self.text_cache_key(request)
         if self.cache is not None:
-            cached = self.cache.cached_response(key)
+            cached = await self._cached(key)
             if cached is not None:
                 return JSONAnswer(cached, cached, cached=True, attempts=0)
+        beside: list[tuple[str, str, str]] = []  # the details, cached in the answer's own write
 
         async def attempt() -> tuple[Any, str]:
-            text = await self._complete_text(client, request)
+            text, kept = await self._complete_text(client, request)
+            if request.keep_details:
+                beside[:] = [(details_key(key), self.model + DETAILS_SUFFIX, json.dumps(kept))]
             return text, text
 
-        return await self._retrying(key, attempt)
+        return await self._retrying(key, attempt, beside)
 
     async def _retrying(
-        self, key: str, attempt: Callable[[], Coroutine[Any, Any, tuple[Any, str]]]
+        self,
+        key: str,
+        attempt: Callable[[], Coroutine[Any, Any, tuple[Any, str]]],
+        beside: list[tuple[str, str, str]] | None = None,
     ) -> JSONAnswer | LLMFailure:
-        """Ask until an answer is accepted (and cached), the model refuses (cached too: never
-        retried into compliance), a final error comes, or the retries run out."""
+        """Ask until an answer is accepted (and cached, with the rows `beside` it in one write), the
+        model refuses (cached too: never retried into compliance), a final error comes, or the
+        retries run out."""
         attempts, last = 0, Retryable("none", "no attempt made")
         while attempts <= self.settings.max_retries:
             attempts += 1
@@ -259,7 +282,7 @@ class LLMClient:
             except RefusalError as exc:
                 refusal = str(exc)
                 if self.cache is not None:
-                    self.cache.cache_response(key, self.model, refusal)
+                    await self._cache([(key, self.model, refusal)])
                 return LLMFailure("refused", refusal[:300], attempts)
             except Retryable as exc:
                 last = exc
@@ -267,11 +290,20 @@ class LLMClient:
                 return LLMFailure(exc.kind, exc.detail, attempts)
             else:
                 if self.cache is not None:
-                    self.cache.cache_response(key, self.model, text)
+                    await self._cache([*(beside or []), (key, self.model, text)])
                 return JSONAnswer(value, text, cached=False, attempts=attempts)
             if attempts <= self.settings.max_retries:
                 await asyncio.sleep(self._backoff(attempts, last.wait))
         return LLMFailure(last.kind, last.detail, attempts)
+
+    # The cache (a database) is read and written off the event loop: a commit holds back no request.
+    async def _cached(self, key: str) -> str | None:
+        assert self.cache is not None
+        return await asyncio.to_thread(self.cache.cached_response, key)
+
+    async def _cache(self, rows: list[tuple[str, str, str]]) -> None:
+        assert self.cache is not None
+        await asyncio.to_thread(self.cache.cache_responses, rows)
 
     def _backoff(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:
@@ -314,6 +346,7 @@ class LLMClient:
         """One completion in the current format, stepping down when the server rejects it."""
         while True:
             mode = self.negotiation.mode
+            await self._pace.wait()
             try:
                 self.requests_sent += 1
                 return await client.chat.completions.create(
@@ -327,7 +360,9 @@ class LLMClient:
                     continue  # the server cannot do this structured-output style: try the next
                 raise classified(exc, self.settings.timeout) from None
 
-    async def _complete_text(self, client: Any, request: TextRequest) -> str:
+    async def _complete_text(self, client: Any, request: TextRequest) -> tuple[str, dict[str, Any]]:
+        """The answer's text, and its details (builder/models/replies.py)."""
+        await self._pace.wait()
         self.requests_sent += 1
         try:
             if request.prompt is not None:
@@ -349,9 +384,10 @@ class LLMClient:
             raise classified(exc, self.settings.timeout) from None
         choice = self._choice(completion)
         if request.prompt is not None:
-            return getattr(choice, "text", None) or ""
+            return getattr(choice, "text", None) or "", details(completion, choice)
         # A model's refusal is its answer here, whichever field carries it.
-        return choice.message.content or getattr(choice.message, "refusal", None) or ""
+        text = choice.message.content or getattr(choice.message, "refusal", None) or ""
+        return text, details(completion, choice)
 
     def _choice(self, completion: Any) -> Any:
         usage = getattr(completion, "usage", None)

@@ -5,7 +5,9 @@ judgement on the item points at it (`answer_key`) and carries the judge's class 
 A rationale may quote the answer, so `purge` removes the answers *and* every rationale: it
 keeps each judgement's class (reports and release cards keep their numbers), clears the
 rationale on the items and in the advice and feedback that quoted it, and deletes the judge's
-cached responses (which hold the rationales).
+cached responses (which hold the rationales). Evaluation runs (`mirbench evaluate`) keep their
+responses in the same answers table: purge deletes them too and clears their verdicts'
+rationales; their verdicts keep class and score, so their reports keep their numbers.
 """
 
 from __future__ import annotations
@@ -66,8 +68,10 @@ def purge(store: Store) -> Purged:
         if item.model_dump_json() != before:
             changed.append(item)
     store.save_items(changed)
-    responses = store.purge_responses(sorted(m for m in judge_models if m))
-    return Purged(answers=answers, rationales=cleared, judge_responses=responses)
+    evaluation_rationales, evaluation_judges = store.purge_evaluation_rationales()
+    models = {m for m in judge_models if m} | evaluation_judges
+    responses = store.purge_responses(sorted(models))
+    return Purged(answers=answers, rationales=cleared + evaluation_rationales, judge_responses=responses)
 
 
 def _unquoted(line: str, rationales: set[str]) -> str:

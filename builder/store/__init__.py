@@ -15,7 +15,8 @@ persists; it does not decide.
 - `ledger`: runs, the items each run touched, task records, releases and release intents;
 - `seeds`: seeds imported from public sources for curation (builder/curation/ decides);
 - `calibrations`: judges' agreement with human labels (builder/stages/judge/calibration/ decides
-  which one is quoted).
+  which one is quoted);
+- `evaluations`: evaluation runs, their items, responses and verdicts (builder/evaluation/ decides).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from __future__ import annotations
 from builder.store.caches import AnswerCache, CacheStore
 from builder.store.calibrations import CalibrationRecord, CalibrationStore
 from builder.store.engine import open_engine, shown_url
+from builder.store.evaluations import EvaluationStore
 from builder.store.items import Candidate, ItemStore
 from builder.store.ledger import LedgerStore
 from builder.store.review import PairMember, ReviewEntry, ReviewStore, ReviewTransaction
@@ -54,7 +56,7 @@ from builder.store.schema import (
 from builder.store.seeds import SeedStore
 
 
-class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore, CalibrationStore):
+class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore, CalibrationStore, EvaluationStore):
     """The store at a database URL (see `StoreBase.__init__`); close it, or use it in a `with`."""
 
     def __enter__(self) -> Store:

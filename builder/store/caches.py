@@ -7,12 +7,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from builder.store.engine import StoreBase, in_chunks
 from builder.store.schema import AnswerRow, EmbeddingRow, LearnedFormatRow, RenderRow, ResponseRow, _now
 
+# A text answer's details (a reasoning trace a server returned apart, token usage) are kept in the
+# answers table beside it, under the model's name with this suffix: purged with it, not counted.
+DETAILS_SUFFIX = "#details"
 # The two tables of a model's text under a cache key; they differ only in what they keep.
 ModelTextTable = type[ResponseRow] | type[AnswerRow]
 
@@ -60,6 +63,10 @@ class CacheStore(StoreBase):
     def cache_response(self, key: str, model: str, text: str) -> None:
         self._save_model_text(ResponseRow, key, model, text)
 
+    def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
+        """(key, model, text) responses, in one transaction."""
+        self._save_model_texts(ResponseRow, rows)
+
     # --- testers' answers --------------------------------------------------------------
 
     @property
@@ -77,6 +84,10 @@ class CacheStore(StoreBase):
         (JSON-serialisable), replacing what an earlier save of `key` kept."""
         self._save_model_text(AnswerRow, key, model, text, measurements=measurements)
 
+    def save_answers(self, rows: list[tuple[str, str, str]]) -> None:
+        """(key, model, text) answers, in one transaction."""
+        self._save_model_texts(AnswerRow, rows)
+
     def answer_measurements(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         """The measurements kept with the answers `keys` (answers without any are left out)."""
         found: dict[str, dict[str, Any]] = {}
@@ -89,9 +100,13 @@ class CacheStore(StoreBase):
         return found
 
     def purge_answers(self) -> int:
-        """Delete every stored answer; returns how many there were."""
+        """Delete every stored answer (and the details kept beside some); returns how many
+        answers there were."""
         with self._session() as session:
-            return session.execute(delete(AnswerRow)).rowcount or 0
+            details = session.scalar(
+                select(func.count()).select_from(AnswerRow).where(AnswerRow.model.endswith(DETAILS_SUFFIX))
+            )
+            return (session.execute(delete(AnswerRow)).rowcount or 0) - (details or 0)
 
     def purge_responses(self, models: Sequence[str]) -> int:
         """Delete the cached responses of `models` (a judge's, which hold its rationales)."""
@@ -111,6 +126,13 @@ class CacheStore(StoreBase):
         row = {"key": key, "model": model, "text": text, "created_at": _now(), **extra}
         with self._session() as session:
             self._upsert(session, table.__table__, [row], "key")
+
+    def _save_model_texts(self, table: ModelTextTable, rows: list[tuple[str, str, str]]) -> None:
+        saved = [
+            {"key": key, "model": model, "text": text, "created_at": _now()} for key, model, text in rows
+        ]
+        with self._session() as session:
+            self._upsert(session, table.__table__, saved, "key")
 
     # --- structured-output formats -----------------------------------------------------
 
@@ -142,3 +164,6 @@ class AnswerCache:
 
     def cache_response(self, key: str, model: str, text: str) -> None:
         self.store.save_answer(key, model, text)
+
+    def cache_responses(self, rows: list[tuple[str, str, str]]) -> None:
+        self.store.save_answers(rows)

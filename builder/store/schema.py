@@ -310,3 +310,85 @@ class LearnedFormatRow(_Base):
     structured_output: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str] = mapped_column(Text)  # what the server answered to the better format
     learned_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class EvaluationRunRow(_Base):
+    """One `mirbench evaluate` run: the dataset it read (source, revision, content hash), its plan
+    (targets, conditions, protocols, filters: no secrets) and, once finished, its summary. A
+    rerun of the same plan resumes the latest unfinished run of that `plan_hash`."""
+
+    __tablename__ = "evaluation_runs"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    plan_hash: Mapped[str] = mapped_column(String(64), index=True)
+    dataset: Mapped[str] = mapped_column(Text)  # JSON: source, revision, rows hash, items
+    plan: Mapped[str] = mapped_column(Text)  # JSON: what the run asks and judges
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    summary: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: counts, never answers
+
+
+class EvaluationItemRow(_Base):
+    """An item one evaluation run asks about, as loaded from its dataset (an `Item` as JSON)."""
+
+    __tablename__ = "evaluation_items"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    item_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    category: Mapped[str] = mapped_column(String(64))
+    relation: Mapped[str] = mapped_column(String(64))
+    num_images: Mapped[int] = mapped_column(Integer)
+    data: Mapped[str] = mapped_column(Text)
+
+
+class EvaluationResponseRow(_Base):
+    """One target's response to one item under one condition. The response's text lives in the
+    answers table under `answer_key` (the target's own cache key, known before asking); this row
+    holds what may be reported: its state, how its trace split, and measurements (token counts;
+    other figures a target reports, such as attention entropy)."""
+
+    __tablename__ = "evaluation_responses"
+    __table_args__ = (
+        Index("evaluation_response_key", "run_id", "target", "item_id", "condition", unique=True),
+        Index("evaluation_response_state", "run_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    run_id: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(256))
+    item_id: Mapped[str] = mapped_column(String(128))
+    condition: Mapped[str] = mapped_column(String(32))
+    answer_key: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # pending | answered | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    failure_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    failure_detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # the error, never an answer
+    trace: Mapped[str | None] = mapped_column(String(16), nullable=True)  # none | closed | unclosed
+    trace_markers: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the marker set found
+    measurements: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object of numbers
+    answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class EvaluationVerdictRow(_Base):
+    """One protocol's verdict on one part (answer, trace, full) of one response, with the judge's
+    name, version and config hash (which finds its calibration). `rationale` may quote the
+    response: `mirbench answers purge` clears it."""
+
+    __tablename__ = "evaluation_verdicts"
+
+    response_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    protocol: Mapped[str] = mapped_column(String(32), primary_key=True)
+    part: Mapped[str] = mapped_column(String(16), primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(64), index=True)
+    state: Mapped[str] = mapped_column(String(16))  # judged | failed | unclosed
+    label: Mapped[str | None] = mapped_column(String(32), nullable=True)  # the judge's class
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    unsafe: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    judge: Mapped[str] = mapped_column(String(256))
+    judge_version: Mapped[str] = mapped_column(String(256))
+    judge_model: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    config_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    rationale: Mapped[str] = mapped_column(Text, default="")
+    failure_detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    judged_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=_now)

@@ -33,6 +33,12 @@ class OpenAITesterSettings(TesterSettings, LLMSettings):
     backend: Literal["openai"] = "openai"
     temperature: float = Field(0.0, ge=0, le=2)
     max_tokens: int = Field(512, ge=16, description="Answer length; a longer answer is cut, not retried.")
+    system_prompt: str | None = Field(
+        None, description="A system turn before the user's; none by default (MIR-SafetyBench sends none)."
+    )
+    images: Literal["first", "last"] = Field(
+        "first", description="The images before the text in the user turn (MIR-SafetyBench), or after it."
+    )
 
     @model_validator(mode="after")
     def _model_named(self) -> OpenAITesterSettings:
@@ -51,9 +57,19 @@ class OpenAITester(Tester):
     name = "openai"
     Settings = OpenAITesterSettings
 
-    def __init__(self, client: LLMClient, artifacts: Path, *, label: str, held_out: bool = False):
+    def __init__(
+        self,
+        client: LLMClient,
+        artifacts: Path,
+        *,
+        label: str,
+        held_out: bool = False,
+        system_prompt: str | None = None,
+        images_last: bool = False,
+    ):
         self.client, self.artifacts = client, artifacts
         self.label, self.held_out = label, held_out
+        self.system_prompt, self.images_last = system_prompt, images_last
         self.model, self.host = client.model, client.host
 
     @classmethod
@@ -63,6 +79,8 @@ class OpenAITester(Tester):
             workspace.artifacts,
             label=settings.name or settings.model or "",
             held_out=settings.held_out,
+            system_prompt=settings.system_prompt,
+            images_last=settings.images == "last",
         )
 
     def _image_sha256(self, item: Item) -> list[str]:
@@ -76,13 +94,20 @@ class OpenAITester(Tester):
             {"type": "image_url", "image_url": {"url": data_url(self.artifacts / str(slot.file))}}
             for slot in item.slots
         ]
-        return [{"role": "user", "content": [*images, {"type": "text", "text": item.revised_prompt}]}]
+        text = [{"type": "text", "text": item.revised_prompt}]
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return [
+            *system,
+            {"role": "user", "content": [*text, *images] if self.images_last else [*images, *text]},
+        ]
 
     def request(self, item: Item) -> TextRequest:
-        return TextRequest(
-            identity={"prompt": item.revised_prompt, "images": self._image_sha256(item)},
-            messages=lambda: self.messages(item),
-        )
+        identity: dict[str, Any] = {"prompt": item.revised_prompt, "images": self._image_sha256(item)}
+        if self.system_prompt:  # only what differs from the defaults, so earlier answers keep their keys
+            identity["system"] = self.system_prompt
+        if self.images_last:
+            identity["images_last"] = True
+        return TextRequest(identity=identity, messages=lambda: self.messages(item), keep_details=True)
 
     def answer_key(self, item: Item) -> str:
         return self.client.text_cache_key(self.request(item))

@@ -169,7 +169,16 @@ def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
     grey spread is remembered for the structural check, which then need not decode it."""
     data = png_bytes(image)
     sha = hashlib.sha256(data).hexdigest()
-    relative = Path("images") / sha[:2] / f"{sha}.png"
+    relative = store_bytes(data, sha, ".png", artifacts)
+    grey = image.convert("L")
+    spreads.remember(relative.as_posix(), grey_spread(grey))
+    return StoredImage(file=relative.as_posix(), sha256=sha, phash=str(imagehash.phash(grey)))
+
+
+def store_bytes(data: bytes, sha: str, suffix: str, artifacts: Path) -> Path:
+    """Write an image file's bytes under their sha256 (atomically, once); its path relative to
+    the artifacts folder. A full disk is a SystemFault: nothing half-written stays."""
+    relative = Path("images") / sha[:2] / f"{sha}{suffix}"
     target = artifacts / relative
     if not target.exists():
         temporary = None
@@ -188,9 +197,7 @@ def store_image(image: Image.Image, artifacts: Path) -> StoredImage:
                 ) from None
             raise
         os.replace(temporary, target)
-    grey = image.convert("L")
-    spreads.remember(relative.as_posix(), grey_spread(grey))
-    return StoredImage(file=relative.as_posix(), sha256=sha, phash=str(imagehash.phash(grey)))
+    return relative
 
 
 class RenderStage(Stage):
