@@ -121,6 +121,15 @@ def seeds_merge(
     similarity: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Cosine for near-duplicates.")
     ] = None,
+    behaviour_similarity: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Cosine from which, below --similarity, a pair merges only when its words ask for "
+            "the same thing (default: curation.same_behaviour_similarity, 0.8).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
@@ -137,17 +146,20 @@ def seeds_merge(
         config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy, sources=sources
     )
     threshold = similarity if similarity is not None else settings.curation.near_duplicate_similarity
+    floor = behaviour_similarity or settings.curation.same_behaviour_similarity
     categories = set(taxonomy_of(settings).categories)
     with user_errors(), existing_store(settings) as store:
         names = {row.source for row in store.seed_candidates()}
         profiles = source_profiles(profiles_folder(settings), names, categories)
         priorities = {name: profile.priority for name, profile in profiles.items()}
-        report = merge_near_duplicates(store, Workspace.of(settings).text_vectors, threshold, priorities)
+        vectors = Workspace.of(settings).text_vectors
+        report = merge_near_duplicates(store, vectors, threshold, priorities, floor)
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/] {warning}", highlight=False)
     restored = f", {report.restored} aliases restored" if report.restored else ""
+    worded = f" ({report.by_behaviour} below {threshold} by their words)" if report.by_behaviour else ""
     console.print(
-        f"merge: {report.seeds} seeds compared, {report.new_aliases} new aliases{restored} "
+        f"merge: {report.seeds} seeds compared, {report.new_aliases} new aliases{worded}{restored} "
         f"({report.aliases} in all)"
     )
 
