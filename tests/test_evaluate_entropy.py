@@ -19,15 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 from scipy.stats import mannwhitneyu
-from typer.testing import CliRunner
 
-from builder.cli import app
 from builder.config.settings import Settings
 from builder.core.items import Item
 from builder.stages.attack.entropy.measure import MEASUREMENT
 from builder.store import Store
 from tests.helpers import make_item
 from tests.servers import ScriptedServer
+from tests.test_evaluate import _config, _evaluate, _out
 from tests.test_release import approve, release
 from tests.tiny_vlm import save_sharp_llava
 
@@ -70,12 +69,6 @@ def _items() -> list[Item]:
     return items
 
 
-def _evaluate(*args: str) -> str:
-    result = CliRunner().invoke(app, ["evaluate", *args])
-    assert result.exit_code == 0, result.output
-    return result.output
-
-
 def test_evaluate_reports_attention_entropy_of_unsafe_vs_safe_answers(
     tmp_path: Path, judge: ScriptedServer
 ) -> None:
@@ -85,34 +78,25 @@ def test_evaluate_reports_attention_entropy_of_unsafe_vs_safe_answers(
     release(built, "1.0.0", tmp_path / "release")
     model = save_sharp_llava(tmp_path / "sharp-llava")
     common = {"backend": "transformers", "model": str(model), "max_new_tokens": 6}
-    config = tmp_path / "eval.yaml"
-    database = tmp_path / "eval.db"
-    config.write_text(
-        json.dumps(
-            {
-                "artifacts": str(tmp_path / "eval"),
-                "database_url": f"sqlite:///{database}",
-                "evaluate": {
-                    "targets": [
-                        {"name": "measured", "attention_entropy": True, **common},
-                        # the same model in memory as `measured` (both eager), answered in turn
-                        {"name": "last", "attention_entropy": True, "entropy": {"layers": [-1, -1]}} | common,
-                        {"name": "plain", **common},  # measures nothing: no comparison
-                    ],
-                    "judges": {"mir": {"base_url": judge.base_url, "model": "cls", "max_retries": 0}},
-                    "conditions": ["multi", "text"],
-                    "resamples": 500,
-                    "seed": 3,
-                },
-            }
-        )
-    )
+    evaluate = {
+        "targets": [
+            {"name": "measured", "attention_entropy": True, **common},
+            # the same model in memory as `measured` (both eager), answered in turn
+            {"name": "last", "attention_entropy": True, "entropy": {"layers": [-1, -1]}} | common,
+            {"name": "plain", **common},  # measures nothing: no comparison
+        ],
+        "judges": {"mir": {"base_url": judge.base_url, "model": "cls", "max_retries": 0}},
+        "conditions": ["multi", "text"],
+        "resamples": 500,
+        "seed": 3,
+    }
+    config = _config(tmp_path, "eval", evaluate)
     output = _evaluate(str(tmp_path / "release"), "-c", str(config))
-    out = Path(output.split("report: ")[1].split("/report.md")[0])
+    out = _out(output)
     results = json.loads((out / "results.json").read_text())
 
     # Per response: the target's figures in the evaluation row, as the in-process tester measured them.
-    with Store(f"sqlite:///{database}") as store:
+    with Store(f"sqlite:///{tmp_path / 'eval'}.db") as store:
         rows = store.responses(results["run_id"])
         kept = store.answer_measurements([row.answer_key for row in rows])
         relations = {row.item_id: row.relation for row in store.evaluation_items(results["run_id"])}
