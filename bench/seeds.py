@@ -172,7 +172,8 @@ def main() -> None:
     from builder.config.taxonomy import load_taxonomy
     from builder.curation.importer import import_source, load_source
     from builder.curation.merge import merge_near_duplicates
-    from builder.curation.triage import source_profiles, triage
+    from builder.curation.sources import source_profiles
+    from builder.curation.triage import triage
     from builder.stages.workspace import Workspace
     from builder.store import SeedState
 
@@ -197,17 +198,18 @@ def main() -> None:
         workspace = Workspace.of(settings)
         store = workspace.store
         categories = set(load_taxonomy(taxonomy_root).categories)
+        sources = taxonomy_root / "sources"
         workspace.text_vectors(["warm up the text model"])  # model load and ONNX export are not merging
 
         timings = {}
         started = time.perf_counter()
-        report = import_source(store, load_source(taxonomy_root, "bench", categories), settings.limits)
+        report = import_source(store, load_source(sources, "bench", categories), settings.limits)
         timings["import"] = time.perf_counter() - started
         started = time.perf_counter()
         merged = merge_near_duplicates(store, workspace.text_vectors, options.similarity)
         timings["merge"] = time.perf_counter() - started
         started = time.perf_counter()
-        triaged = triage(store, source_profiles(taxonomy_root, {"bench"}, categories), settings.curation)
+        triaged = triage(store, source_profiles(sources, {"bench"}, categories), settings.curation)
         timings["triage (mapping)"] = time.perf_counter() - started
 
         stored = {row.source_id: row for row in store.seed_candidates()}

@@ -135,8 +135,11 @@ def _logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 
 @flow(name="mirbench-scheduled-build")
-def scheduled_build(config: str | None = None, limit: int | None = None) -> BuildReport:
+def scheduled_build(
+    config: str | None = None, limit: int | None = None, taxonomy: str | None = None
+) -> BuildReport:
     """Entry point for deployments and schedules: JSON parameters only; settings come from the
-    worker's environment and the optional config file. Prepared like `mirbench build`: the same
-    preflight refuses a build whose inputs or backends would fail."""
-    return build(settings=load_settings(Path(config) if config else None), limit=limit)
+    worker's environment, the optional config file and taxonomy folder. Prepared like `mirbench
+    build`: the same preflight refuses a build whose inputs or backends would fail."""
+    settings = load_settings(Path(config) if config else None, taxonomy=Path(taxonomy) if taxonomy else None)
+    return build(settings=settings, limit=limit)

@@ -18,7 +18,8 @@ import pytest
 
 from builder.config.settings import PROJECT_ROOT, bundled
 from builder.config.taxonomy import load_taxonomy
-from builder.curation.sources import load_profile, read_source
+from builder.curation.reading import read_source
+from builder.curation.sources import load_profile
 
 README = PROJECT_ROOT / "README.md"
 

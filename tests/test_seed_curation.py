@@ -30,7 +30,8 @@ from builder.config.taxonomy import Taxonomy
 from builder.curation.importer import import_source, load_source
 from builder.curation.merge import merge_near_duplicates
 from builder.curation.select import write_seed_set
-from builder.curation.triage import ModelTriage, source_profiles, triage
+from builder.curation.sources import source_profiles
+from builder.curation.triage import ModelTriage, triage
 from builder.models.embeddings import TextEmbedder
 from builder.models.llm import LLMFailure
 from builder.review.policy import Decision
@@ -110,7 +111,7 @@ def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def _import(store: Store, sources: dict[str, Path], taxonomy: Taxonomy, name: str, path: Path | None = None):
-    loaded = load_source(sources["taxonomy"], name, set(taxonomy.categories), path)
+    loaded = load_source(sources["taxonomy"] / "sources", name, set(taxonomy.categories), path)
     return import_source(store, loaded, InputLimits())
 
 
@@ -128,7 +129,7 @@ def imported(tmp_path: Path, sources: dict[str, Path], taxonomy: Taxonomy, embed
     _import(store, sources, taxonomy, "team")
     merge_near_duplicates(store, embedder.encode, 0.85)
     profiles = source_profiles(
-        sources["taxonomy"], {"advbench", "harmbench", "team"}, set(taxonomy.categories)
+        sources["taxonomy"] / "sources", {"advbench", "harmbench", "team"}, set(taxonomy.categories)
     )
     yield store, profiles
     store.close()
@@ -201,7 +202,7 @@ def test_llm_triage_on_a_real_llama_cpp_server(
     opinions are stored, disagreement goes to people, and a rerun replays the cached answers."""
     store = Store(f"sqlite:///{tmp_path / 'store.db'}")
     _import(store, sources, taxonomy, "team")  # two seeds keep the small model's turn short
-    profiles = source_profiles(sources["taxonomy"], {"team"}, set(taxonomy.categories))
+    profiles = source_profiles(sources["taxonomy"] / "sources", {"team"}, set(taxonomy.categories))
     settings = CurationSettings(
         triage=TriageModelSettings(
             base_url=llama.base_url,
@@ -247,7 +248,7 @@ def test_curation_over_http_and_the_cli(
     settings.artifacts.mkdir()
     store = Store(settings.resolved_database_url)
     _import(store, sources, taxonomy, "advbench", sources["advbench"])
-    profiles = source_profiles(sources["taxonomy"], {"advbench"}, set(taxonomy.categories))
+    profiles = source_profiles(sources["taxonomy"] / "sources", {"advbench"}, set(taxonomy.categories))
     triage(store, profiles, CurationSettings())
     (pending,) = store.seed_candidates([SeedState.PENDING])  # the letter: no mapping rule matched
     reviews = ReviewService(store, settings.review)
@@ -258,21 +259,13 @@ def test_curation_over_http_and_the_cli(
 
     shown = runner.invoke(app, ["seeds", "curate", "next", "--reviewer", "ada", *base[:2]])
     assert shown.exit_code == 0 and pending.id in shown.output
-    bad = runner.invoke(
-        app,
-        [
-            "seeds",
-            "curate",
-            "accept",
-            pending.id,
-            "--reviewer",
-            "ada",
-            "--key-phrase",
-            "launder money",
-            *base[:2],
-        ],
-    )
+    accept = ["seeds", "curate", "accept", pending.id, "--reviewer", "ada", *base[:2]]
+    unchosen = runner.invoke(app, accept)  # no rule matched: nothing is proposed, so one must choose
+    assert unchosen.exit_code == 2 and "no category proposed: choose one" in unchosen.output
+    bad = runner.invoke(app, [*accept, "--category", "harassment", "--key-phrase", "launder money"])
     assert bad.exit_code == 2 and "does not occur in the seed" in bad.output
+    no_reason = runner.invoke(app, [*accept, "--category", "out_of_scope"])
+    assert no_reason.exit_code == 2 and "out of scope needs a reason" in no_reason.output
     voted = runner.invoke(
         app,
         [
@@ -295,6 +288,9 @@ def test_curation_over_http_and_the_cli(
         client = server.client(bob)
         page = client.get("/seeds")
         assert page.status_code == 200 and "discredit a public figure" in page.text
+        # nothing proposed: the explicit "choose a category" is selected, never the first category
+        assert '<option value="" selected>choose a category</option>' in page.text
+        assert '<option value="out_of_scope">' in page.text and " selected>harassment" not in page.text
         csrf = server.csrf(client)
         answer = client.post(
             f"/seeds/{pending.id}",
@@ -430,19 +426,15 @@ def test_bad_sources_exit_2_and_write_nothing(tmp_path: Path, sources: dict[str,
 
 
 def test_every_shipped_source_profile_loads(taxonomy: Taxonomy) -> None:
-    from builder.curation.sources import load_profile, sources_folder
+    from builder.curation.sources import load_profile
 
-    profiles = [
-        load_profile(p, set(taxonomy.categories))
-        for p in sorted(sources_folder(bundled("taxonomy")).glob("*.yaml"))
-    ]
-    assert {"advbench", "harmbench", "jbb-behaviors"} <= {p.name for p in profiles}
+    folder = bundled("taxonomy") / "sources"
+    profiles = [load_profile(p, set(taxonomy.categories)) for p in sorted(folder.glob("*.yaml"))]
+    names = {p.name for p in profiles}
+    assert {"advbench", "harmbench", "jbb-behaviors", "donotanswer", "pyrit", "deepteam", "forgelm"} <= names
     for profile in profiles:
         assert profile.license and profile.citation and profile.homepage and profile.mapping
-        if profile.origin.path:  # vendored: the data and its licence ship together
-            data = (bundled("taxonomy") / "sources" / profile.origin.path).resolve()
-            assert (
-                data.is_file()
-                and (data.parent / "LICENSE").is_file()
-                and (data.parent / "NOTICE.md").is_file()
-            )
+        for path in profile.origin.paths:  # vendored: the data and its licence ship together
+            data = (folder / path).resolve()
+            home = data if data.is_dir() else data.parent
+            assert data.exists() and (home / "LICENSE").is_file() and (home / "NOTICE.md").is_file()

@@ -39,20 +39,50 @@ def test_shipped_seed_set_is_curated_public_and_licensed(taxonomy: Taxonomy) -> 
     folder = bundled("seeds") / "default"
     seeds = load_seeds([folder], taxonomy)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    assert len(seeds) == manifest["seeds"] >= 600
+    assert manifest["version"] == "2.0.0" and len(seeds) == manifest["seeds"] == 595
     assert hashlib.sha256((folder / "seeds.jsonl").read_bytes()).hexdigest() == manifest["content_sha256"]
     counted = Counter((seed.category, seed.source) for seed in seeds)
     assert counted == Counter(
         {(c, s): n for c, by_source in manifest["counts"].items() for s, n in by_source.items()}
     )
-    assert set(manifest["counts"]) == set(taxonomy.categories)
-    for category, missing in manifest["shortfall"].items():  # said, not hidden
-        assert sum(counted[(category, s)] for s in manifest["sources"]) == manifest["per_category"] - missing
+    per_category = Counter(seed.category for seed in seeds)
+    # 100 per category but self-harm: the licensed sources hold 95 short, distinct self-harm questions
+    assert per_category == {category: 100 for category in taxonomy.categories} | {"self_harm": 95}
+    assert manifest["shortfall"] == {"self_harm": 5} and manifest["per_category"] == 100
+    assert set(manifest["sources"]) == {
+        "advbench",
+        "deepteam",
+        "donotanswer",
+        "forgelm",
+        "harmbench",
+        "pyrit",
+        "strongreject",
+    }
+    dna = manifest["sources"]["donotanswer"]
+    assert dna["license"] == "Apache-2.0" and "arXiv:2308.13387" in dna["citation"]
     for seed in seeds:
         source = manifest["sources"][seed.source]
         assert seed.seed_set == manifest["version"] and seed.license == source["license"] != "unspecified"
         assert seed.citation == source["citation"] and seed.source_id and seed.revision
         assert len(seed.query) <= manifest["max_chars"]
+        assert seed.category_by in ("rule", "people")  # said per seed; no triage model ran
+        assert seed.category_rule or seed.category_by == "people"  # the rule, or people overrode it
+    decided = Counter(seed.category_by for seed in seeds)
+    assert decided == manifest["categories_decided"]
+    assert sum(1 for seed in seeds if seed.checked_by_hand) == manifest["checked_by_hand"] > 100
+
+
+def test_every_hand_checked_seed_is_in_the_labelled_sample_with_its_category(taxonomy: Taxonomy) -> None:
+    from builder.curation.mapping_check import read_sample
+
+    sample = {
+        (s.source, s.source_id): s.category
+        for s in read_sample(bundled("seeds") / "labelled-sample.jsonl", set(taxonomy.categories))
+    }
+    seeds = load_seeds([bundled("seeds") / "default"], taxonomy)
+    for seed in seeds:
+        decided = sample.get((seed.source, seed.source_id))
+        assert bool(seed.checked_by_hand) == (decided == seed.category), seed.id
 
 
 def test_malformed_json_names_file_and_line(tmp_path: Path, taxonomy: Taxonomy) -> None:

@@ -273,17 +273,22 @@ def serve(
     limit: Annotated[
         int | None, typer.Option(help="Use at most N seeds per rebuild.", show_default=False)
     ] = None,
+    taxonomy: TaxonomyOption = None,
 ) -> None:
     """Serve scheduled rebuilds: registers a deployment with Prefect and runs it on `--cron`.
 
     Needs a Prefect server (PREFECT_API_URL); runs until stopped. Settings come from this
-    process's environment and `--config`, read afresh at every run.
+    process's environment, `--config` and `--taxonomy`, read afresh at every run.
     """
-    settings = command_settings(config)
+    settings = command_settings(config, taxonomy=taxonomy)
     if not os.environ.get("PREFECT_API_URL"):
         fail(InputError("`mirbench serve` needs a Prefect server: set PREFECT_API_URL"))
     with prefect_session(settings, verbose=True):
         from flows.build import scheduled_build
 
-        parameters = {"config": str(config.resolve()) if config else None, "limit": limit}
+        parameters = {
+            "config": str(config.resolve()) if config else None,
+            "limit": limit,
+            "taxonomy": str(settings.taxonomy.resolve()),
+        }
         scheduled_build.serve(name=name, cron=cron, parameters=parameters)

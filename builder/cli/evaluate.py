@@ -153,12 +153,13 @@ def retry(
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Go on with a run: ask its failed and unanswered requests again, judge what is not judged,
     rewrite its report. Its configuration must give the same plan (targets, judges, items)."""
     show_tracebacks(verbose)
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     with user_errors():
         request = stored_request(settings, run_id)
     spec, results = execute(settings, request, verbose)
@@ -172,11 +173,12 @@ def report(
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
 ) -> None:
     """Print a run's figures and write its report files again (nothing is asked or judged)."""
     from builder.evaluation.tasks import finish
 
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     with user_errors():
         request = stored_request(settings, run_id).model_copy(update={"out": out})
         spec = open_evaluation(settings, request, check_request(settings, request))

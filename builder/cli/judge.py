@@ -18,6 +18,7 @@ from builder.cli.core import (
     DatabaseOption,
     JudgeBaseUrlOption,
     JudgeModelOption,
+    TaxonomyOption,
     existing_store,
 )
 from builder.cli.display import console
@@ -54,13 +55,14 @@ def _settings(
     database_url: str | None,
     judge: dict[str, str | None],
     accept_unknown: bool | None,
+    taxonomy: Path | None = None,
 ) -> Settings:
     """The settings, with the judge and the policy the options give."""
     judge_given = {key: value for key, value in judge.items() if value}
     attack: dict[str, Any] = {"judge": judge_given} if judge_given else {}
     if accept_unknown is not None:
         attack["policy"] = {"accept_unknown": accept_unknown}
-    overrides: dict[str, Any] = {"artifacts": artifacts, "database_url": database_url}
+    overrides: dict[str, Any] = {"artifacts": artifacts, "database_url": database_url, "taxonomy": taxonomy}
     if attack:
         overrides["attack"] = attack
     return load_settings(config, **overrides)
@@ -188,6 +190,7 @@ def calibrate_command(
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
 ) -> None:
     """Judge a human-labelled set with the configured judge and report agreement: accuracy,
     precision/recall/F1, Cohen's kappa, confusion matrix, per category, 95% bootstrap intervals,
@@ -198,7 +201,7 @@ def calibrate_command(
     if json_out is not None:  # before anything is judged or stored: a refusal writes nothing
         check_new_file(json_out, "--json")
     judge_given = {"backend": judge, "base_url": judge_base_url, "model": judge_model}
-    settings = _settings(config, artifacts, database_url, judge_given, accept_unknown)
+    settings = _settings(config, artifacts, database_url, judge_given, accept_unknown, taxonomy)
     label_set = _label_set(labels, path, task, limit, settings)
     if settings.database_url is None:
         settings.artifacts.mkdir(parents=True, exist_ok=True)

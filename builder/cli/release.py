@@ -13,6 +13,7 @@ from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
     DatabaseOption,
+    TaxonomyOption,
     VerboseOption,
     command_settings,
     existing_store,
@@ -51,6 +52,7 @@ def release(
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
     verbose: VerboseOption = False,
 ) -> None:
     """Export approved items as a versioned local release (Parquet + manifest + card + changelog).
@@ -63,7 +65,7 @@ def release(
     if unknown:
         fail(InputError(f"unknown --layout {', '.join(unknown)}; known: mir"))
     show_tracebacks(verbose)
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     from builder.release.export import check_release
 
     with existing_store(settings) as store:

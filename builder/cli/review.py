@@ -14,6 +14,7 @@ from builder.cli.core import (
     ArtifactsOption,
     ConfigOption,
     DatabaseOption,
+    TaxonomyOption,
     command_settings,
     existing_store,
     fail,
@@ -178,13 +179,14 @@ def review_serve(
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
 ) -> None:
     """Serve the review web app (log in with a token from `mirbench review add-reviewer`)."""
     if not 0 < port < 65536:
         fail(InputError(f"--port must be between 1 and 65535 (got {port})"))
     if workers < 1:
         fail(InputError(f"--workers must be at least 1 (got {workers})"))
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
     if workers > 1 and settings.resolved_database_url.startswith("sqlite"):
         fail(InputError("--workers above 1 needs PostgreSQL (--database-url postgresql+psycopg://...)"))
     from builder.review.serving import serve

@@ -1,9 +1,8 @@
 """`mirbench seeds`: check seed files, and curate seeds from public datasets (sources, import,
-merge, triage, status, select, and the seed queue under `seeds curate`)."""
+merge, triage, status, list, show, select; the seed queue is `seeds curate`, in `seed_curate`)."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 from typing import Annotated
@@ -17,33 +16,18 @@ from builder.cli.core import (
     TaxonomyOption,
     command_settings,
     existing_store,
-    fail,
     user_errors,
 )
 from builder.cli.display import console, make_table
-from builder.config.settings import Settings
-from builder.config.taxonomy import Taxonomy
-from builder.core.errors import InputError
+from builder.cli.seed_curate import SourcesOption, curate_app, profiles_folder, taxonomy_of
 
 app = typer.Typer()
 seeds_app = typer.Typer(
     help="Seeds: check seed files; import, triage, curate and select seeds from public datasets.",
     no_args_is_help=True,
 )
-curate_app = typer.Typer(
-    help="Human curation of seeds (the seed queue; the review's rules).", no_args_is_help=True
-)
 app.add_typer(seeds_app, name="seeds")
 seeds_app.add_typer(curate_app, name="curate")
-
-SeedIds = Annotated[list[str], typer.Argument(help="Seed ids (sd-...).")]
-
-
-def _taxonomy(settings: Settings) -> Taxonomy:
-    from builder.config.taxonomy import load_taxonomy
-
-    with user_errors():
-        return load_taxonomy(settings.taxonomy)
 
 
 @seeds_app.command("validate")
@@ -60,7 +44,7 @@ def seeds_validate(
     from builder.config.seeds import load_seeds
 
     with user_errors():
-        loaded = load_seeds(settings.seeds, _taxonomy(settings), settings.limits)
+        loaded = load_seeds(settings.seeds, taxonomy_of(settings), settings.limits)
     per_category = Counter(seed.category for seed in loaded)
     console.print(
         f"seeds OK: {len(loaded)} seeds; "
@@ -72,19 +56,22 @@ def seeds_validate(
 
 
 @seeds_app.command("sources")
-def seeds_sources(config: ConfigOption = None, taxonomy: TaxonomyOption = None) -> None:
-    """List the seed sources (taxonomy/sources/*.yaml) with their licences."""
-    from builder.curation.sources import load_profile, sources_folder
+def seeds_sources(
+    config: ConfigOption = None, taxonomy: TaxonomyOption = None, sources: SourcesOption = None
+) -> None:
+    """List the seed sources (their profiles: taxonomy/sources/*.yaml, or --sources DIR)."""
+    from builder.curation.sources import load_profile
 
-    settings = command_settings(config, taxonomy=taxonomy)
-    categories = set(_taxonomy(settings).categories)
-    table = make_table("seed sources", "source", "name", "from", "licence")
+    settings = command_settings(config, taxonomy=taxonomy, sources=sources)
+    categories = set(taxonomy_of(settings).categories)
+    folder = profiles_folder(settings)
+    table = make_table(f"seed sources ({folder})", "source", "name", "from", "licence", "priority")
     with user_errors():
-        for path in sorted(sources_folder(settings.taxonomy).glob("*.yaml")):
+        for path in sorted(folder.glob("*.yaml")):
             profile = load_profile(path, categories)
             origin = profile.origin
-            where = f"{origin.hub}@{origin.revision}" if origin.hub else str(origin.path)
-            table.add_row(profile.name, profile.display_name, where, profile.license)
+            where = f"{origin.hub}@{origin.revision}" if origin.hub else ", ".join(origin.paths)
+            table.add_row(profile.name, profile.display_name, where, profile.license, str(profile.priority))
     console.print(table)
 
 
@@ -92,28 +79,39 @@ def seeds_sources(config: ConfigOption = None, taxonomy: TaxonomyOption = None) 
 def seeds_import(
     source: Annotated[str, typer.Argument(help="A source profile's name (`mirbench seeds sources`).")],
     path: Annotated[
-        Path | None, typer.Option("--path", help="Read a local copy instead of the profile's origin.")
+        Path | None,
+        typer.Option(
+            "--path", help="Read a local copy (a file, or a folder of data files) instead of the origin."
+        ),
     ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
     taxonomy: TaxonomyOption = None,
+    sources: SourcesOption = None,
 ) -> None:
     """Import a source: normalise its rows and store them with their provenance (idempotent)."""
     from builder.curation.importer import import_source, load_source
     from builder.store import Store, open_engine
 
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
-    categories = set(_taxonomy(settings).categories)
+    settings = command_settings(
+        config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy, sources=sources
+    )
+    categories = set(taxonomy_of(settings).categories)
     with user_errors():
-        loaded = load_source(settings.taxonomy, source, categories, path)  # every row checked first
+        loaded = load_source(profiles_folder(settings), source, categories, path)  # every row checked first
         open_engine(settings.resolved_database_url, folder_to_create=settings.artifacts).dispose()
         settings.artifacts.mkdir(parents=True, exist_ok=True)  # every input is checked: now create
         with Store(settings.resolved_database_url) as store:
             report = import_source(store, loaded, settings.limits)
+    for note in report.notes:
+        console.print(f"note: {note}", markup=False)
+    files = f"{report.files} files, " if report.files > 1 else ""
+    blank = f", {report.blank_lines} blank lines skipped" if report.blank_lines else ""
     console.print(
-        f"{report.source} ({report.revision}, {report.location}): {report.rows} rows, {report.added} added, "
-        f"{report.known} already imported, {report.repeated} repeated within the data",
+        f"{report.source} ({report.revision}, {report.location}): {files}{report.rows} rows, "
+        f"{report.added} added, {report.known} already imported, {report.repeated} repeated within "
+        f"the data{blank}",
         markup=False,
     )
 
@@ -123,26 +121,59 @@ def seeds_merge(
     similarity: Annotated[
         float | None, typer.Option(min=0.0, max=1.0, help="Cosine for near-duplicates.")
     ] = None,
+    behaviour_similarity: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Cosine from which, below --similarity, a pair merges only when its words ask for "
+            "the same thing (default: curation.same_behaviour_similarity, 0.8).",
+        ),
+    ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
+    sources: SourcesOption = None,
 ) -> None:
-    """Merge near-duplicate seeds across sources into aliases (MiniLM vectors, faiss)."""
+    """Merge near-duplicate seeds across sources into aliases (MiniLM vectors, faiss); the copy
+    kept is the higher-priority source's, whatever the import order."""
     from builder.curation.merge import merge_near_duplicates
+    from builder.curation.sources import source_profiles
     from builder.stages.workspace import Workspace
 
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
+    settings = command_settings(
+        config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy, sources=sources
+    )
     threshold = similarity if similarity is not None else settings.curation.near_duplicate_similarity
-    with existing_store(settings) as store:
-        report = merge_near_duplicates(store, Workspace.of(settings).text_vectors, threshold)
+    floor = behaviour_similarity or settings.curation.same_behaviour_similarity
+    categories = set(taxonomy_of(settings).categories)
+    with user_errors(), existing_store(settings) as store:
+        names = {row.source for row in store.seed_candidates()}
+        profiles = source_profiles(profiles_folder(settings), names, categories)
+        priorities = {name: profile.priority for name, profile in profiles.items()}
+        vectors = Workspace.of(settings).text_vectors
+        report = merge_near_duplicates(store, vectors, threshold, priorities, floor)
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    restored = f", {report.restored} aliases restored" if report.restored else ""
+    worded = f" ({report.by_behaviour} below {threshold} by their words)" if report.by_behaviour else ""
     console.print(
-        f"merge: {report.seeds} seeds compared, {report.new_aliases} new aliases ({report.aliases} in all)"
+        f"merge: {report.seeds} seeds compared, {report.new_aliases} new aliases{worded}{restored} "
+        f"({report.aliases} in all)"
     )
 
 
 @seeds_app.command("triage")
 def seeds_triage(
     again: Annotated[bool, typer.Option(help="Triage again every seed people have not decided.")] = False,
+    evaluate: Annotated[
+        Path | None,
+        typer.Option(
+            help="Measure the mapping on a labelled sample (JSONL) instead: accuracy, precision and "
+            "recall per category, the confusion matrix. Needs no store.",
+        ),
+    ] = None,
     base_url: Annotated[
         str | None, typer.Option(help="Triage model server (curation.triage.base_url).")
     ] = None,
@@ -151,21 +182,30 @@ def seeds_triage(
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
     taxonomy: TaxonomyOption = None,
+    sources: SourcesOption = None,
 ) -> None:
     """Sort seeds into the categories: the sources' label mappings, and a model when configured."""
     from builder.config.sections import TriageModelSettings
-    from builder.curation.triage import ModelTriage, source_profiles, triage
+    from builder.curation.sources import source_profiles
+    from builder.curation.triage import ModelTriage, triage
 
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
+    settings = command_settings(
+        config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy, sources=sources
+    )
+    if evaluate is not None:
+        from builder.cli.seed_report import print_mapping_accuracy
+
+        print_mapping_accuracy(settings, evaluate)
+        return
     if model:  # the command line names the model: the config file's other triage settings stay
         given = {"model": model, **({"base_url": base_url} if base_url else {})}
         configured = settings.curation.triage.model_dump() if settings.curation.triage else {}
         with user_errors():
             settings.curation.triage = TriageModelSettings(**{**configured, **given})
-    loaded = _taxonomy(settings)
+    loaded = taxonomy_of(settings)
     with user_errors(), existing_store(settings) as store:
-        sources = {row.source for row in store.seed_candidates()}
-        profiles = source_profiles(settings.taxonomy, sources, set(loaded.categories))
+        names = {row.source for row in store.seed_candidates()}
+        profiles = source_profiles(profiles_folder(settings), names, set(loaded.categories))
         opinion = (
             ModelTriage.of(settings.curation, store, loaded, settings.taxonomy)
             if settings.curation.triage
@@ -199,6 +239,52 @@ def seeds_status(
     console.print(table)
 
 
+@seeds_app.command("list")
+def seeds_list(
+    state: Annotated[str | None, typer.Option(help="Only seeds in this state (e.g. out_of_scope).")] = None,
+    category: Annotated[
+        str | None, typer.Option(help="Only seeds of (or proposed for) this category.")
+    ] = None,
+    source: Annotated[str | None, typer.Option(help="Only seeds of this source.")] = None,
+    reason: Annotated[
+        str | None,
+        typer.Option(
+            help="Only seeds triage left for this reason: rule, agreed, no_rule, disagreed, "
+            "low_confidence, model_failed."
+        ),
+    ] = None,
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
+) -> None:
+    """Seeds with their state, category, and the rule (or model answer) that decided them."""
+    from builder.cli.seed_report import list_seeds
+
+    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
+    with user_errors():
+        list_seeds(settings, state, category, source, reason)
+
+
+@seeds_app.command("show")
+def seeds_show(
+    seed_id: Annotated[str, typer.Argument(help="A seed id (sd-...).")],
+    config: ConfigOption = None,
+    artifacts: ArtifactsOption = None,
+    database_url: DatabaseOption = None,
+    taxonomy: TaxonomyOption = None,
+    sources: SourcesOption = None,
+) -> None:
+    """One seed: provenance, both triage opinions with the rule that matched, aliases, decisions."""
+    from builder.cli.seed_report import show_seed
+
+    settings = command_settings(
+        config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy, sources=sources
+    )
+    with user_errors():
+        show_seed(settings, seed_id)
+
+
 @seeds_app.command("select")
 def seeds_select(
     per_category: Annotated[int, typer.Option(min=1, help="Seeds per category (stratified by source).")],
@@ -215,27 +301,39 @@ def seeds_select(
     ] = None,
     max_chars: Annotated[int | None, typer.Option(min=1, help="Leave out seeds longer than this.")] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only seeds of this source (repeatable).")] = None,
+    checked: Annotated[
+        Path | None,
+        typer.Option(
+            help="A labelled sample (JSONL): seeds whose category it confirms say they were checked by hand."
+        ),
+    ] = None,
     config: ConfigOption = None,
     artifacts: ArtifactsOption = None,
     database_url: DatabaseOption = None,
     taxonomy: TaxonomyOption = None,
+    sources: SourcesOption = None,
 ) -> None:
     """Write a versioned seed set from the accepted seeds; `mirbench build --seeds OUT` reads it.
     OUT must not exist or be empty: nothing is written over."""
     from builder.core.outputs import check_new_folder
+    from builder.curation.mapping_check import read_sample
     from builder.curation.select import SET_FOLDER, check_selection, write_seed_set
-    from builder.curation.triage import source_profiles
+    from builder.curation.sources import source_profiles
 
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy)
-    categories = sorted(_taxonomy(settings).categories)
+    settings = command_settings(
+        config, artifacts=artifacts, database_url=database_url, taxonomy=taxonomy, sources=sources
+    )
+    categories = sorted(taxonomy_of(settings).categories)
     with user_errors():  # before the store is opened: a refusal writes nothing
         check_new_folder(out, "--out", SET_FOLDER)
         check_selection(len(categories), per_category, total, version)
     with user_errors(), existing_store(settings) as store:
-        sources = {row.source for row in store.seed_candidates()}
-        profiles = source_profiles(settings.taxonomy, sources, set(categories))
+        names = {row.source for row in store.seed_candidates()}
+        profiles = source_profiles(profiles_folder(settings), names, set(categories))
+        sample = read_sample(checked, set(categories)) if checked else []
+        hand = {(seed.source, seed.source_id): seed.category for seed in sample}
         chosen = write_seed_set(
-            store, profiles, categories, out, per_category, total, version, max_chars, source
+            store, profiles, categories, out, per_category, total, version, max_chars, source, hand
         )
     console.print(f"seed set {chosen.version}: {chosen.total} seeds in {chosen.folder}", markup=False)
     for category, by_source in chosen.counts.items():
@@ -249,103 +347,3 @@ def seeds_select(
             + (", ".join(f"{s} {n}" for s, n in sorted(by_source.items())) or "none")
             + short
         )
-
-
-@curate_app.command("next")
-def curate_next(
-    reviewer: Annotated[str, typer.Option(help="Who curates.")],
-    category: Annotated[str | None, typer.Option(help="Only seeds proposed for this category.")] = None,
-    config: ConfigOption = None,
-    artifacts: ArtifactsOption = None,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Lease the next seed to curate and show it (with both triage opinions)."""
-    from builder.review.seed_queue import SeedCuration
-
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
-    taxonomy = _taxonomy(settings)
-    if category is not None:
-        with user_errors():
-            taxonomy.category(category)  # an unknown one is named, not an empty queue
-    with existing_store(settings) as store:
-        row = SeedCuration(store, settings.review, taxonomy).next_seed(reviewer, category)
-    if row is None:
-        console.print("nothing to curate")
-        return
-    shown = {
-        "id": row.id,
-        "text": row.text,
-        "source": row.source,
-        "labels": json.loads(row.labels),
-        "mapped": row.mapped_category,
-        "model": row.llm_category,
-        "confidence": row.llm_confidence,
-        "reason": row.llm_reason,
-        "proposed": row.category,
-        "key_phrase": row.key_phrase,
-    }
-    console.print_json(json.dumps(shown))
-
-
-@curate_app.command("accept")
-def curate_accept(
-    seed_ids: SeedIds,
-    reviewer: Annotated[str, typer.Option(help="Who decides.")],
-    category: Annotated[str | None, typer.Option(help="Change the category.")] = None,
-    key_phrase: Annotated[str | None, typer.Option(help="Set the key phrase (words of the seed).")] = None,
-    override: Annotated[bool, typer.Option(help="An admin's final word (needs --reason).")] = False,
-    reason: Annotated[str | None, typer.Option(help="Why (required with --override).")] = None,
-    config: ConfigOption = None,
-    artifacts: ArtifactsOption = None,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Accept seeds (optionally changing the category or key phrase)."""
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
-    _decide(settings, seed_ids, reviewer, "approve", reason, override, category, key_phrase)
-
-
-@curate_app.command("reject")
-def curate_reject(
-    seed_ids: SeedIds,
-    reviewer: Annotated[str, typer.Option(help="Who decides.")],
-    reason: Annotated[str, typer.Option(help="Why the seed should not be used.")],
-    override: Annotated[bool, typer.Option(help="An admin's final word.")] = False,
-    config: ConfigOption = None,
-    artifacts: ArtifactsOption = None,
-    database_url: DatabaseOption = None,
-) -> None:
-    """Reject seeds, with a reason."""
-    settings = command_settings(config, artifacts=artifacts, database_url=database_url)
-    _decide(settings, seed_ids, reviewer, "reject", reason, override)
-
-
-def _decide(
-    settings: Settings,
-    seed_ids: list[str],
-    reviewer: str,
-    decision: str,
-    reason: str | None,
-    override: bool,
-    category: str | None = None,
-    key_phrase: str | None = None,
-) -> None:
-    """Each seed's vote (or, with `override`, an admin's final word); refusals are reported
-    together after the others are decided."""
-    from builder.review.policy import Decision
-    from builder.review.seed_queue import SeedCuration, SeedEdit
-    from builder.review.service import ReviewRefused
-
-    edit = SeedEdit(category, key_phrase)
-    refused = []
-    with existing_store(settings) as store:
-        curation = SeedCuration(store, settings.review, _taxonomy(settings))
-        decide = curation.finalize if override else curation.vote
-        for seed_id in seed_ids:
-            try:
-                state = decide(seed_id, reviewer, Decision(decision), reason, edit)
-            except ReviewRefused as error:
-                refused.append(str(error))
-                continue
-            console.print(f"{seed_id}: {state}", markup=False)
-    if refused:
-        fail(InputError("; ".join(refused)))

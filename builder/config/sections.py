@@ -242,6 +242,13 @@ class CurationSettings(_Section):
     near_duplicate_similarity: float = Field(
         0.9, gt=0, le=1, description="Cosine (MiniLM) at or above which two seeds are one behaviour."
     )
+    same_behaviour_similarity: float | None = Field(
+        0.8,
+        gt=0,
+        le=1,
+        description="Cosine from which, below near_duplicate_similarity, two seeds merge when their "
+        "words ask for the same thing (same content words up to how they ask); none: only the first.",
+    )
     min_confidence: float = Field(
         0.7, ge=0, le=1, description="Below this, the model's triage goes to human curation."
     )

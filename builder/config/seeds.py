@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -38,11 +38,15 @@ class Seed(BaseModel):
     revision: str | None = None
     citation: str | None = None
     seed_set: str | None = None
+    # How a curated seed's category was decided (`mirbench seeds select` writes them).
+    category_by: Literal["rule", "rule+model", "people"] | None = None
+    category_rule: str | None = None  # the source profile's rule and what matched
+    checked_by_hand: bool | None = None  # in the maintainers' labelled sample
 
     @field_validator("*")
     @classmethod
-    def _no_control_characters(cls, value: str | None) -> str | None:
-        problem = control_character(value) if value else None
+    def _no_control_characters(cls, value: object) -> object:
+        problem = control_character(value) if isinstance(value, str) and value else None
         if problem:
             raise ValueError(problem)
         return value
@@ -77,6 +81,8 @@ class Seed(BaseModel):
             revision=self.revision,
             license=self.license,
             citation=self.citation,
+            category_by=self.category_by,
+            checked_by_hand=self.checked_by_hand,
         )
 
 

@@ -190,6 +190,11 @@ class Settings(BaseSettings):
     )
     taxonomy: Path = Field(default_factory=lambda: bundled("taxonomy"))
     seeds: list[Path] = Field(default_factory=lambda: [bundled("seeds") / "default"])
+    sources: Path | None = Field(
+        None,
+        description="Folder of seed source profiles (`mirbench seeds ...`); default: the taxonomy's "
+        "sources/ folder, else the bundled one.",
+    )
     relations: list[str] = Field(
         default_factory=list, description="Relation slugs to build; empty means all."
     )

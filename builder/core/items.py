@@ -140,6 +140,8 @@ class SeedOrigin(BaseModel):
     revision: str | None = None
     license: str
     citation: str | None = None
+    category_by: str | None = None  # rule, rule+model or people
+    checked_by_hand: bool | None = None
 
 
 class ModelUse(BaseModel):

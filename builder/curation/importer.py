@@ -19,7 +19,8 @@ from pathlib import Path
 from builder.config.input_limits import InputLimits
 from builder.config.user_files import control_character
 from builder.core.errors import InputError, InputErrors
-from builder.curation.sources import LoadedSource, SourceRow, load_profile, profile_path, read_source
+from builder.curation.reading import read_source
+from builder.curation.sources import LoadedSource, SourceRow, load_profile, profile_path
 from builder.store import SEED_ID_PREFIX, SeedState, Store
 
 
@@ -32,6 +33,9 @@ class ImportReport:
     added: int
     known: int  # already imported (an earlier run, or an earlier revision)
     repeated: int  # the same id (or text) twice within this data: the first is kept
+    files: int = 1
+    blank_lines: int = 0  # plain-text files: skipped
+    notes: tuple[str, ...] = ()
 
 
 def normalise(text: str) -> str:
@@ -43,10 +47,11 @@ def seed_id(source: str, source_id: str) -> str:
 
 
 def load_source(
-    taxonomy_root: Path, name: str, categories: set[str], local: Path | None = None
+    sources_folder: Path, name: str, categories: set[str], local: Path | None = None
 ) -> LoadedSource:
-    """Source `name`'s profile and rows (from `local` instead of its origin, when given)."""
-    path = profile_path(taxonomy_root, name)
+    """Source `name`'s profile (in `sources_folder`) and rows (from `local` instead of its
+    origin, when given)."""
+    path = profile_path(sources_folder, name)
     return read_source(load_profile(path, categories), path, local)
 
 
@@ -87,14 +92,23 @@ def import_source(
         raise InputErrors(errors[:50])
     store.add_seeds(list(fresh.values()))
     return ImportReport(
-        profile.name, loaded.revision, loaded.location, len(loaded.rows), len(fresh), already, repeated
+        profile.name,
+        loaded.revision,
+        loaded.location,
+        len(loaded.rows),
+        len(fresh),
+        already,
+        repeated,
+        loaded.files,
+        loaded.blank_lines,
+        loaded.notes,
     )
 
 
 def _checked_text(
     row: SourceRow, loaded: LoadedSource, limits: InputLimits, errors: list[InputError]
 ) -> str | None:
-    where = f"{loaded.location}: row {row.row}"
+    where = row.where
     field = loaded.profile.fields.text
     if not isinstance(row.text, str):
         errors.append(InputError(f"{where}: field '{field}' is not text ({type(row.text).__name__})"))

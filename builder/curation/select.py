@@ -1,14 +1,14 @@
 """`mirbench seeds select`: a versioned seed set from the accepted seeds.
 
 Up to N seeds per category, stratified by source (taken in turn from each source that has
-seeds of the category, each source's seeds in a fixed pseudo-random order, so the choice does
-not follow file order and a rerun chooses alike). With `max_chars`, longer seeds are left out
+seeds of the category, by the name its profile declares, so one source read from several files
+is one source; each source's seeds in a fixed pseudo-random order, so the choice does not follow
+file order and a rerun chooses alike). With `max_chars`, longer seeds are left out
 (short questions stay at the level of the public sets' behaviour titles). With `total`, the
 shortfall of categories that have fewer than N accepted seeds is filled from the others, again
-in turn. The set is a
-folder: `seeds.jsonl` (what `mirbench build --seeds` reads) and `manifest.json` (version,
-counts per category x source, licences and citations, a content hash, and each seed's
-provenance with its aliases).
+in turn. The set is a folder: `seeds.jsonl` (what `mirbench build --seeds` reads; each seed
+says how its category was decided) and `manifest.json` (version, counts per category x source,
+licences and citations, a content hash, and each seed's provenance with its aliases).
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from typing import Any
 from builder.core.errors import InputError
 from builder.core.outputs import check_new_folder, new_folder
 from builder.curation.sources import SourceProfile
+from builder.curation.triage import TRIAGE_DECIDER
 from builder.store import SeedRow, SeedState, Store
 
 SEEDS_FILE = "seeds.jsonl"
@@ -100,7 +101,10 @@ def write_seed_set(
     version: str | None = None,
     max_chars: int | None = None,
     sources: list[str] | None = None,
+    checked: dict[tuple[str, str], str] | None = None,
 ) -> SeedSet:
+    """Select and write the set. `checked`: the category a person decided by hand for seeds of a
+    labelled sample, by (source, source id); a seed whose category it confirms says so."""
     out = check_new_folder(out, "--out", SET_FOLDER)
     check_selection(len(categories), per_category, total, version)
     accepted = store.seed_candidates([SeedState.ACCEPTED], sources)
@@ -116,7 +120,10 @@ def write_seed_set(
     aliases: dict[str, list[SeedRow]] = defaultdict(list)
     for row in store.seed_candidates([SeedState.ALIAS]):
         aliases[row.alias_of or ""].append(row)
-    records = [_seed_record(row, profiles[row.source]) for row in chosen]
+    checked = checked or {}
+    records = [
+        _seed_record(row, profiles[row.source], (row.source, row.source_id) in checked) for row in chosen
+    ]
     if version is None:  # named by what it holds: the same selection, the same version
         version = "sha-" + hashlib.sha256(json.dumps(records, sort_keys=True).encode()).hexdigest()[:12]
     body = "".join(
@@ -141,17 +148,9 @@ def write_seed_set(
             for c in categories
             if sum(counts[c].values()) < per_category
         },
-        "sources": {
-            name: {
-                "display_name": p.display_name,
-                "license": p.license,
-                "citation": p.citation,
-                "homepage": p.homepage,
-                "seeds": sum(counts[c].get(name, 0) for c in categories),
-            }
-            for name, p in sorted(profiles.items())
-            if any(counts[c].get(name) for c in categories)
-        },
+        "categories_decided": dict(Counter(r["category_by"] for r in records)),
+        "checked_by_hand": sum(1 for r in records if r.get("checked_by_hand")),
+        "sources": _sources(profiles, counts, categories),
         "provenance": [_provenance(row, aliases.get(row.id, [])) for row in chosen],
     }
     _write_folder(out, body, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
@@ -174,7 +173,31 @@ def check_selection(categories: int, per_category: int, total: int | None, versi
         )
 
 
-def _seed_record(row: SeedRow, profile: SourceProfile) -> dict[str, Any]:
+def _sources(
+    profiles: dict[str, SourceProfile], counts: dict[str, dict[str, int]], categories: list[str]
+) -> dict[str, Any]:
+    return {
+        name: {
+            "display_name": p.display_name,
+            "license": p.license,
+            "citation": p.citation,
+            "homepage": p.homepage,
+            "seeds": sum(counts[c].get(name, 0) for c in categories),
+        }
+        for name, p in sorted(profiles.items())
+        if any(counts[c].get(name) for c in categories)
+    }
+
+
+def category_by(row: SeedRow) -> str:
+    """How the seed's category was decided: by the mapping rule alone, by the rule and a triage
+    model that agreed, or by people (the seed queue, or a maintainer's override)."""
+    if row.decided_by != TRIAGE_DECIDER:
+        return "people"
+    return "rule+model" if row.llm_category is not None else "rule"
+
+
+def _seed_record(row: SeedRow, profile: SourceProfile, checked: bool) -> dict[str, Any]:
     record: dict[str, Any] = {
         "id": row.id,
         "category": row.category,
@@ -184,7 +207,12 @@ def _seed_record(row: SeedRow, profile: SourceProfile) -> dict[str, Any]:
         "revision": row.revision,
         "license": row.license,
         "citation": profile.citation,
+        "category_by": category_by(row),
     }
+    if row.mapped_rule is not None:
+        record["category_rule"] = f"{row.source}#{row.mapped_rule}: {row.mapped_by} '{row.mapped_match}'"
+    if checked:
+        record["checked_by_hand"] = True
     if row.key_phrase:
         record["key_phrase"] = row.key_phrase
     return record
@@ -201,8 +229,12 @@ def _provenance(row: SeedRow, aliases: list[SeedRow]) -> dict[str, Any]:
         "imported_at": row.imported_at.isoformat(),
         "triage": {
             "mapped": row.mapped_category,
+            "rule": row.mapped_rule,
+            "matched_by": row.mapped_by,
+            "matched": row.mapped_match,
             "model": row.llm_category,
             "confidence": row.llm_confidence,
+            "reason": row.triage_reason,
             "decided_by": row.decided_by,
         },
         "aliases": [

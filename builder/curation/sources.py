@@ -1,42 +1,46 @@
-"""Seed sources as data: one YAML profile per source in `taxonomy/sources/`, read through
-`datasets.load_dataset`, so a Hub dataset and a local copy share one code path.
+"""Seed sources as data: one YAML profile per source (in `taxonomy/sources/`, or the folder
+`--sources` / `MIRBENCH_SOURCES` names), read through `datasets.load_dataset`, so a Hub dataset and
+a local copy share one code path (`builder.curation.reading`).
 
-A profile names where the data is (a Hub dataset with a pinned revision, config and split, or a
-local path relative to the profile), its format, which fields hold the text, the id and the
-source's own labels, its licence, citation and homepage, and the mapping from those labels to
-the taxonomy's categories (the first of the two triage opinions).
+A profile names where the data is (a Hub dataset with a pinned revision, config and split; or a
+local file, a folder with a glob, or a list of files, relative to the profile's own folder), its
+format, which fields hold the text, the id and the source's own labels (and whether the file name
+is a label too), its licence, citation, homepage and merge priority, and the mapping from those
+labels to the taxonomy's categories (the first of the two triage opinions).
 """
 
 from __future__ import annotations
 
-import json
+import os
 import re
-import tempfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from builder.config.user_files import SNIFF_BYTES, wide_encoding
+from builder.config.settings import bundled
 from builder.config.yaml_lines import line_of, read_yaml, validation_errors
 from builder.core.errors import InputError, InputErrors
 
 OUT_OF_SCOPE = "out_of_scope"
 Format = Literal["jsonl", "csv", "parquet", "datasets", "yaml", "text"]
-_LOADERS = {"jsonl": "json", "csv": "csv", "parquet": "parquet", "text": "text"}
-# A local copy given with --path is read in the format its suffix names (else the profile's).
-_SUFFIXES: dict[str, Format] = {
-    ".jsonl": "jsonl",
-    ".json": "jsonl",
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".txt": "text",
-    ".yaml": "yaml",
-    ".yml": "yaml",
+# A folder's data files, by default, and the format a local copy given with --path is read in.
+SUFFIXES: dict[Format, tuple[str, ...]] = {
+    "jsonl": (".jsonl", ".json"),
+    "csv": (".csv",),
+    "parquet": (".parquet",),
+    "text": (".txt",),
+    "yaml": (".yaml", ".yml"),
+    "datasets": (),
 }
 _NAME = r"^[a-z0-9][a-z0-9_-]{0,63}$"
+
+
+def expand(path: str | Path, base: Path) -> Path:
+    """`~` and environment variables expanded; a relative path taken from `base`."""
+    expanded = Path(os.path.expandvars(os.path.expanduser(str(path))))
+    return (expanded if expanded.is_absolute() else base / expanded).resolve()
 
 
 class _Section(BaseModel):
@@ -44,13 +48,20 @@ class _Section(BaseModel):
 
 
 class Origin(_Section):
-    """Where the rows come from: a Hub dataset at a pinned revision, or a local path."""
+    """Where the rows come from: a Hub dataset at a pinned revision, or local data."""
 
     hub: str | None = Field(None, description="Hub dataset name, e.g. walledai/AdvBench.")
     revision: str | None = Field(None, description="Hub commit, tag or branch; required with `hub`.")
     config: str | None = None
     split: str = "train"
-    path: str | None = Field(None, description="A local file or folder, relative to the profile.")
+    path: str | list[str] | None = Field(
+        None,
+        description="A file, a folder (its data files, see `glob`) or a list of files; relative to "
+        "the profile's folder; `~` and $VARIABLES are expanded.",
+    )
+    glob: str | None = Field(
+        None, description="With a folder: the data files, e.g. '*.jsonl'. [default: the format's suffixes]"
+    )
     records_key: str | None = Field(None, description="yaml/json: the key holding the list of rows.")
 
     @model_validator(mode="after")
@@ -59,32 +70,69 @@ class Origin(_Section):
             raise ValueError("give exactly one of 'hub' (with 'revision') or 'path'")
         if self.hub is not None and not self.revision:
             raise ValueError("a Hub source needs a pinned 'revision' (a commit sha or tag)")
+        if isinstance(self.path, list) and not self.path:
+            raise ValueError("'path' lists no file")
+        if self.glob is not None and isinstance(self.path, list):
+            raise ValueError("'glob' selects files in a folder: give 'path' as one folder")
         return self
+
+    @property
+    def paths(self) -> list[str]:
+        return [] if self.path is None else [self.path] if isinstance(self.path, str) else list(self.path)
 
 
 class Fields(_Section):
-    text: str = Field(description="The field holding the question or behaviour.")
+    text: str = Field(
+        description="The field holding the question or behaviour (`text` for plain-text files)."
+    )
     id: str | None = Field(None, description="The source's own id; default: a hash of the text.")
     labels: list[str] = Field(default_factory=list, description="Fields holding the source's labels.")
+    label_from: Literal["file_stem"] | None = Field(
+        None, description="file_stem: each row's file name (without suffix) is one more label."
+    )
 
 
 class MappingRule(_Section):
-    """Seeds with any of `labels` (or whose text matches `pattern`) go to `category`."""
+    """Seeds with any of `labels` (or whose text matches `pattern`) go to `category`; with
+    `match: all`, only seeds with one of the labels whose text matches too."""
 
     category: str
     labels: list[str] = Field(default_factory=list)
     pattern: str | None = None
+    match: Literal["any", "all"] = Field("any", description="any: a label or the pattern; all: both.")
+    note: str = Field("", description="Why the rule is there (shown in `mirbench seeds show`).")
 
     @model_validator(mode="after")
     def _says_something(self) -> MappingRule:
         if not self.labels and not self.pattern:
             raise ValueError("a mapping rule needs 'labels' or 'pattern'")
+        if self.match == "all" and not (self.labels and self.pattern):
+            raise ValueError("'match: all' needs both 'labels' and 'pattern'")
         if self.pattern is not None:
             try:
                 re.compile(self.pattern)
             except re.error as exc:
                 raise ValueError(f"pattern {self.pattern!r} is not a regular expression: {exc}") from None
         return self
+
+
+@dataclass(frozen=True)
+class RuleMatch:
+    """Why opinion (a) is what it is: the profile's rule (by index) and what in the seed matched."""
+
+    source: str
+    rule: int
+    category: str
+    label: str | None  # the source label that matched, and/or
+    text: str | None  # the words of the seed the rule's pattern matched
+
+    @property
+    def by(self) -> str:
+        return "label+text" if self.label and self.text else "label" if self.label else "text"
+
+    @property
+    def matched(self) -> str:
+        return "; ".join(part for part in (self.label, self.text) if part)
 
 
 class SourceProfile(_Section):
@@ -97,6 +145,11 @@ class SourceProfile(_Section):
     citation: str = Field(min_length=1)
     homepage: str = Field(min_length=1)
     revision: str = Field("unversioned", description="Recorded on local data: the release it copies.")
+    priority: int = Field(
+        0,
+        description="On a near-duplicate merge the seed of the higher-priority source is kept (ties: "
+        "the one with more labels), whatever the import order.",
+    )
     mapping: list[MappingRule] = Field(default_factory=list, description="First matching rule wins.")
     notes: str = ""
 
@@ -106,21 +159,39 @@ class SourceProfile(_Section):
 
     def map_labels(self, text: str, labels: list[str]) -> str | None:
         """Opinion (a): the category (or `out_of_scope`) of the first matching rule; None: no rule."""
+        match = self.explain(text, labels)
+        return match.category if match else None
+
+    def explain(self, text: str, labels: list[str]) -> RuleMatch | None:
+        """The first rule that matches the seed, with what matched; None: no rule matches."""
         present = set(labels)
-        for rule in self.mapping:
-            if present.intersection(rule.labels) or (rule.pattern and re.search(rule.pattern, text)):
-                return rule.category
+        for number, rule in enumerate(self.mapping):
+            label = next((label for label in rule.labels if label in present), None)
+            found = re.search(rule.pattern, text) if rule.pattern else None
+            words = found.group(0) if found is not None else None
+            if rule.match == "all":
+                if label is not None and words is not None:
+                    return RuleMatch(self.name, number, rule.category, label, words)
+            elif label is not None:
+                return RuleMatch(self.name, number, rule.category, label, None)
+            elif words is not None:
+                return RuleMatch(self.name, number, rule.category, None, words)
         return None
 
 
 @dataclass(frozen=True)
 class SourceRow:
-    """One row as the source holds it: its position (for messages), id, text and labels."""
+    """One row as the source holds it: where it is (file and row, for messages), id, text, labels."""
 
     row: int
     source_id: str | None
-    text: Any
+    text: object
     labels: list[str]
+    file: str = ""
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}: row {self.row}"
 
 
 @dataclass(frozen=True)
@@ -130,15 +201,24 @@ class LoadedSource:
     location: str  # the file, folder or hub@revision the rows came from (for messages)
     revision: str
     rows: list[SourceRow]
+    files: int = 1
+    blank_lines: int = 0  # plain-text files: blank lines skipped
+    notes: tuple[str, ...] = ()  # what the reader chose for the user (a format guessed, ...)
 
 
-def sources_folder(taxonomy_root: Path) -> Path:
-    return Path(taxonomy_root) / "sources"
+def sources_folder(sources: Path | None, taxonomy: Path) -> Path:
+    """Where the source profiles are: the folder given (`--sources`, MIRBENCH_SOURCES), else the
+    taxonomy's `sources/`, else the bundled profiles (so a copied taxonomy without them still
+    finds the shipped sources, whose data paths are relative to their own folder)."""
+    if sources is not None:
+        return expand(sources, Path.cwd())
+    own = Path(taxonomy) / "sources"
+    return own if own.is_dir() else bundled("taxonomy") / "sources"
 
 
-def profile_path(taxonomy_root: Path, name: str) -> Path:
-    """The profile file of source `name`; an unknown name lists the known ones."""
-    folder = sources_folder(taxonomy_root)
+def profile_path(folder: Path, name: str) -> Path:
+    """The profile file of source `name` in `folder`; an unknown name lists the known ones."""
+    folder = Path(folder)
     path = folder / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
@@ -167,113 +247,5 @@ def load_profile(path: Path, categories: set[str]) -> SourceProfile:
     return profile
 
 
-def read_source(profile: SourceProfile, path: Path, local: Path | None = None) -> LoadedSource:
-    """Every row of the source (from `local` instead of the profile's origin, when given)."""
-    dataset, location = _dataset(profile, path, local)
-    columns = set(dataset.column_names)
-    for role, name in [("text", profile.fields.text), ("id", profile.fields.id)] + [
-        ("labels", label) for label in profile.fields.labels
-    ]:
-        if name is not None and name not in columns:
-            raise InputError(
-                f"field '{name}' (fields.{role} in {path.name}) is not in the data; its fields: "
-                + ", ".join(sorted(columns)),
-                path=location,
-            )
-    rows = [
-        SourceRow(
-            number,
-            None
-            if profile.fields.id is None or record[profile.fields.id] is None
-            else str(record[profile.fields.id]),
-            record[profile.fields.text],
-            [label for name in profile.fields.labels for label in _labels(record[name])],
-        )
-        for number, record in enumerate(dataset, start=1)
-    ]
-    revision = profile.pinned_revision if local is None else f"{profile.pinned_revision}+local"
-    return LoadedSource(profile, path, location, revision, rows)
-
-
-def _labels(value: Any) -> Iterator[str]:
-    if value is None:
-        return
-    if isinstance(value, list | tuple):
-        for part in value:
-            yield from _labels(part)
-    elif str(value).strip():
-        yield str(value).strip()
-
-
-def _dataset(profile: SourceProfile, path: Path, local: Path | None) -> tuple[Any, str]:
-    """The rows as a `datasets.Dataset`, and where they came from."""
-    import datasets
-    from datasets.utils.logging import disable_progress_bar
-
-    disable_progress_bar()
-    origin = profile.origin
-    if local is None and origin.hub is not None:
-        location = f"{origin.hub}@{origin.revision}"
-        try:
-            return (
-                datasets.load_dataset(
-                    origin.hub, origin.config, split=origin.split, revision=origin.revision
-                ),
-                location,
-            )
-        except Exception as exc:  # the Hub client's errors differ by version: report the reason
-            raise InputError(
-                f"field 'origin.revision': cannot load {location}: {str(exc).splitlines()[0][:300]}",
-                path=path,
-            ) from None
-    target = Path(local) if local is not None else (path.parent / str(origin.path)).resolve()
-    if not target.exists():
-        raise InputError("no such file or folder (the source's data)", path=target)
-    kind = _SUFFIXES.get(target.suffix.lower(), profile.format) if local is not None else profile.format
-    try:
-        if kind == "datasets":
-            loaded = datasets.load_from_disk(str(target))
-            return (loaded[origin.split] if isinstance(loaded, datasets.DatasetDict) else loaded), str(target)
-        if kind == "yaml":
-            return _yaml_dataset(target, origin.records_key), str(target)
-        files = sorted(str(p) for p in target.iterdir() if p.is_file()) if target.is_dir() else [str(target)]
-        if kind in ("jsonl", "csv", "text"):
-            _check_utf8(files)
-        options: dict[str, Any] = {"field": origin.records_key} if origin.records_key else {}
-        return (
-            datasets.load_dataset(_LOADERS[kind], data_files=files, split="train", **options),
-            str(target),
-        )
-    except InputError:
-        raise
-    except Exception as exc:  # a file `datasets` cannot parse: name it and say why
-        reason = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        cause = exc.__cause__ or exc.__context__
-        if cause is not None and str(cause):
-            reason += f" ({str(cause).splitlines()[0][:200]})"
-        raise InputError(f"cannot read as {kind}: {reason}", path=target) from None
-
-
-def _check_utf8(files: list[str]) -> None:
-    """A text file saved as UTF-16 or UTF-32 is named as such, before `datasets` reads it as
-    broken UTF-8."""
-    for file in files:
-        with open(file, "rb") as handle:
-            wide = wide_encoding(handle.read(SNIFF_BYTES))
-        if wide is not None:
-            raise InputError(f"the file is {wide}, not UTF-8: save it as UTF-8", path=file)
-
-
-def _yaml_dataset(path: Path, records_key: str | None) -> Any:
-    """A YAML file of rows (or a mapping whose `records_key` holds them), through `load_dataset`."""
-    import datasets
-
-    data, _ = read_yaml(path)
-    rows = data.get(records_key) if isinstance(data, dict) and records_key else data
-    if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
-        where = f"key '{records_key}'" if records_key else "the file"
-        raise InputError(f"{where} must hold a list of mappings (one per row)", path=path)
-    with tempfile.TemporaryDirectory(prefix="mirbench-yaml-") as folder:
-        converted = Path(folder) / f"{path.stem}.jsonl"
-        converted.write_text("".join(json.dumps(row, default=str) + "\n" for row in rows), encoding="utf-8")
-        return datasets.load_dataset("json", data_files=str(converted), split="train", keep_in_memory=True)
+def source_profiles(folder: Path, names: set[str], categories: set[str]) -> dict[str, SourceProfile]:
+    return {name: load_profile(profile_path(folder, name), categories) for name in sorted(names)}

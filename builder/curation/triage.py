@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from pydantic import BaseModel, Field, ValidationError
 from builder.config.sections import CurationSettings
 from builder.config.taxonomy import Taxonomy
 from builder.core.words import contains_phrase
-from builder.curation.sources import OUT_OF_SCOPE, SourceProfile, load_profile, profile_path
+from builder.curation.sources import OUT_OF_SCOPE, RuleMatch, SourceProfile
 from builder.models.llm import JSONRequest, LLMClient, LLMFailure, ResponseCache
 from builder.models.prompts import PromptSet
 from builder.stages.judge.refusals import looks_like_refusal
@@ -124,8 +125,15 @@ class ModelTriage:
         ]
 
 
-def source_profiles(taxonomy_root: Path, names: set[str], categories: set[str]) -> dict[str, SourceProfile]:
-    return {name: load_profile(profile_path(taxonomy_root, name), categories) for name in sorted(names)}
+class TriageReason(StrEnum):
+    """Why triage left a seed in its state (`seeds list --reason`)."""
+
+    RULE = "rule"  # the mapping decided alone (no triage model)
+    AGREED = "agreed"  # the mapping and a confident model agree
+    NO_RULE = "no_rule"  # pending: no mapping rule matched
+    DISAGREED = "disagreed"  # pending: the model and the mapping disagree
+    LOW_CONFIDENCE = "low_confidence"  # pending: they agree, the model below triage.min_confidence
+    MODEL_FAILED = "model_failed"  # pending: the model gave no usable answer
 
 
 def triage(
@@ -150,14 +158,15 @@ def triage(
     )
     changes = []
     for row, opinion in zip(rows, opinions, strict=True):
-        mapped = profiles[row.source].map_labels(row.text, json.loads(row.labels))
-        change: dict[str, Any] = {"id": row.id, "mapped_category": mapped}
+        match = profiles[row.source].explain(row.text, json.loads(row.labels))
+        mapped = match.category if match else None
+        change: dict[str, Any] = {"id": row.id, **_mapping_columns(match)}
         if isinstance(opinion, LLMFailure):
             report.llm_failures += 1
             change.update(
                 llm_category=None, llm_confidence=None, llm_reason=f"{opinion.kind}: {opinion.detail}"[:300]
             )
-            state, category = SeedState.PENDING, mapped if mapped != OUT_OF_SCOPE else None
+            state, category, reason = SeedState.PENDING, _in_scope(mapped), TriageReason.MODEL_FAILED
         elif opinion is not None:
             change.update(
                 llm_category=opinion.category,
@@ -166,15 +175,17 @@ def triage(
                 llm_model=model.client.model if model else None,
                 key_phrase=row.key_phrase or opinion.key_phrase,
             )
-            state, category = _decide(mapped, opinion, settings.min_confidence, report)
+            state, category, reason = _decide(mapped, opinion, settings.min_confidence, report)
         else:
             state = {None: SeedState.PENDING, OUT_OF_SCOPE: SeedState.OUT_OF_SCOPE}.get(
                 mapped, SeedState.ACCEPTED
             )
-            category = mapped if mapped != OUT_OF_SCOPE else None
+            category = _in_scope(mapped)
+            reason = TriageReason.NO_RULE if mapped is None else TriageReason.RULE
         change.update(
             state=state.value,
             category=category,
+            triage_reason=reason.value,
             decided_by=None if state is SeedState.PENDING else TRIAGE_DECIDER,
         )
         report.decided[state.value] = report.decided.get(state.value, 0) + 1
@@ -183,17 +194,36 @@ def triage(
     return report
 
 
+def _mapping_columns(match: RuleMatch | None) -> dict[str, Any]:
+    if match is None:
+        return {"mapped_category": None, "mapped_rule": None, "mapped_by": None, "mapped_match": None}
+    return {
+        "mapped_category": match.category,
+        "mapped_rule": match.rule,
+        "mapped_by": match.by,
+        "mapped_match": match.matched,
+    }
+
+
+def _in_scope(category: str | None) -> str | None:
+    return None if category == OUT_OF_SCOPE else category
+
+
 def _decide(
     mapped: str | None, opinion: LLMOpinion, min_confidence: float, report: TriageReport
-) -> tuple[SeedState, str | None]:
-    proposal = opinion.category if opinion.category != OUT_OF_SCOPE else mapped
-    proposal = None if proposal == OUT_OF_SCOPE else proposal
+) -> tuple[SeedState, str | None, TriageReason]:
+    """The state, the proposed category and why. A model answer below `min_confidence` is shown
+    to people but never replaces the mapping's proposal."""
+    confident = opinion.confidence >= min_confidence
+    model_says = _in_scope(opinion.category) if confident else None
     if mapped is None:
-        return SeedState.PENDING, proposal
+        return SeedState.PENDING, model_says, TriageReason.NO_RULE
     report.both_opinions += 1
     if mapped != opinion.category:
-        return SeedState.PENDING, proposal
+        return SeedState.PENDING, model_says or _in_scope(mapped), TriageReason.DISAGREED
     report.agreed += 1
-    if opinion.confidence < min_confidence:
-        return SeedState.PENDING, proposal
-    return (SeedState.OUT_OF_SCOPE, None) if mapped == OUT_OF_SCOPE else (SeedState.ACCEPTED, mapped)
+    if not confident:
+        return SeedState.PENDING, _in_scope(mapped), TriageReason.LOW_CONFIDENCE
+    if mapped == OUT_OF_SCOPE:
+        return SeedState.OUT_OF_SCOPE, None, TriageReason.AGREED
+    return SeedState.ACCEPTED, mapped, TriageReason.AGREED

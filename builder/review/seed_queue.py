@@ -4,8 +4,9 @@ The same reviewers (and logins), the same policy (`review.votes_required`, unani
 majority), the same leases and the same append-only audit trail: votes are rows of the review's
 `decisions` table and leases rows of its `leases` table, keyed by the seed's id (`sd-...`, never
 an item id), written through the review's own transaction primitives. A reviewer accepts a seed
-(optionally changing its category and/or its key phrase: the edit is kept with the vote),
-rejects it (with a reason), or skips it. Accepting voters who pick different categories
+in a category (the one proposed, or another they choose: the edit is kept with the vote; with no
+proposal they must choose), or as out of scope (with a reason), optionally setting its key
+phrase; rejects it (with a reason); or skips it. Accepting voters who pick different categories
 disagree: the seed is disputed and an admin decides.
 """
 
@@ -14,18 +15,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from sqlalchemy import select
 
 from builder.config.sections import ReviewSettings
 from builder.config.taxonomy import Taxonomy
 from builder.core.words import contains_phrase
+from builder.curation.sources import OUT_OF_SCOPE
 from builder.review.policy import CastDecision, Decision, DecisionKind, Outcome, Policy
 from builder.review.service import ReviewRefused
 from builder.store import (
+    SEED_QUEUE,
     DecisionRow,
-    LeaseRow,
     ReviewState,
     ReviewTransaction,
     SeedRow,
@@ -40,7 +41,6 @@ _STATE = {
     ReviewState.APPROVED: SeedState.ACCEPTED,
     ReviewState.REJECTED: SeedState.REJECTED,
 }
-_CANDIDATES_PER_TRY = 32
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,11 @@ class SeedCuration:
         """The seed `reviewer` should curate next, leased to them; None when nothing is left."""
         now = self.clock()
         expires = now + timedelta(minutes=self.settings.lease_minutes)
+        filters = {"category": category} if category else {}
         with self.store.review_transaction() as tx:
-            chosen = self._held(tx, reviewer, now)
-            if chosen is None:
-                needed = self.policy.votes_required
-                for seed_id in self._candidates(tx, reviewer, category):
-                    if self._lock_open(tx, seed_id) and tx.claims(seed_id, now, reviewer) < needed:
-                        chosen = seed_id
-                        break
+            chosen = tx.lease_next_id(SEED_QUEUE, reviewer, self.policy.votes_required, now, expires, filters)
             if chosen is None:
                 return None
-            tx.lease(chosen, reviewer, expires)
             row = tx.session.get(SeedRow, chosen)
             tx.session.expunge(row)
             return row
@@ -105,7 +99,7 @@ class SeedCuration:
             raise ReviewRefused(f"{seed_id}: a rejection needs a reason")
         with self.store.review_transaction() as tx:
             row = self._locked(tx, seed_id)
-            edit = self._checked(row, edit or SeedEdit())
+            edit = self._checked(row, edit or SeedEdit(), decision, reason)
             active = tx.active_decisions(seed_id)
             own = [d.id for d in active if d.reviewer == reviewer and d.kind == DecisionKind.VOTE]
             state = ReviewState(_review_state(row.state))
@@ -134,7 +128,7 @@ class SeedCuration:
             raise ReviewRefused(f"{seed_id}: an admin decision needs a reason")
         with self.store.review_transaction() as tx:
             row = self._locked(tx, seed_id)
-            edit = self._checked(row, edit or SeedEdit())
+            edit = self._checked(row, edit or SeedEdit(), decision, reason)
             kind = DecisionKind.ADJUDICATION if row.state == SeedState.DISPUTED else DecisionKind.OVERRIDE
             tx.add_decision(seed_id, admin, decision.value, kind.value, reason)
             self._keep_edit(tx, seed_id, admin, edit)
@@ -144,11 +138,20 @@ class SeedCuration:
 
     # --- internals ---------------------------------------------------------------------
 
-    def _checked(self, row: SeedRow, edit: SeedEdit) -> SeedEdit:
-        if edit.category is not None and edit.category not in self.categories:
-            raise ReviewRefused(
-                f"{row.id}: unknown category '{edit.category}'; known: {', '.join(sorted(self.categories))}"
-            )
+    def _checked(self, row: SeedRow, edit: SeedEdit, decision: Decision, reason: str | None) -> SeedEdit:
+        """The edit, checked: a known category (or out of scope, which needs a reason), a key
+        phrase the seed contains; accepting needs a category, chosen or proposed."""
+        if edit.category is not None and edit.category not in self.categories | {OUT_OF_SCOPE}:
+            known = ", ".join([*sorted(self.categories), OUT_OF_SCOPE])
+            raise ReviewRefused(f"{row.id}: unknown category '{edit.category}'; known: {known}")
+        if decision is Decision.APPROVE:
+            chosen = edit.category or row.category
+            if chosen is None:
+                raise ReviewRefused(
+                    f"{row.id}: no category proposed: choose one, or out of scope with a reason"
+                )
+            if chosen == OUT_OF_SCOPE and not reason:
+                raise ReviewRefused(f"{row.id}: out of scope needs a reason (what the seed asks for)")
         phrase = (edit.key_phrase or "").strip() or None
         if phrase and not contains_phrase(row.text, phrase):
             raise ReviewRefused(f"{row.id}: key phrase {phrase!r} does not occur in the seed")
@@ -186,6 +189,8 @@ class SeedCuration:
                 seed.key_phrase = phrases[-1] if phrases else seed.key_phrase
                 if seed.category is None:
                     raise ReviewRefused(f"{row.id}: accepting a seed without a category: choose one")
+                if seed.category == OUT_OF_SCOPE:  # accepted as out of scope: the reason is the vote's
+                    state, seed.category = SeedState.OUT_OF_SCOPE, None
         seed.state = state.value
         seed.decided_by = (
             ", ".join(outcome.deciders) if state not in (SeedState.PENDING, SeedState.DISPUTED) else None
@@ -217,61 +222,6 @@ class SeedCuration:
         if row.state in (SeedState.IMPORTED.value, SeedState.ALIAS.value):
             raise ReviewRefused(f"{seed_id} is {row.state}, not in the curation queue")
         return row
-
-    @staticmethod
-    def _held(tx: ReviewTransaction, reviewer: str, now: datetime) -> str | None:
-        return tx.session.scalar(
-            select(LeaseRow.item_id)
-            .join(SeedRow, SeedRow.id == LeaseRow.item_id)
-            .where(
-                LeaseRow.reviewer == reviewer,
-                LeaseRow.skipped.is_(False),
-                LeaseRow.expires_at > now,
-                SeedRow.state == SeedState.PENDING.value,
-                ~_voted(reviewer),
-            )
-            .order_by(LeaseRow.expires_at)
-            .limit(1)
-        )
-
-    @staticmethod
-    def _candidates(tx: ReviewTransaction, reviewer: str, category: str | None) -> list[str]:
-        skipped = (
-            select(LeaseRow.item_id)
-            .where(LeaseRow.reviewer == reviewer, LeaseRow.skipped.is_(True), LeaseRow.item_id == SeedRow.id)
-            .exists()
-        )
-        query = (
-            select(SeedRow.id)
-            .where(SeedRow.state == SeedState.PENDING.value, ~_voted(reviewer), ~skipped)
-            .order_by(SeedRow.imported_at, SeedRow.id)
-            .limit(_CANDIDATES_PER_TRY)
-        )
-        if category:
-            query = query.where(SeedRow.category == category)
-        return list(tx.session.scalars(query))
-
-    @staticmethod
-    def _lock_open(tx: ReviewTransaction, seed_id: str) -> bool:
-        query = (
-            select(SeedRow.id)
-            .where(SeedRow.id == seed_id, SeedRow.state == SeedState.PENDING.value)
-            .with_for_update(skip_locked=True)
-        )
-        return tx.session.scalar(query) is not None
-
-
-def _voted(reviewer: str) -> Any:
-    return (
-        select(DecisionRow.id)
-        .where(
-            DecisionRow.item_id == SeedRow.id,
-            DecisionRow.reviewer == reviewer,
-            DecisionRow.kind == DecisionKind.VOTE.value,
-            DecisionRow.superseded.is_(False),
-        )
-        .exists()
-    )
 
 
 def _review_state(state: str) -> str:

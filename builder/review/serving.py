@@ -91,6 +91,7 @@ def serve(settings: Settings, host: str, port: int, workers: int, config_file: s
         return
     os.environ["MIRBENCH_ARTIFACTS"] = str(settings.artifacts)
     os.environ["MIRBENCH_DATABASE_URL"] = settings.resolved_database_url
+    os.environ["MIRBENCH_TAXONOMY"] = str(settings.taxonomy)
     if config_file is not None:
         os.environ["MIRBENCH_CONFIG"] = config_file
     config = server_config(

@@ -10,6 +10,7 @@ persists; it does not decide.
 - `items`: saving and querying items;
 - `review`: the review queue, reviewers and sessions, `ReviewTransaction` (pair locks, votes,
   leases);
+- `leases`: the one lease query that deals items (the review queue) and seeds (the seed queue);
 - `caches`: rendered images, text embeddings, model responses, testers' answers, the
   structured-output format each server accepts;
 - `ledger`: runs, the items each run touched, task records, releases and release intents;
@@ -26,6 +27,7 @@ from builder.store.calibrations import CalibrationRecord, CalibrationStore
 from builder.store.engine import open_engine, shown_url
 from builder.store.evaluations import EvaluationStore
 from builder.store.items import Candidate, ItemStore
+from builder.store.leases import ITEM_QUEUE, SEED_QUEUE, LeaseQueue
 from builder.store.ledger import LedgerStore
 from builder.store.review import PairMember, ReviewEntry, ReviewStore, ReviewTransaction
 from builder.store.schema import (
@@ -68,7 +70,9 @@ class Store(ItemStore, ReviewStore, CacheStore, LedgerStore, SeedStore, Calibrat
 
 __all__ = [
     "BULK_APPROVAL_REASON",
+    "ITEM_QUEUE",
     "SEED_ID_PREFIX",
+    "SEED_QUEUE",
     "AnswerCache",
     "AnswerRow",
     "CalibrationRecord",
@@ -77,6 +81,7 @@ __all__ = [
     "EmbeddingRow",
     "ItemRow",
     "LearnedFormatRow",
+    "LeaseQueue",
     "LeaseRow",
     "PairMember",
     "ReleaseIntentRow",

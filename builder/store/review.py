@@ -20,6 +20,7 @@ from builder.core.errors import InputError
 from builder.core.items import Item, ItemStatus
 from builder.store.engine import StoreBase, in_chunks
 from builder.store.items import item_values
+from builder.store.leases import ITEM_QUEUE, LeaseQueue, choice, claims_query
 from builder.store.schema import (
     DecisionRow,
     ItemRow,
@@ -279,29 +280,41 @@ class ReviewTransaction:
         category: str | None = None,
         relation: str | None = None,
     ) -> Item | None:
-        """Lease `reviewer` an item and return it: the pending item they hold a live lease on and
-        have not voted on yet, else the oldest pending item they have neither voted on nor
-        skipped that still needs a vote beyond those cast and leased to others, its review row
-        locked without waiting (rows other transactions hold are skipped). On PostgreSQL the
-        choice, the lease and the item's data are one statement."""
-        values: dict[str, Any] = {"reviewer": reviewer, "needed": votes_required, "now": now}
-        values |= {"category": category, "relation": relation}
+        """Lease `reviewer` an item and return it (the lease query of `builder.store.leases`). On
+        PostgreSQL the choice, the lease and the item's data are one statement."""
+        filters = {name: value for name, value in (("category", category), ("relation", relation)) if value}
         dialect = self.session.get_bind().dialect
         if dialect.name != "postgresql":  # SQLite: the transaction holds the write lock
-            item_id = self.session.scalar(_choice(bool(category), bool(relation)), values)
-            if item_id is None:
-                return None
-            self.lease(item_id, reviewer, expires_at)
-            return self.item(item_id)
-        sql, constants = _lease_next_sql(dialect, bool(category), bool(relation))
+            item_id = self.lease_next_id(ITEM_QUEUE, reviewer, votes_required, now, expires_at, filters)
+            return self.item(item_id) if item_id is not None else None
+        values: dict[str, Any] = {"reviewer": reviewer, "needed": votes_required, "now": now, **filters}
+        sql, constants = _lease_next_sql(dialect, tuple(sorted(filters)))
         values |= {"lease_reviewer": reviewer, "lease_expires": expires_at}
         data = self.session.connection().exec_driver_sql(sql, {**constants, **values}).scalar()
         return Item.model_validate_json(data) if data is not None else None
 
+    def lease_next_id(
+        self,
+        queue: LeaseQueue,
+        reviewer: str,
+        votes_required: int,
+        now: datetime,
+        expires_at: datetime,
+        filters: dict[str, str] | None = None,
+    ) -> str | None:
+        """Lease `reviewer` the next item or seed of `queue` (`filters`: e.g. its category) and
+        return its id; None when nothing is left for them."""
+        filters = filters or {}
+        values: dict[str, Any] = {"reviewer": reviewer, "needed": votes_required, "now": now, **filters}
+        chosen = self.session.scalar(choice(queue, tuple(sorted(filters))), values)
+        if chosen is not None:
+            self.lease(chosen, reviewer, expires_at)
+        return chosen
+
     def claims(self, item_id: str, now: datetime, reviewer: str) -> int:
         """Votes cast on an item plus live leases on it held by reviewers other than `reviewer`."""
         values = {"claimed": item_id, "now": now, "excluding": reviewer}
-        return int(self.session.scalar(_claims_query(), values) or 0)
+        return int(self.session.scalar(claims_query(), values) or 0)
 
     def lease(self, item_id: str, reviewer: str, expires_at: datetime, skipped: bool = False) -> None:
         dialect = postgresql if self.session.get_bind().dialect.name == "postgresql" else sqlite
@@ -315,40 +328,11 @@ class ReviewTransaction:
         )
 
 
-def _choice(category: bool, relation: bool) -> Any:
-    """SQL (bound: reviewer, needed, now, and category / relation when filtered): the id of the
-    item `lease_next` leases, or NULL."""
-    reviewer, now = bindparam("reviewer"), bindparam("now")
-    held = (
-        select(LeaseRow.item_id)
-        .join(ReviewRow, ReviewRow.item_id == LeaseRow.item_id)
-        .where(
-            LeaseRow.reviewer == reviewer,
-            LeaseRow.skipped.is_(False),
-            LeaseRow.expires_at > now,
-            ReviewRow.state == ReviewState.PENDING.value,
-            ~_voted(reviewer),
-        )
-        .order_by(LeaseRow.expires_at)
-        .limit(1)
-        .scalar_subquery()
-    )
-    filters = (bindparam("category") if category else None, bindparam("relation") if relation else None)
-    candidate = (
-        _candidates(reviewer, bindparam("needed"), now, *filters)
-        .limit(1)
-        .with_for_update(skip_locked=True, of=ReviewRow)
-        .scalar_subquery()
-    )
-    # COALESCE evaluates (and locks) the candidate only when no lease is held
-    return select(func.coalesce(held, candidate).label("item_id"))
-
-
 @functools.cache
-def _lease_next_sql(dialect: Dialect, category: bool, relation: bool) -> tuple[str, dict[str, Any]]:
+def _lease_next_sql(dialect: Dialect, filtered: tuple[str, ...]) -> tuple[str, dict[str, Any]]:
     """PostgreSQL: choose, lease and return the item's data in one statement, compiled once
     (SQLAlchemy does not cache PostgreSQL's INSERT ... ON CONFLICT); with its constant values."""
-    picked = _choice(category, relation).cte("chosen")
+    picked = choice(ITEM_QUEUE, filtered).cte("chosen")
     leased = postgresql.insert(LeaseRow).from_select(
         ["item_id", "reviewer", "expires_at", "skipped"],
         select(
@@ -366,69 +350,3 @@ def _lease_next_sql(dialect: Dialect, category: bool, relation: bool) -> tuple[s
     compiled = select(ItemRow.data).join(returned, returned.c.item_id == ItemRow.id).compile(dialect=dialect)
     variable = {"reviewer", "needed", "now", "category", "relation", "lease_reviewer", "lease_expires"}
     return compiled.string, {k: v for k, v in compiled.params.items() if k not in variable}
-
-
-def _candidates(reviewer: Any, votes_required: Any, now: Any, category: Any, relation: Any) -> Any:
-    """SQL: pending items, oldest first, that `reviewer` has neither voted on nor skipped and
-    that still need a vote beyond those cast and those leased to others."""
-    skipped = (
-        select(LeaseRow.item_id)
-        .where(LeaseRow.reviewer == reviewer, LeaseRow.skipped.is_(True))
-        .where(LeaseRow.item_id == ReviewRow.item_id)
-        .exists()
-    )
-    query = (
-        select(ReviewRow.item_id)
-        .where(
-            ReviewRow.state == ReviewState.PENDING.value,
-            ~_voted(reviewer),
-            ~skipped,
-            _claims(ReviewRow.item_id, now) < votes_required,
-        )
-        .order_by(ReviewRow.queued_at, ReviewRow.item_id)
-    )
-    if category is not None or relation is not None:
-        query = query.join(ItemRow, ItemRow.id == ReviewRow.item_id)
-        if category is not None:
-            query = query.where(ItemRow.category == category)
-        if relation is not None:
-            query = query.where(ItemRow.relation == relation)
-    return query
-
-
-def _voted(reviewer: str) -> Any:
-    """SQL: `reviewer` has an active vote on the review row's item."""
-    return (
-        select(DecisionRow.id)
-        .where(
-            DecisionRow.item_id == ReviewRow.item_id,
-            DecisionRow.reviewer == reviewer,
-            DecisionRow.kind == "vote",
-            DecisionRow.superseded.is_(False),
-        )
-        .exists()
-    )
-
-
-@functools.cache
-def _claims_query() -> Any:
-    """`claims` (bound: claimed, now, excluding), built once: it runs on every item handed out."""
-    return select(_claims(bindparam("claimed"), bindparam("now"), excluding=bindparam("excluding")))
-
-
-def _claims(item_id: Any, now: Any, excluding: Any = None) -> Any:
-    """SQL: active votes on the item plus live, unskipped leases on it (not `excluding`'s)."""
-    votes = (
-        select(func.count())
-        .select_from(DecisionRow)
-        .where(DecisionRow.item_id == item_id, DecisionRow.kind == "vote", DecisionRow.superseded.is_(False))
-        .scalar_subquery()
-    )
-    leases = (
-        select(func.count())
-        .select_from(LeaseRow)
-        .where(LeaseRow.item_id == item_id, LeaseRow.skipped.is_(False), LeaseRow.expires_at > now)
-    )
-    if excluding is not None:
-        leases = leases.where(LeaseRow.reviewer != excluding)
-    return votes + leases.scalar_subquery()

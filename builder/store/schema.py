@@ -280,6 +280,11 @@ class SeedRow(_Base):
     alias_of: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     alias_similarity: Mapped[float | None] = mapped_column(Float, nullable=True)
     mapped_category: Mapped[str | None] = mapped_column(String(64), nullable=True)  # opinion (a)
+    # Why opinion (a) is what it is: the index of the source profile's rule that matched, whether
+    # a label or the text matched it, and what matched (the label, or the words of the seed).
+    mapped_rule: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    mapped_by: Mapped[str | None] = mapped_column(String(16), nullable=True)  # label, text, label+text
+    mapped_match: Mapped[str | None] = mapped_column(Text, nullable=True)
     llm_category: Mapped[str | None] = mapped_column(String(64), nullable=True)  # opinion (b)
     llm_confidence: Mapped[float | None] = mapped_column(Float, nullable=True)
     llm_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
@@ -288,6 +293,8 @@ class SeedRow(_Base):
     key_phrase: Mapped[str | None] = mapped_column(Text, nullable=True)
     state: Mapped[str] = mapped_column(String(16), default=SeedState.IMPORTED)
     decided_by: Mapped[str | None] = mapped_column(Text, nullable=True)  # "triage" or reviewers
+    # Why triage left the seed in its state (builder.curation.triage.TriageReason's values).
+    triage_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
 
 class SeedVoteEditRow(_Base):
