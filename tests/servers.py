@@ -200,10 +200,12 @@ class ScriptedServer:
     """A test double of an OpenAI-compatible server: `script(path, body)` writes each answer's
     text (chat completions and completions alike), or a dict of the message's fields (`content`
     and any others, such as `reasoning_content`) with an optional `finish_reason` and `usage`;
-    every request body is kept in `requests`."""
+    every request body is kept in `requests`. `port`: 0 for a free one; an earlier server's port
+    restarts that server at its address."""
 
     script: Callable[[str, dict], str | dict]
     requests: list[tuple[str, dict]] = field(default_factory=list)
+    port: int = 0
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -233,7 +235,7 @@ class ScriptedServer:
                 self.end_headers()
                 self.wfile.write(answer)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", self.port or free_port()), Handler)
         self.server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self.server.server_port}"
         self.base_url = f"{self.url}/v1"

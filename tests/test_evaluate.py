@@ -206,12 +206,11 @@ def test_reasoning_target_traces_self_correction_privacy_and_purge(tmp_path: Pat
     ]
     assert written and not any(b"SECRET-ANSWER-MARK" in path.read_bytes() for path in written)
     assert "SECRET-ANSWER-MARK" not in output
-    # A rerun asks nobody again; purge removes the responses, the figures survive.
-    with ScriptedServer(reasoning_target) as target_again, ScriptedServer(scoring_judge) as judge_again:
-        evaluate["targets"][0]["base_url"], evaluate["judges"]["safemlrm"]["base_url"] = (
-            target_again.base_url,
-            judge_again.base_url,
-        )
+    # A rerun asks nobody again (the target restarted at its address: answers are kept per
+    # server); purge removes the responses, the figures survive.
+    restarted = ScriptedServer(reasoning_target, port=target.server.server_port)
+    with restarted as target_again, ScriptedServer(scoring_judge) as judge_again:
+        evaluate["judges"]["safemlrm"]["base_url"] = judge_again.base_url
         evaluate["judges"]["class"]["base_url"] = judge_again.base_url
         _config(tmp_path, "reasoning", evaluate)
         again = _out(_evaluate(str(dataset), "-c", str(config)))

@@ -33,7 +33,7 @@ from builder.stages.attack.transformers import TransformersTester, TransformersT
 from builder.store import Store
 from tests.helpers import make_item, picture_slot
 from tests.servers import ScriptedServer
-from tests.tiny_vlm import VisionServer, save_tiny_llava, save_tiny_text_model
+from tests.tiny_vlm import VisionServer, save_sharp_llava, save_tiny_llava, save_tiny_text_model
 
 pytestmark = pytest.mark.slow
 
@@ -41,21 +41,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("models")
-    plain = save_tiny_llava(root / "tiny-llava")
-    # The random tiny model attends almost uniformly (entropy ~1.0 everywhere, which would not
-    # tell a right computation from a wrong one): sharper queries and keys give varied rows.
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
-    sharp = AutoModelForImageTextToText.from_pretrained(plain, local_files_only=True)
-    with torch.no_grad():
-        for layer in sharp.get_decoder().layers:
-            layer.self_attn.q_proj.weight.mul_(12)
-            layer.self_attn.k_proj.weight.mul_(12)
-    sharp.save_pretrained(root / "sharp-llava")
-    AutoProcessor.from_pretrained(plain, local_files_only=True).save_pretrained(root / "sharp-llava")
     return {
-        "plain": plain,
-        "sharp": root / "sharp-llava",
+        "plain": save_tiny_llava(root / "tiny-llava"),
+        "sharp": save_sharp_llava(root / "sharp-llava"),
         "text": save_tiny_text_model(root / "tiny-llama"),
         "empty": (root / "empty").resolve(),
     }

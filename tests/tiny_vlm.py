@@ -126,6 +126,22 @@ def save_tiny_llava(folder: Path) -> Path:
     return folder
 
 
+def save_sharp_llava(folder: Path) -> Path:
+    """`tiny_llava()` with its language model's queries and keys scaled up, saved as a model folder.
+    The random tiny model attends almost uniformly (entropy ~1.0 everywhere, which would not tell a
+    right computation from a wrong one): sharper queries and keys give varied attention rows."""
+    import torch
+
+    model, processor = tiny_llava()
+    with torch.no_grad():
+        for layer in model.get_decoder().layers:
+            layer.self_attn.q_proj.weight.mul_(12)
+            layer.self_attn.k_proj.weight.mul_(12)
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
 def save_tiny_text_model(folder: Path) -> Path:
     """A text-only model folder (tiny LlamaForCausalLM and its tokenizer): the wrong kind."""
     from transformers import LlamaForCausalLM

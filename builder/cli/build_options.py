@@ -107,7 +107,11 @@ TesterBaseUrlOption = Annotated[
     ),
 ]
 TesterModelOption = Annotated[
-    str | None, typer.Option(help="The tester's model name, as its server knows it.", show_default=False)
+    str | None,
+    typer.Option(
+        help="The tester's model name, as its server knows it (transformers: its local folder).",
+        show_default=False,
+    ),
 ]
 JudgeOption = Annotated[
     str | None,

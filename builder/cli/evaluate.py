@@ -111,8 +111,10 @@ def run(
     """Ask every target about every item under every condition, judge the responses by each
     protocol, and write the report (report.md, results.json, verdicts.parquet, heat maps).
 
-    Answers are cached by target, decoding and request: a rerun, an added condition or an added
-    target pays only for what is new, and a killed run resumes without asking anything twice.
+    Answers are cached by target (its model and server, or its model folder), decoding and
+    request: a rerun, an added condition or an added target pays only for what is new, and a
+    killed run resumes without asking anything twice. A `transformers` target with
+    attention_entropy: true also gets its unsafe-vs-safe attention entropy report.
     """
     show_tracebacks(verbose)
     settings = evaluation_settings(

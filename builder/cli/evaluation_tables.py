@@ -10,7 +10,9 @@ from pathlib import Path
 from builder.cli.display import console, make_table
 from builder.core.outputs import new_folder
 from builder.evaluation.compare import Compared, compared_markdown
+from builder.evaluation.outputs import entropy_cells
 from builder.evaluation.report import Results
+from builder.stages.attack.entropy.compare import COLUMNS
 
 
 def _judge_line(results: Results, protocol: str) -> None:
@@ -165,11 +167,31 @@ def print_breakdowns(results: Results) -> None:
         console.print(table)
 
 
+def print_entropy(results: Results) -> None:
+    """Attention entropy of unsafe vs safe answers, per target that measures it."""
+    for comparison in results.entropy:
+        table = make_table(
+            f"Attention entropy, unsafe vs safe ({comparison.title})",
+            *COLUMNS,
+            right=("unsafe n", "safe n", "difference", "U", "p"),
+        )
+        for cells in entropy_cells(results, comparison, "all"):
+            table.add_row(*cells)
+        console.print(table)
+        console.print(
+            f"{comparison.report.caption()} Left out: {comparison.without_figures} without figures, "
+            f"{comparison.unknown_class} of class unknown.",
+            markup=False,
+            highlight=False,
+        )
+
+
 def print_results(results: Results, out: str) -> None:
     print_targets(results)
     print_rates(results)
     print_traces(results)
     print_breakdowns(results)
+    print_entropy(results)
     console.print(f"report: {out}/report.md  results: {out}/results.json  verdicts: {out}/verdicts.parquet")
 
 

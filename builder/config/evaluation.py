@@ -27,7 +27,8 @@ from builder.core.registry import BackendSettings, Registry
 CONDITIONS = ("multi", "single", "text", "vanilla", "drop")
 PROTOCOLS = ("mir", "safemlrm", "class")
 PROTOCOL_JUDGES = {"mir": "harmbench", "safemlrm": "safemlrm", "class": "llm"}
-# MIR-SafetyBench's decoding, where a target's backend has these settings and they are not given.
+# MIR-SafetyBench's decoding, where a target's backend has these settings and they are not given
+# (a backend whose settings name them otherwise declares its own: `evaluation_decoding`).
 DECODING_DEFAULTS = {"temperature": 0.0, "max_tokens": 4096}
 
 
@@ -65,16 +66,14 @@ class TargetSettings(_Section):
         rest = {key: entry for key, entry in value.items() if key not in own}
         backend = testers().get(rest.get("backend") or testers().default or "openai")
         fields = backend.Settings.model_fields
-        defaults = {
-            key: entry for key, entry in DECODING_DEFAULTS.items() if key in fields and key not in rest
-        }
+        decoding = getattr(backend.Settings, "evaluation_decoding", None) or DECODING_DEFAULTS
+        defaults = {key: entry for key, entry in decoding.items() if key in fields and key not in rest}
         return {**own, "tester": testers().parse({**defaults, **rest})}
 
     @property
     def name(self) -> str:
-        return (
-            getattr(self.tester, "name", None) or getattr(self.tester, "model", None) or self.tester.backend
-        )  # type: ignore[attr-defined]
+        named = getattr(self.tester, "name", None) or getattr(self.tester, "model", None)  # or a model folder
+        return str(named) if named else self.tester.backend  # type: ignore[attr-defined]
 
 
 def _judge_map(value: Any) -> dict[str, BackendSettings]:

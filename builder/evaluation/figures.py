@@ -46,6 +46,9 @@ class Record(BaseModel):
     label: str | None = None
     score: float | None = None
     unsafe: bool | None = None
+    # The response's attention entropy (an in-process target's with attention_entropy on; the
+    # same on every part of it): `builder/evaluation/entropy.py` compares unsafe and safe answers.
+    entropy: float | None = None
 
 
 class RateRow(BaseModel):

@@ -15,10 +15,12 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from builder.core.outputs import move_into_place, staging_for, writing
+from builder.evaluation.entropy import EntropyComparison, plot_comparison
 from builder.evaluation.figures import RateRow, Record
 from builder.evaluation.folders import check_report_folder, report_of
 from builder.evaluation.report import Results, output_paths, slug
 from builder.evaluation.statistics import Rate
+from builder.stages.attack.entropy.compare import COLUMNS
 
 
 def _rows(results: Results, **wanted: str) -> list[RateRow]:
@@ -214,12 +216,51 @@ def _comparisons(results: Results) -> list[str]:
     return lines
 
 
+def _entropy(results: Results) -> list[str]:
+    if not results.entropy:
+        return []
+    lines = [
+        "## Attention entropy: unsafe vs safe answers",
+        "",
+        "Per response: the mean normalised entropy of the target's attention over its answer's tokens "
+        '(README, "Attention entropy"); the answers split by their verdict (unsafe, or any other class).',
+        "",
+    ]
+    for comparison in results.entropy:
+        lines += [
+            f"### {comparison.title}",
+            "",
+            _judged_by(results, comparison.protocol)
+            + f" Left out: {comparison.without_figures} answer(s) without figures, "
+            f"{comparison.unknown_class} of class unknown.",
+            "",
+            comparison.report.caption(),
+            "",
+        ]
+        lines += _table(list(COLUMNS), entropy_cells(results, comparison, "**all**"))
+        plot = results.files.get(entropy_file_key(comparison))
+        if plot:
+            lines += [f"![{plot}]({plot})", ""]
+    return lines
+
+
+def entropy_cells(results: Results, comparison: EntropyComparison, everything: str) -> list[list[str]]:
+    """The comparison's table rows, relations by their published names."""
+    rows = comparison.report.cells(everything)
+    return [[results.names.get(row[0], row[0]), *row[1:]] for row in rows]
+
+
+def entropy_file_key(comparison: EntropyComparison) -> str:
+    return f"entropy {comparison.target} {comparison.protocol} {comparison.condition}"
+
+
 def markdown(results: Results) -> str:
     lines = _overview(results) + _overall(results)
     lines += _breakdown(results, "relation", "Per relation (the rows of MIR-SafetyBench's statics.py)")
     lines += _breakdown(results, "category", "Per category")
     lines += _breakdown(results, "images", "Per number of images")
     lines += _parts(results) + _traces(results) + _superficial(results) + _comparisons(results)
+    lines += _entropy(results)
     heat_maps = [name for key, name in sorted(results.files.items()) if key.startswith("heatmap")]
     if heat_maps:
         lines += ["## ASR per category x relation", "", *(f"![{name}]({name})" for name in heat_maps), ""]
@@ -236,7 +277,7 @@ def write_verdicts(found: list[Record], path: Path) -> None:
 
 
 def _schema(pa: object, columns: list[str]) -> object:
-    types = {"images": pa.int32(), "score": pa.float64(), "unsafe": pa.bool_()}  # type: ignore[attr-defined]
+    types = {"images": pa.int32(), "score": pa.float64(), "unsafe": pa.bool_(), "entropy": pa.float64()}  # type: ignore[attr-defined]
     return pa.schema([(name, types.get(name, pa.string())) for name in columns])  # type: ignore[attr-defined]
 
 
@@ -303,6 +344,10 @@ def _write_files(results: Results, found: list[Record], folder: Path) -> Results
             name = f"heatmap-{slug(target.name)}-{judge.protocol}.png"
             if heat_map(results, target.name, judge.protocol, folder / name):
                 files[f"heatmap {target.name} {judge.protocol}"] = name
+    for comparison in results.entropy:
+        name = f"entropy-{slug(comparison.target)}-{comparison.protocol}-{slug(comparison.condition)}.png"
+        plot_comparison(found, comparison, folder / name)
+        files[entropy_file_key(comparison)] = name
     results = results.model_copy(
         update={"files": {**files, "report": "report.md", "results": "results.json"}}
     )

@@ -15,16 +15,27 @@ from pydantic import BaseModel, Field
 
 from builder.config.sections import CalibrationSettings
 from builder.config.taxonomy import Taxonomy, load_taxonomy
+from builder.evaluation.entropy import EntropyComparison, entropy_comparisons
 from builder.evaluation.figures import Figures, Record, figures
 from builder.evaluation.plan import EvaluationSpec
 from builder.evaluation.protocols import DESCRIPTIONS
 from builder.stages.attack import testers
+from builder.stages.attack.entropy.measure import MEASUREMENT
 from builder.stages.attack.summary import UNSAFE_ONLY, CalibrationSummary, JudgeOfRecord
 from builder.stages.judge import judges
 from builder.stages.judge.calibration.quote import quoted_calibrations
 from builder.store import Store
 
-DECODING = ("temperature", "max_tokens", "system_prompt", "images")
+DECODING = (
+    "temperature",
+    "max_tokens",
+    "max_new_tokens",
+    "do_sample",
+    "system_prompt",
+    "images",
+    "attention_entropy",
+)
+SAMPLING = ("temperature",)  # shown only where the target samples
 TOKENS = ("prompt_tokens", "completion_tokens", "reasoning_tokens")
 
 
@@ -97,6 +108,7 @@ class Results(BaseModel):
     targets: list[TargetSummary]
     judges: list[JudgeSummary]
     figures: Figures
+    entropy: list[EntropyComparison] = Field(default_factory=list)  # targets that measure it
     resamples: int
     seed: int
     names: dict[str, str] = Field(default_factory=dict)  # category and relation slugs -> published names
@@ -114,10 +126,17 @@ class Results(BaseModel):
         return next((judge for judge in self.judges if judge.protocol == protocol), None)
 
 
+def _entropy(measurements: str | None) -> float | None:
+    figures = (json.loads(measurements) if measurements else {}).get(MEASUREMENT) or {}
+    value = figures.get("entropy")
+    return float(value) if isinstance(value, int | float) else None
+
+
 def records(store: Store, run_id: str) -> list[Record]:
     """Every verdict of a run with what reports group by (no text)."""
     responses = {row.id: row for row in store.responses(run_id)}
     items = {row.item_id: row for row in store.evaluation_items(run_id)}
+    entropies = {row.id: _entropy(row.measurements) for row in responses.values()}
     found = []
     for verdict in store.verdicts(run_id):
         response = responses[verdict.response_id]
@@ -138,9 +157,15 @@ def records(store: Store, run_id: str) -> list[Record]:
                 label=verdict.label,
                 score=verdict.score,
                 unsafe=verdict.unsafe,
+                entropy=entropies[verdict.response_id],
             )
         )
     return found
+
+
+def _decoding(dumped: dict[str, Any]) -> list[str]:
+    """The decoding settings a target's report shows (a greedy in-process one's temperature is moot)."""
+    return [key for key in DECODING if not (key in SAMPLING and dumped.get("do_sample") is False)]
 
 
 def _targets(spec: EvaluationSpec) -> list[TargetSummary]:
@@ -157,7 +182,7 @@ def _targets(spec: EvaluationSpec) -> list[TargetSummary]:
             model=use.model,
             host=use.host,
             base=target.base,
-            decoding={key: dumped[key] for key in DECODING if key in dumped},
+            decoding={key: dumped[key] for key in _decoding(dumped) if key in dumped},
         )
         tokens: Counter[str] = Counter()
         traces: dict[str, Counter[str]] = defaultdict(Counter)
@@ -219,6 +244,7 @@ def collect(spec: EvaluationSpec) -> Results:
         targets=_targets(spec),
         judges=_judges(spec, found),
         figures=figures(found, bases, resamples=evaluate.resamples, seed=evaluate.seed),
+        entropy=entropy_comparisons(found, resamples=evaluate.resamples, seed=evaluate.seed),
         resamples=evaluate.resamples,
         seed=evaluate.seed,
         names=published_names(load_taxonomy(spec.settings.taxonomy)),

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from builder.store.engine import StoreBase, in_chunks
@@ -16,6 +16,8 @@ from builder.store.schema import AnswerRow, EmbeddingRow, LearnedFormatRow, Rend
 # A text answer's details (a reasoning trace a server returned apart, token usage) are kept in the
 # answers table beside it, under the model's name with this suffix: purged with it, not counted.
 DETAILS_SUFFIX = "#details"
+# Which server took over an answer cached under an older key (`claim_answers`): the same way.
+CLAIM_SUFFIX = "#claim"
 # The two tables of a model's text under a cache key; they differ only in what they keep.
 ModelTextTable = type[ResponseRow] | type[AnswerRow]
 
@@ -99,14 +101,24 @@ class CacheStore(StoreBase):
                 found.update({key: value for key, value in session.execute(query) if value is not None})
         return found
 
+    def claim_answers(self, claims: dict[str, tuple[str, str]]) -> dict[str, str]:
+        """Claim each key of `claims` (key -> (model, claimant)) unless someone holds it already,
+        in one transaction; returns every key's holder, the claimant that came first (an insert
+        that keeps what is there is atomic, so two processes never both hold one key)."""
+        rows = [
+            {"key": key, "model": model + CLAIM_SUFFIX, "text": claimant, "created_at": _now()}
+            for key, (model, claimant) in claims.items()
+        ]
+        self._insert_new(AnswerRow.__table__, rows, ["key"])
+        return self.answers(list(claims))
+
     def purge_answers(self) -> int:
-        """Delete every stored answer (and the details kept beside some); returns how many
-        answers there were."""
+        """Delete every stored answer (and the details and claims kept beside some); returns how
+        many answers there were."""
+        kept_beside = or_(AnswerRow.model.endswith(DETAILS_SUFFIX), AnswerRow.model.endswith(CLAIM_SUFFIX))
         with self._session() as session:
-            details = session.scalar(
-                select(func.count()).select_from(AnswerRow).where(AnswerRow.model.endswith(DETAILS_SUFFIX))
-            )
-            return (session.execute(delete(AnswerRow)).rowcount or 0) - (details or 0)
+            beside = session.scalar(select(func.count()).select_from(AnswerRow).where(kept_beside))
+            return (session.execute(delete(AnswerRow)).rowcount or 0) - (beside or 0)
 
     def purge_responses(self, models: Sequence[str]) -> int:
         """Delete the cached responses of `models` (a judge's, which hold its rationales)."""

@@ -195,6 +195,17 @@ class StoreBase:
         with Session(self.engine) as session, session.begin():
             yield session
 
+    def _insert_new(self, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
+        """Insert the rows whose `keys` are not in `table` yet; keep what is there (atomic: of
+        two writers of one key, the first one's row stays)."""
+        if not rows:
+            return
+        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
+        with self._session() as session:
+            for start in range(0, len(rows), 500):
+                statement = dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
+                session.execute(statement, rows[start : start + 500])
+
     def _upsert(self, session: Session, table: Any, rows: list[dict[str, Any]], key: str | list[str]) -> None:
         if not rows:
             return

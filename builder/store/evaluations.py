@@ -14,7 +14,6 @@ from collections.abc import Iterable, Sequence
 from typing import Any
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from builder.store.engine import StoreBase, in_chunks
@@ -155,14 +154,3 @@ class EvaluationStore(StoreBase):
                 update(EvaluationVerdictRow).where(EvaluationVerdictRow.rationale != "").values(rationale="")
             )
         return cleared.rowcount or 0, models
-
-    # ---------------------------------------------------------------------------------------
-
-    def _insert_new(self, table: Any, rows: list[dict[str, Any]], keys: list[str]) -> None:
-        if not rows:
-            return
-        dialect = postgresql if self.engine.dialect.name == "postgresql" else sqlite
-        with self._session() as session:
-            for start in range(0, len(rows), 500):
-                statement = dialect.insert(table).on_conflict_do_nothing(index_elements=keys)
-                session.execute(statement, rows[start : start + 500])

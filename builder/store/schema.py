@@ -373,7 +373,7 @@ class EvaluationResponseRow(_Base):
     failure_detail: Mapped[str | None] = mapped_column(Text, nullable=True)  # the error, never an answer
     trace: Mapped[str | None] = mapped_column(String(16), nullable=True)  # none | closed | unclosed
     trace_markers: Mapped[str | None] = mapped_column(String(64), nullable=True)  # the marker set found
-    measurements: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON object of numbers
+    measurements: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON: usage, attention entropy
     answered_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 

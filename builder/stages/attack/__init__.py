@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from pydantic import BaseModel, Field
 
@@ -29,6 +29,10 @@ if TYPE_CHECKING:
 
 
 class TesterSettings(BackendSettings):
+    # MIR-SafetyBench's decoding in this backend's own settings, applied to an evaluation target
+    # where not given; None: temperature 0 and max_tokens 4096, where the backend has them.
+    evaluation_decoding: ClassVar[dict[str, Any] | None] = None
+
     backend: str
     name: str | None = Field(None, description="The tester's name in reports; default: its model.")
     held_out: bool = Field(

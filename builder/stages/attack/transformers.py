@@ -25,7 +25,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
 from pydantic import Field
 
@@ -52,6 +52,9 @@ Shape = tuple[tuple[int, int], ...]  # each image's (width, height), in order
 
 class TransformersTesterSettings(TesterSettings):
     """An image-text-to-text model in a local folder, run in this process."""
+
+    # As an evaluation target: MIR-SafetyBench's 4,096 tokens (its greedy decoding is the default).
+    evaluation_decoding: ClassVar[dict[str, Any] | None] = {"max_new_tokens": 4096}
 
     backend: Literal["transformers"] = "transformers"
     model: Path = Field(

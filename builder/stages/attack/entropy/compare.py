@@ -49,27 +49,50 @@ class Comparison(BaseModel):
         return self.unsafe.mean - self.safe.mean
 
 
+COLUMNS = (
+    "relation",
+    "unsafe n",
+    "unsafe mean [95% CI]",
+    "safe n",
+    "safe mean [95% CI]",
+    "difference",
+    "U",
+    "p",
+)
+
+
 class EntropyReport(BaseModel):
     overall: Comparison
     relations: list[Comparison]
     seed: int
     resamples: int
 
-    def markdown(self) -> str:
-        lines = [
+    def caption(self) -> str:
+        return (
             f"Attention entropy, unsafe vs safe answers: mean [{LEVEL:.0%} bootstrap interval, "
-            f"{self.resamples} resamples, seed {self.seed}], two-sided Mann-Whitney U.",
-            "",
-            "| relation | unsafe n | unsafe mean [95% CI] | safe n | safe mean [95% CI] "
-            "| difference | U | p |",
-            "|---|---:|---|---:|---|---:|---:|---:|",
+            f"{self.resamples} resamples, seed {self.seed}], two-sided Mann-Whitney U."
+        )
+
+    def cells(self, everything: str = "all") -> list[list[str]]:
+        """One row of COLUMNS per group: every record (named `everything`), then each relation."""
+        return [
+            [
+                row.relation or everything,
+                str(row.unsafe.n),
+                _side(row.unsafe),
+                str(row.safe.n),
+                _side(row.safe),
+                _number(row.difference, "+.3f"),
+                _number(row.u, ".1f"),
+                _number(row.p_value, ".3g"),
+            ]
+            for row in [self.overall, *self.relations]
         ]
-        for row in [self.overall, *self.relations]:
-            lines.append(
-                f"| {row.relation or '**all**'} | {row.unsafe.n} | {_side(row.unsafe)} | {row.safe.n} | "
-                f"{_side(row.safe)} | {_number(row.difference, '+.3f')} | {_number(row.u, '.1f')} | "
-                f"{_number(row.p_value, '.3g')} |"
-            )
+
+    def markdown(self) -> str:
+        header = ["| " + " | ".join(COLUMNS) + " |", "|---|---:|---|---:|---|---:|---:|---:|"]
+        lines = [self.caption(), "", *header]
+        lines += ["| " + " | ".join(cells) + " |" for cells in self.cells("**all**")]
         return "\n".join(lines) + "\n"
 
 

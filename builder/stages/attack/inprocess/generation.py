@@ -88,14 +88,17 @@ def answer(loaded: LoadedModel, requests: list[Request], options: GenerationOpti
 
     processor = loaded.processor
     texts = [chat_text(processor, request.prompt, len(request.images)) for request in requests]
-    inputs = processor(
-        images=[request.images for request in requests], text=texts, return_tensors="pt", padding=True
-    )
+    # One shape: every request has as many images, so either all of them or none has images
+    # (a processor given empty image lists hands the vision tower an empty tensor).
+    images = {"images": [request.images for request in requests]} if requests[0].images else {}
+    inputs = processor(text=texts, return_tensors="pt", padding=True, **images)
     inputs = inputs.to(loaded.device).to(loaded.dtype)
     prompt_length = inputs["input_ids"].shape[1]
     recorder = AttentionRecorder(loaded.model, options.entropy) if options.entropy else None
-    torch.manual_seed(options.seed)
-    with torch.inference_mode():
+    # One generate call at a time per model: testers and targets that share a loaded model (two
+    # targets of one folder) would otherwise run into each other's hooks and seeds.
+    with loaded.lock, torch.inference_mode():
+        torch.manual_seed(options.seed)
         if recorder is None:
             output = loaded.model.generate(**inputs, **_generate_kwargs(loaded, options))
         else:

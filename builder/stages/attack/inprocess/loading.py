@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +68,8 @@ class LoadedModel:
     processor: Any
     device: Any  # torch.device
     dtype: Any  # torch.dtype
+    # Held through each generate call: every tester sharing this model takes its turn.
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     @property
     def image_token_id(self) -> int | None:
