@@ -372,6 +372,55 @@ def test_select_is_balanced_and_stratified(imported, taxonomy: Taxonomy, tmp_pat
     assert merged["source"] == "advbench" and [a["source"] for a in merged["aliases"]] == ["team"]
 
 
+def test_a_short_category_is_filled_with_its_shortest_longer_seeds(
+    imported, taxonomy: Taxonomy, tmp_path: Path
+) -> None:
+    """--fill-max-chars admits seeds over --max-chars only into a category that would fall short,
+    shortest first and only as many as it lacks; a category that reaches N is left as it was."""
+    store, profiles = imported
+    triage(store, profiles, CurationSettings())
+    categories = sorted(taxonomy.categories)
+    lengths = {row.text: len(row.text) for row in store.seed_candidates([SeedState.ACCEPTED])}
+    bully, threaten = HARMBENCH_ROWS[0][1], TEAM_LINES[1]
+    assert lengths[bully] == 42 and lengths[threaten] == 53  # the two harassment seeds
+
+    def chosen(folder: str, **options: int) -> tuple[dict[str, list[str]], dict]:
+        write_seed_set(store, profiles, categories, tmp_path / folder, **options)
+        seeds = load_seeds([tmp_path / folder], taxonomy)
+        manifest = json.loads((tmp_path / folder / "manifest.json").read_text())
+        return {c: sorted(s.query for s in seeds if s.category == c) for c in categories}, manifest
+
+    cut, _ = chosen("cut", per_category=2, max_chars=50)
+    assert cut["harassment"] == [bully] and cut["privacy"] == []
+    two, manifest = chosen("two", per_category=2, max_chars=50, fill_max_chars=53)
+    assert two["harassment"] == sorted([bully, threaten])  # short of 2: takes the 53-character seed
+    assert two["privacy"] == [ADVBENCH_ROWS[1][0]]  # 52 characters
+    assert two["self_harm"] == two["hate_speech"] == []  # 55 and 59: over the fill limit
+    assert manifest["fill_max_chars"] == 53 and manifest["filled"] == {"harassment": 1, "privacy": 1}
+    shortfall = {"hate_speech": 2, "illegal_activities": 1, "privacy": 1, "self_harm": 2, "violence": 2}
+    assert manifest["shortfall"] == shortfall
+
+    one, manifest = chosen("one", per_category=1, max_chars=50, fill_max_chars=60)
+    assert one["harassment"] == [bully]  # it has a short seed: the longer one stays out
+    assert manifest["filled"] == {"hate_speech": 1, "privacy": 1, "self_harm": 1}
+    assert manifest["shortfall"] == {"violence": 1}  # nothing of it, short or long
+    shortest, _ = chosen("shortest", per_category=1, max_chars=40, fill_max_chars=60)
+    assert shortest["harassment"] == [bully]  # both are over 40: the shorter is taken, not the other
+
+    runner = CliRunner()
+    artifacts = ["--artifacts", str(tmp_path / "artifacts")]
+    for options, message in [
+        (["--fill-max-chars", "200"], "--fill-max-chars 200 admits seeds longer than --max-chars"),
+        (["--max-chars", "160", "--fill-max-chars", "160"], "it must exceed 160"),
+    ]:
+        out = tmp_path / "refused"
+        result = runner.invoke(
+            app, ["seeds", "select", "--per-category", "1", "--out", str(out), *options, *artifacts]
+        )
+        assert result.exit_code == 2 and message in result.output.replace("\n", ""), result.output
+        assert not out.exists() and not (tmp_path / "artifacts").exists()  # refused before any work
+
+
 def test_provenance_reaches_items_manifest_and_card(imported, taxonomy: Taxonomy, tmp_path: Path) -> None:
     from tests.test_release import approve, release
 

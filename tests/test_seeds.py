@@ -39,16 +39,20 @@ def test_shipped_seed_set_is_curated_public_and_licensed(taxonomy: Taxonomy) -> 
     folder = bundled("seeds") / "default"
     seeds = load_seeds([folder], taxonomy)
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["version"] == "2.0.0" and len(seeds) == manifest["seeds"] == 595
+    assert manifest["version"] == "2.0.0" and len(seeds) == manifest["seeds"] == 600
     assert hashlib.sha256((folder / "seeds.jsonl").read_bytes()).hexdigest() == manifest["content_sha256"]
     counted = Counter((seed.category, seed.source) for seed in seeds)
     assert counted == Counter(
         {(c, s): n for c, by_source in manifest["counts"].items() for s, n in by_source.items()}
     )
     per_category = Counter(seed.category for seed in seeds)
-    # 100 per category but self-harm: the licensed sources hold 95 short, distinct self-harm questions
-    assert per_category == {category: 100 for category in taxonomy.categories} | {"self_harm": 95}
-    assert manifest["shortfall"] == {"self_harm": 5} and manifest["per_category"] == 100
+    assert per_category == {category: 100 for category in taxonomy.categories}
+    assert manifest["shortfall"] == {} and manifest["per_category"] == 100
+    # self-harm holds 95 accepted seeds of at most 160 characters: 5 of 161-200 fill it
+    assert (manifest["max_chars"], manifest["fill_max_chars"]) == (160, 200)
+    longer = [seed for seed in seeds if len(seed.query) > manifest["max_chars"]]
+    assert Counter(seed.category for seed in longer) == manifest["filled"] == {"self_harm": 5}
+    assert all(seed.checked_by_hand for seed in longer)  # each read and labelled in the sample
     assert set(manifest["sources"]) == {
         "advbench",
         "deepteam",
@@ -64,7 +68,7 @@ def test_shipped_seed_set_is_curated_public_and_licensed(taxonomy: Taxonomy) -> 
         source = manifest["sources"][seed.source]
         assert seed.seed_set == manifest["version"] and seed.license == source["license"] != "unspecified"
         assert seed.citation == source["citation"] and seed.source_id and seed.revision
-        assert len(seed.query) <= manifest["max_chars"]
+        assert len(seed.query) <= manifest["fill_max_chars"]
         assert seed.category_by in ("rule", "people")  # said per seed; no triage model ran
         assert seed.category_rule or seed.category_by == "people"  # the rule, or people overrode it
     decided = Counter(seed.category_by for seed in seeds)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -20,6 +20,9 @@ from builder.cli.core import (
 )
 from builder.cli.display import console, make_table
 from builder.cli.seed_curate import SourcesOption, curate_app, profiles_folder, taxonomy_of
+
+if TYPE_CHECKING:
+    from builder.curation.select import SeedSet
 
 app = typer.Typer()
 seeds_app = typer.Typer(
@@ -300,6 +303,14 @@ def seeds_select(
         typer.Option(help="The set's version: letters, digits, . _ + -. [default: sha-<content hash>]"),
     ] = None,
     max_chars: Annotated[int | None, typer.Option(min=1, help="Leave out seeds longer than this.")] = None,
+    fill_max_chars: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="With --max-chars: a category that would fall short of --per-category takes its "
+            "shortest longer seeds, up to this many characters, as many as it lacks.",
+        ),
+    ] = None,
     source: Annotated[list[str] | None, typer.Option(help="Only seeds of this source (repeatable).")] = None,
     checked: Annotated[
         Path | None,
@@ -326,24 +337,36 @@ def seeds_select(
     categories = sorted(taxonomy_of(settings).categories)
     with user_errors():  # before the store is opened: a refusal writes nothing
         check_new_folder(out, "--out", SET_FOLDER)
-        check_selection(len(categories), per_category, total, version)
+        check_selection(len(categories), per_category, total, version, max_chars, fill_max_chars)
     with user_errors(), existing_store(settings) as store:
         names = {row.source for row in store.seed_candidates()}
         profiles = source_profiles(profiles_folder(settings), names, set(categories))
         sample = read_sample(checked, set(categories)) if checked else []
         hand = {(seed.source, seed.source_id): seed.category for seed in sample}
         chosen = write_seed_set(
-            store, profiles, categories, out, per_category, total, version, max_chars, source, hand
+            store,
+            profiles,
+            categories,
+            out,
+            per_category,
+            total,
+            version,
+            max_chars=max_chars,
+            fill_max_chars=fill_max_chars,
+            sources=source,
+            checked=hand,
         )
+    _print_seed_set(chosen, per_category, max_chars)
+
+
+def _print_seed_set(chosen: SeedSet, per_category: int, max_chars: int | None) -> None:
+    """The set's counts per category x source, and which categories fell short or were filled."""
     console.print(f"seed set {chosen.version}: {chosen.total} seeds in {chosen.folder}", markup=False)
     for category, by_source in chosen.counts.items():
-        short = (
-            ""
-            if sum(by_source.values()) >= per_category
-            else f" (short of {per_category}: the sources hold no more)"
-        )
-        console.print(
-            f"  {category}: "
-            + (", ".join(f"{s} {n}" for s, n in sorted(by_source.items())) or "none")
-            + short
-        )
+        notes = ""
+        if sum(by_source.values()) < per_category:
+            notes += f" (short of {per_category}: the sources hold no more)"
+        if chosen.filled.get(category):
+            notes += f" ({chosen.filled[category]} of them over --max-chars {max_chars}: --fill-max-chars)"
+        listed = ", ".join(f"{s} {n}" for s, n in sorted(by_source.items())) or "none"
+        console.print(f"  {category}: {listed}{notes}", markup=False)

@@ -4,7 +4,9 @@ Up to N seeds per category, stratified by source (taken in turn from each source
 seeds of the category, by the name its profile declares, so one source read from several files
 is one source; each source's seeds in a fixed pseudo-random order, so the choice does not follow
 file order and a rerun chooses alike). With `max_chars`, longer seeds are left out
-(short questions stay at the level of the public sets' behaviour titles). With `total`, the
+(short questions stay at the level of the public sets' behaviour titles); with `fill_max_chars`
+as well, a category that would fall short of N takes its shortest longer seeds, up to that
+many characters, as many as it lacks (no other category changes). With `total`, the
 shortfall of categories that have fewer than N accepted seeds is filled from the others, again
 in turn. The set is a folder: `seeds.jsonl` (what `mirbench build --seeds` reads; each seed
 says how its category was decided) and `manifest.json` (version, counts per category x source,
@@ -42,6 +44,7 @@ class SeedSet:
     folder: Path
     counts: dict[str, dict[str, int]]  # category -> source -> seeds
     content_sha256: str
+    filled: dict[str, int]  # category -> seeds over max_chars admitted to reach per_category
 
     @property
     def total(self) -> int:
@@ -53,9 +56,14 @@ def _order(row: SeedRow) -> str:
 
 
 def stratified(
-    rows: list[SeedRow], categories: list[str], per_category: int, total: int | None
+    rows: list[SeedRow],
+    categories: list[str],
+    per_category: int,
+    total: int | None,
+    longer: list[SeedRow] | None = None,
 ) -> list[SeedRow]:
-    """Up to `per_category` rows per category, in turn over sources; then up to `total`."""
+    """Up to `per_category` rows per category, in turn over sources; a category still short takes
+    the shortest of its `longer` rows; then up to `total` (from `rows` only)."""
     queues: dict[str, dict[str, list[SeedRow]]] = {c: defaultdict(list) for c in categories}
     for row in sorted(rows, key=_order):
         if row.category in queues:
@@ -65,6 +73,7 @@ def stratified(
     for category in categories:
         while len(chosen[category]) < per_category and (row := _fair(queues[category], chosen[category])):
             chosen[category].append(row)
+    _fill_short_categories(chosen, longer or [], per_category)
     picked = sum(len(rows) for rows in chosen.values())
     while total is not None and picked < total:
         progressed = False
@@ -79,6 +88,16 @@ def stratified(
         if not progressed:
             break
     return [row for category in categories for row in chosen[category]]
+
+
+def _fill_short_categories(
+    chosen: dict[str, list[SeedRow]], longer: list[SeedRow], per_category: int
+) -> None:
+    """Each category short of `per_category` takes as many of its longer rows as it lacks, shortest
+    first (ties in the fixed pseudo-random order): the set stays as short as the data allows."""
+    for row in sorted(longer, key=lambda r: (len(r.text), _order(r))):
+        if row.category in chosen and len(chosen[row.category]) < per_category:
+            chosen[row.category].append(row)
 
 
 def _fair(sources: dict[str, list[SeedRow]], chosen: list[SeedRow]) -> SeedRow | None:
@@ -102,11 +121,13 @@ def write_seed_set(
     max_chars: int | None = None,
     sources: list[str] | None = None,
     checked: dict[tuple[str, str], str] | None = None,
+    fill_max_chars: int | None = None,
 ) -> SeedSet:
     """Select and write the set. `checked`: the category a person decided by hand for seeds of a
-    labelled sample, by (source, source id); a seed whose category it confirms says so."""
+    labelled sample, by (source, source id); a seed whose category it confirms says so.
+    `fill_max_chars`: how long a seed may be that fills a category short of `per_category`."""
     out = check_new_folder(out, "--out", SET_FOLDER)
-    check_selection(len(categories), per_category, total, version)
+    check_selection(len(categories), per_category, total, version, max_chars, fill_max_chars)
     accepted = store.seed_candidates([SeedState.ACCEPTED], sources)
     if not accepted:
         raise InputError(
@@ -114,9 +135,13 @@ def write_seed_set(
             + (f" of source(s) {', '.join(sources)}" if sources else "")
             + ": import and triage first (`mirbench seeds triage`)"
         )
+    longer: list[SeedRow] = []
     if max_chars is not None:
+        longer = [row for row in accepted if max_chars < len(row.text) <= (fill_max_chars or max_chars)]
         accepted = [row for row in accepted if len(row.text) <= max_chars]
-    chosen = stratified(accepted, categories, per_category, total)
+    chosen = stratified(accepted, categories, per_category, total, longer)
+    longer_ids = {row.id for row in longer}
+    filled = dict(Counter(row.category for row in chosen if row.id in longer_ids))
     aliases: dict[str, list[SeedRow]] = defaultdict(list)
     for row in store.seed_candidates([SeedState.ALIAS]):
         aliases[row.alias_of or ""].append(row)
@@ -139,6 +164,8 @@ def write_seed_set(
         "per_category": per_category,
         "total": total,
         "max_chars": max_chars,
+        "fill_max_chars": fill_max_chars,
+        "filled": filled,
         "only_sources": sources,
         "seeds": len(chosen),
         "content_sha256": digest,
@@ -154,11 +181,23 @@ def write_seed_set(
         "provenance": [_provenance(row, aliases.get(row.id, [])) for row in chosen],
     }
     _write_folder(out, body, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
-    return SeedSet(version, out, counts, digest)
+    return SeedSet(version, out, counts, digest, filled)
 
 
-def check_selection(categories: int, per_category: int, total: int | None, version: str | None) -> None:
+def check_selection(
+    categories: int,
+    per_category: int,
+    total: int | None,
+    version: str | None,
+    max_chars: int | None = None,
+    fill_max_chars: int | None = None,
+) -> None:
     """The selection's numbers and version name make sense (else an InputError naming the option)."""
+    if fill_max_chars is not None and (max_chars is None or fill_max_chars <= max_chars):
+        raise InputError(
+            f"--fill-max-chars {fill_max_chars} admits seeds longer than --max-chars to fill a short "
+            "category: " + ("give --max-chars too" if max_chars is None else f"it must exceed {max_chars}")
+        )
     if per_category < 1:
         raise InputError(f"--per-category must be at least 1 (got {per_category})")
     if total is not None and total < per_category * categories:
